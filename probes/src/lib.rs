@@ -1,0 +1,5 @@
+//! Pure computation for modelvet: model file formats, probe generation, backdoor statistics.
+//! Nothing here spawns processes or touches the sandbox, so every part can be fuzzed and
+//! unit-tested in-process.
+
+pub mod finding;

@@ -1,0 +1,2 @@
+//! The `modelvet` binary.
+fn main() {}
