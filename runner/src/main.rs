@@ -1,2 +1,35 @@
-//! The `modelvet` binary.
-fn main() {}
+//! The `modelvet` binary: parses the command line, runs one command, maps the outcome to SPEC's
+//! exit codes (0 clean, 1 findings at or above --fail-on, 2 usage or unreadable input, 3 the
+//! sandbox could not be set up).
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+mod cli;
+mod commands;
+mod error;
+#[allow(dead_code)] // views land command by command
+mod report;
+
+
+fn main() -> ExitCode {
+    let cli = match cli::Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let code = if e.use_stderr() { 2 } else { 0 };
+            let _ = e.print();
+            return ExitCode::from(code);
+        }
+    };
+    match commands::run(cli.command) {
+        Ok(code) => ExitCode::from(code),
+        Err(e) => {
+            if e.is_broken_pipe() {
+                return ExitCode::SUCCESS;
+            }
+            eprintln!("modelvet: {e}");
+            ExitCode::from(e.exit_code())
+        }
+    }
+}

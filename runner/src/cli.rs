@@ -1,0 +1,209 @@
+//! Command-line surface, as fixed by SPEC's "Commands" section. Users script against these names:
+//! extend, never rename.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use probes::finding::Severity;
+
+#[derive(Parser, Debug)]
+#[command(name = "modelvet", version, about = "Vet untrusted machine-learning models before anyone adopts them")]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Static scan of files and directories (recursive), without running anything
+    Scan(ScanArgs),
+    /// Load MODEL (.onnx or .wasm) in the sandbox and run probes
+    Probe(ProbeArgs),
+    /// Load a pickle-family file with a real Python unpickler in the sandbox
+    Detonate(DetonateArgs),
+    /// Run any command in the sandbox and report what it did
+    Jail(JailArgs),
+    /// Internal: the model host, run by `probe` inside the sandbox
+    #[command(name = "__host", hide = true)]
+    Host(HostArgs),
+}
+
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Format {
+    Text,
+    Json,
+    Sarif,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FailOn(pub Severity);
+
+fn parse_fail_on(s: &str) -> Result<FailOn, String> {
+    Severity::parse(s)
+        .map(FailOn)
+        .ok_or_else(|| format!("'{s}' is not one of info, low, medium, high, critical"))
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct CommonArgs {
+    /// Report format
+    #[arg(long, value_enum, default_value = "text")]
+    pub format: Format,
+    /// Write the report to FILE (written whole or not at all) instead of stdout
+    #[arg(short = 'o', long = "output", value_name = "FILE")]
+    pub output: Option<PathBuf>,
+    /// Exit 1 when a finding is at or above this severity
+    #[arg(long = "fail-on", value_name = "SEVERITY", default_value = "high", value_parser = parse_fail_on)]
+    pub fail_on: FailOn,
+    /// Seed for everything random (same seed, same numbers)
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+}
+
+/// Parses sizes such as `256M`, `2G`, `4096`, `1.5G`.
+pub fn parse_bytes(s: &str) -> Result<u64, String> {
+    let t = s.trim();
+    let (num, mult) = match t.char_indices().find(|(_, c)| c.is_ascii_alphabetic()) {
+        Some((i, _)) => {
+            let unit = t[i..].to_ascii_uppercase();
+            let m: u64 = match unit.trim_end_matches("IB").trim_end_matches('B') {
+                "" => 1,
+                "K" => 1 << 10,
+                "M" => 1 << 20,
+                "G" => 1 << 30,
+                "T" => 1 << 40,
+                _ => return Err(format!("'{s}': unknown size unit (use K, M, G or T)")),
+            };
+            (&t[..i], m)
+        }
+        None => (t, 1),
+    };
+    let v: f64 = num.trim().parse().map_err(|_| format!("'{s}' is not a size such as 256M or 2G"))?;
+    if !(v.is_finite() && v > 0.0) {
+        return Err(format!("'{s}': size must be positive"));
+    }
+    Ok((v * mult as f64) as u64)
+}
+
+fn parse_timeout(s: &str) -> Result<f64, String> {
+    let v: f64 = s.parse().map_err(|_| format!("'{s}' is not a number of seconds"))?;
+    if !(v.is_finite() && v > 0.0) {
+        return Err(format!("'{s}': timeout must be positive"));
+    }
+    Ok(v)
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct SandboxArgs {
+    /// Wall-clock limit in seconds
+    #[arg(long, default_value = "30", value_parser = parse_timeout)]
+    pub timeout: f64,
+    /// Memory limit (cgroup when the host has one, else rlimits), e.g. 256M, 2G
+    #[arg(long, default_value = "1G", value_parser = parse_bytes)]
+    pub memory: u64,
+    /// Maximum number of processes and threads
+    #[arg(long, default_value_t = 64)]
+    pub pids: u64,
+    /// Extra read-only path visible inside the sandbox
+    #[arg(long = "ro", value_name = "PATH")]
+    pub ro: Vec<PathBuf>,
+    /// Allow the program to exec other programs (the first exec of the target is always allowed)
+    #[arg(long = "allow-exec")]
+    pub allow_exec: bool,
+    /// Host path the program may write to
+    #[arg(long = "allow-write", value_name = "PATH")]
+    pub allow_write: Vec<PathBuf>,
+}
+
+#[derive(Args, Debug)]
+pub struct ScanArgs {
+    #[command(flatten)]
+    pub common: CommonArgs,
+    /// Files and directories to scan
+    #[arg(required = true, value_name = "PATH")]
+    pub paths: Vec<PathBuf>,
+}
+
+#[derive(Args, Debug)]
+pub struct ProbeArgs {
+    #[command(flatten)]
+    pub common: CommonArgs,
+    #[command(flatten)]
+    pub sandbox: SandboxArgs,
+    /// Clean float32 reference data (.npy): validation set, STRIP calibration and blending pool
+    #[arg(long, value_name = "X.npy")]
+    pub inputs: Option<PathBuf>,
+    /// Integer labels for --inputs (.npy)
+    #[arg(long, value_name = "Y.npy")]
+    pub labels: Option<PathBuf>,
+    /// Inputs to judge with STRIP (.npy)
+    #[arg(long, value_name = "Z.npy")]
+    pub check: Option<PathBuf>,
+    /// Probes to run, from validation,random,edge,strip,trigger (default: all that apply)
+    #[arg(long, value_delimiter = ',')]
+    pub probes: Vec<String>,
+    /// STRIP copies per checked input
+    #[arg(long = "strip-n", default_value_t = 100)]
+    pub strip_n: usize,
+    /// Target false-rejection rate for the STRIP threshold
+    #[arg(long, default_value_t = 0.01)]
+    pub frr: f64,
+    /// STRIP blend
+    #[arg(long, value_enum, default_value = "sum-clip")]
+    pub blend: BlendArg,
+    /// The model to probe (.onnx or .wasm/.wat)
+    pub model: PathBuf,
+}
+
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BlendArg {
+    SumClip,
+    Alpha,
+}
+
+#[derive(Args, Debug)]
+pub struct DetonateArgs {
+    #[command(flatten)]
+    pub common: CommonArgs,
+    #[command(flatten)]
+    pub sandbox: SandboxArgs,
+    /// Python interpreter used to load the file
+    #[arg(long, default_value = "/usr/bin/python3")]
+    pub python: PathBuf,
+    /// The pickle-family file to load
+    pub file: PathBuf,
+}
+
+#[derive(Args, Debug)]
+pub struct JailArgs {
+    #[command(flatten)]
+    pub common: CommonArgs,
+    #[command(flatten)]
+    pub sandbox: SandboxArgs,
+    /// The command to run, after `--`
+    #[arg(last = true, required = true, value_name = "CMD")]
+    pub command: Vec<std::ffi::OsString>,
+}
+
+#[derive(Args, Debug)]
+pub struct HostArgs {
+    /// The model file, opened read-only
+    pub model: PathBuf,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_parse_with_units() {
+        assert_eq!(parse_bytes("256M"), Ok(256 << 20));
+        assert_eq!(parse_bytes("2G"), Ok(2 << 30));
+        assert_eq!(parse_bytes("4096"), Ok(4096));
+        assert_eq!(parse_bytes("1.5G"), Ok(3 << 29));
+        assert_eq!(parse_bytes("64KiB"), Ok(64 << 10));
+        assert!(parse_bytes("12Q").is_err());
+        assert!(parse_bytes("-1M").is_err());
+        assert!(parse_bytes("M").is_err());
+    }
+}

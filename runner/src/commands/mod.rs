@@ -1,0 +1,14 @@
+//! One file per verb: each is a short function from parsed arguments to a report.
+
+use crate::cli::Command;
+use crate::error::{CliError, Result};
+
+pub fn run(command: Command) -> Result<u8> {
+    match command {
+        Command::Scan(_) => Err(CliError::Input("scan: not built yet".into())),
+        Command::Probe(_) => Err(CliError::Input("probe: not built yet".into())),
+        Command::Detonate(_) => Err(CliError::Input("detonate: not built yet".into())),
+        Command::Jail(_) => Err(CliError::Input("jail: not built yet".into())),
+        Command::Host(_) => Err(CliError::Input("__host: not built yet".into())),
+    }
+}

@@ -1,0 +1,71 @@
+//! One internal report model per command; JSON, SARIF and text are views of it. Reports are
+//! written whole or not at all.
+
+use std::io::Write;
+use std::path::Path;
+
+use probes::finding::{Finding, Severity};
+use serde::Serialize;
+
+pub mod text;
+
+pub const TOOL_NAME: &str = "modelvet";
+pub const TOOL_VERSION: &str = env!("CARGO_PKG_VERSION");
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Tool {
+    pub name: &'static str,
+    pub version: &'static str,
+}
+
+pub fn tool() -> Tool {
+    Tool { name: TOOL_NAME, version: TOOL_VERSION }
+}
+
+/// Exit codes of SPEC: 0 no finding at or above `fail_on`, 1 at least one. (2 and 3 come from
+/// errors, see `main`.)
+pub fn exit_code(findings: &[Finding], fail_on: Severity) -> u8 {
+    u8::from(findings.iter().any(|f| f.severity >= fail_on))
+}
+
+/// Writes `rendered` to `path` atomically (temp file + rename), or to stdout in one write.
+/// A reader never sees half a report.
+pub fn emit(path: Option<&Path>, rendered: &str) -> std::io::Result<()> {
+    match path {
+        Some(p) => {
+            let dir = p.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+            let name = p.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+            let tmp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
+            let result = (|| {
+                let mut f = std::fs::File::create(&tmp)?;
+                f.write_all(rendered.as_bytes())?;
+                f.sync_all()?;
+                std::fs::rename(&tmp, p)
+            })();
+            if result.is_err() {
+                let _ = std::fs::remove_file(&tmp);
+            }
+            result
+        }
+        None => {
+            let mut out = std::io::stdout().lock();
+            out.write_all(rendered.as_bytes())?;
+            out.flush()
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use probes::finding::Category;
+
+    #[test]
+    fn exit_code_respects_fail_on() {
+        let f = vec![Finding::new("r", Severity::Medium, Category::Static, "m")];
+        assert_eq!(exit_code(&f, Severity::High), 0);
+        assert_eq!(exit_code(&f, Severity::Medium), 1);
+        assert_eq!(exit_code(&f, Severity::Info), 1);
+        assert_eq!(exit_code(&[], Severity::Info), 0);
+    }
+}
