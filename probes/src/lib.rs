@@ -3,3 +3,7 @@
 //! unit-tested in-process.
 
 pub mod finding;
+pub mod classifier;
+pub mod probegen;
+pub mod stats;
+pub mod strip;
