@@ -1,3 +1,499 @@
 //! The modelvet sandbox: runs an untrusted program in fresh namespaces with a read-only root,
 //! Landlock, rlimits, cgroups and a three-tier seccomp filter whose notifications a supervisor
 //! decodes and records. It knows nothing about models.
+//!
+//! `spawn` sets everything up and returns a `Running` sandbox whose supervisor already works on
+//! its own thread; `Running::wait` returns the `Outcome`. If any layer cannot be set up the
+//! program never runs and `spawn` returns a `SandboxError` naming the missing piece.
+
+pub mod cgroup;
+mod child;
+pub mod decode;
+pub mod event;
+pub mod host;
+pub mod plan;
+pub mod seccomp;
+mod supervisor;
+pub mod sys;
+
+use std::ffi::OsString;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+pub use event::{Action, Event, EventKind, Exit, ExitStatus, Outcome, Resources};
+pub use host::HostSupport;
+pub use plan::PathRules;
+
+use child::Step;
+use plan::{ChildPlan, PlanError};
+
+#[derive(Debug, thiserror::Error)]
+pub enum SandboxError {
+    /// The host lacks something the sandbox needs: nothing ran.
+    #[error("{what}\nHint: {hint}")]
+    Unsupported { what: String, hint: String },
+    /// A setup step failed in the child: nothing untrusted ran.
+    #[error("sandbox setup failed while {step}: {error}{}", detail.as_deref().map(|d| format!(" ({d})")).unwrap_or_default())]
+    Setup {
+        step: &'static str,
+        error: std::io::Error,
+        detail: Option<String>,
+    },
+    #[error("{0}")]
+    Plan(#[from] PlanError),
+    #[error("{0}")]
+    Sys(#[from] sys::SysError),
+    #[error("{0}")]
+    Cgroup(#[from] cgroup::CgroupError),
+    #[error("{0}")]
+    Filter(#[from] seccomp::FilterError),
+    #[error("program not found: {0}")]
+    ProgramNotFound(String),
+}
+
+/// What to run and under which limits.
+#[derive(Debug)]
+pub struct Config {
+    /// The program (a path, or a name looked up in PATH).
+    pub program: OsString,
+    /// Arguments after the program name.
+    pub args: Vec<OsString>,
+    /// Extra environment on top of the minimal one (PATH, HOME=/tmp, TMPDIR, LANG).
+    pub env: Vec<(OsString, OsString)>,
+    /// Working directory inside (created empty if it holds nothing bound). Defaults to the
+    /// caller's working directory so relative arguments resolve.
+    pub cwd: Option<PathBuf>,
+    /// Host paths visible read-only at the same path.
+    pub ro: Vec<PathBuf>,
+    /// Host paths the program may write.
+    pub rw: Vec<PathBuf>,
+    /// Bind every argument that names an existing host file read-only (the jail's convenience).
+    pub bind_args: bool,
+    pub timeout: Duration,
+    pub memory: u64,
+    pub pids: u64,
+    pub allow_exec: bool,
+    /// Descriptors passed to the program as fd 3, 4, ...
+    pub extra_fds: Vec<OwnedFd>,
+    /// The in-kernel allow tier; defaults to `seccomp::policy::ALLOW`.
+    pub allow: &'static [(i64, &'static str)],
+    /// Relay the program's stdout and stderr to our stderr as they come.
+    pub echo_output: bool,
+}
+
+impl Config {
+    pub fn new(program: impl Into<OsString>) -> Config {
+        Config {
+            program: program.into(),
+            args: Vec::new(),
+            env: Vec::new(),
+            cwd: None,
+            ro: Vec::new(),
+            rw: Vec::new(),
+            bind_args: true,
+            timeout: Duration::from_secs(30),
+            memory: 1 << 30,
+            pids: 64,
+            allow_exec: false,
+            extra_fds: Vec::new(),
+            allow: seccomp::policy::ALLOW,
+            echo_output: true,
+        }
+    }
+}
+
+/// A started sandbox. Its supervisor runs on its own thread from the moment `spawn` returns.
+pub struct Running {
+    pid: i32,
+    handle: std::thread::JoinHandle<Outcome>,
+}
+
+impl Running {
+    /// The program's pid as the host sees it.
+    pub fn pid(&self) -> i32 {
+        self.pid
+    }
+
+    pub fn wait(self) -> Outcome {
+        match self.handle.join() {
+            Ok(o) => o,
+            Err(_) => {
+                // The supervisor thread panicked: the process tree must still go.
+                // SAFETY: kill(2) on the pid we spawned.
+                unsafe { libc::kill(self.pid, libc::SIGKILL) };
+                Outcome {
+                    exit: Exit {
+                        status: ExitStatus::Killed,
+                        code: None,
+                        signal: Some(libc::SIGKILL),
+                    },
+                    resources: Resources::default(),
+                    syscalls: Default::default(),
+                    events: Vec::new(),
+                    events_dropped: 0,
+                    stdout_tail: Vec::new(),
+                    stderr_tail: Vec::new(),
+                }
+            }
+        }
+    }
+}
+
+/// Lowest fd number used for descriptors handed to the child, far above what the child keeps.
+const HIGH_FD: RawFd = 200;
+/// A uid/gid no account uses: the program's root maps to it on the host.
+const UNUSED_ID_BASE: u32 = 0x3f00_0000;
+const ENV_PATH: &str = "PATH=/usr/local/bin:/usr/bin:/bin";
+
+fn find_program(name: &Path) -> Option<PathBuf> {
+    if name.as_os_str().as_bytes().contains(&b'/') {
+        return name.is_file().then(|| name.to_path_buf());
+    }
+    let path = std::env::var_os("PATH").unwrap_or_else(|| "/usr/local/bin:/usr/bin:/bin".into());
+    std::env::split_paths(&path)
+        .map(|d| d.join(name))
+        .find(|p| p.is_file())
+}
+
+fn dup_high(fd: RawFd) -> Result<OwnedFd, sys::SysError> {
+    // SAFETY: fcntl(F_DUPFD_CLOEXEC) on a valid fd returns a new fd we own.
+    let r = unsafe { libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, HIGH_FD) };
+    if r < 0 {
+        return Err(sys::SysError {
+            call: "fcntl(F_DUPFD_CLOEXEC)",
+            errno: std::io::Error::last_os_error().raw_os_error().unwrap_or(0),
+        });
+    }
+    // SAFETY: r is a fresh descriptor.
+    Ok(unsafe { OwnedFd::from_raw_fd(r) })
+}
+
+/// Sets up every layer and starts the program. Fails closed: on error nothing untrusted ran.
+pub fn spawn(mut config: Config) -> Result<Running, SandboxError> {
+    let support = host::HostSupport::detect();
+    support.require()?;
+    let start = Instant::now();
+
+    let program_host = find_program(Path::new(&config.program)).ok_or_else(|| {
+        SandboxError::ProgramNotFound(config.program.to_string_lossy().into_owned())
+    })?;
+    let program = std::fs::canonicalize(&program_host)
+        .map_err(|_| SandboxError::ProgramNotFound(program_host.display().to_string()))?;
+    let cwd_host = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("/"));
+    let cwd = config.cwd.clone().unwrap_or_else(|| cwd_host.clone());
+
+    // What becomes visible: the program (with its install prefix when it sits in a bin/ outside
+    // the system dirs, so a venv's or pyenv's interpreter finds its library), and arguments that
+    // name existing host files.
+    let mut ro = config.ro.clone();
+    match program.parent() {
+        Some(bin)
+            if bin.file_name().is_some_and(|n| n == "bin")
+                && !plan::SYSTEM_DIRS.iter().any(|s| program.starts_with(s)) =>
+        {
+            ro.push(bin.parent().unwrap_or(bin).to_path_buf())
+        }
+        _ => ro.push(program.clone()),
+    }
+    if config.bind_args {
+        for a in &config.args {
+            let p = cwd_host.join(Path::new(a));
+            if p.exists()
+                && !p.starts_with("/proc")
+                && !p.starts_with("/sys")
+                && !p.starts_with("/dev")
+            {
+                ro.push(p);
+            }
+        }
+    }
+    let scratch = (config.memory / 4).clamp(1 << 20, 1 << 30);
+    let (ops, rules) = plan::mounts(&plan::MountInputs {
+        ro: &ro,
+        rw: &config.rw,
+        cwd: &cwd,
+        scratch_bytes: scratch,
+    })?;
+    let landlock = plan::landlock(support.landlock_abi.unwrap_or(0), &config.rw)?;
+    let filter = seccomp::build(config.allow)?;
+
+    let mut argv = vec![plan::cstr(&config.program)?];
+    for a in &config.args {
+        argv.push(plan::cstr(a)?);
+    }
+    let mut env = vec![
+        plan::cstr(ENV_PATH)?,
+        plan::cstr("HOME=/tmp")?,
+        plan::cstr("TMPDIR=/tmp")?,
+        plan::cstr("LANG=C.UTF-8")?,
+    ];
+    for (k, v) in &config.env {
+        let mut kv = k.clone();
+        kv.push("=");
+        kv.push(v);
+        env.push(plan::cstr(&kv)?);
+    }
+    let argv_ptrs: Vec<*const libc::c_char> = argv
+        .iter()
+        .map(|a| a.as_ptr())
+        .chain(std::iter::once(std::ptr::null()))
+        .collect();
+    let env_ptrs: Vec<*const libc::c_char> = env
+        .iter()
+        .map(|a| a.as_ptr())
+        .chain(std::iter::once(std::ptr::null()))
+        .collect();
+
+    // Descriptors: stdin from /dev/null, stdout/stderr into pipes we relay, extra fds from 3 on.
+    // All sources are moved above HIGH_FD first so no dup2 in the child clobbers another source.
+    let devnull = std::fs::File::open("/dev/null").map_err(|e| SandboxError::Setup {
+        step: "opening /dev/null",
+        error: e,
+        detail: None,
+    })?;
+    let (out_r, out_w) = sys::pipe()?;
+    let (err_r, err_w) = sys::pipe()?;
+    let mut keep: Vec<OwnedFd> = Vec::new();
+    let mut fds = Vec::new();
+    for (src, dst) in [
+        (devnull.as_raw_fd(), 0),
+        (out_w.as_raw_fd(), 1),
+        (err_w.as_raw_fd(), 2),
+    ] {
+        let h = dup_high(src)?;
+        fds.push((h.as_raw_fd(), dst));
+        keep.push(h);
+    }
+    let extra = std::mem::take(&mut config.extra_fds);
+    for (i, fd) in extra.iter().enumerate() {
+        let h = dup_high(fd.as_raw_fd())?;
+        fds.push((h.as_raw_fd(), 3 + i as RawFd));
+        keep.push(h);
+    }
+    let first_free_fd = 3 + extra.len() as RawFd;
+    let (parent_sock, child_sock) = sys::seqpacket_pair()?;
+    let child_sock = dup_high(child_sock.as_raw_fd())?;
+
+    let mut rlimits = vec![
+        (libc::RLIMIT_NOFILE, 1024),
+        (libc::RLIMIT_CORE, 0),
+        (libc::RLIMIT_FSIZE, scratch.max(64 << 20)),
+        (libc::RLIMIT_CPU, config.timeout.as_secs() + 2),
+    ];
+
+    let group_name = format!(
+        "modelvet-{}-{}",
+        std::process::id(),
+        start.elapsed().as_nanos()
+    );
+    let group = if support.cgroups.memory.is_some() || support.cgroups.pids.is_some() {
+        Some(cgroup::Group::create(
+            &support.cgroups,
+            &group_name,
+            config.memory,
+            config.pids,
+        )?)
+    } else {
+        None
+    };
+    if !group.as_ref().is_some_and(cgroup::Group::has_memory) {
+        // No memory cgroup: the address-space rlimit is the fallback (coarser: it counts
+        // reservations, not use).
+        rlimits.push((libc::RLIMIT_AS, config.memory));
+    }
+    if !group.as_ref().is_some_and(cgroup::Group::has_pids) {
+        // The program's uid is unique to this run, so the per-uid process limit is per sandbox.
+        rlimits.push((libc::RLIMIT_NPROC, config.pids));
+    }
+
+    let [stage, newroot, oldroot, oldroot_abs, newroot_abs, dot, root] = plan::staging_paths()?;
+    let cplan = ChildPlan {
+        ops,
+        stage,
+        newroot,
+        oldroot,
+        oldroot_abs,
+        newroot_abs,
+        dot,
+        root,
+        cwd: plan::cstr(cwd.as_os_str())?,
+        hostname: b"modelvet",
+        rlimits,
+        landlock,
+        filter,
+        program: plan::cstr(program.as_os_str())?,
+        argv,
+        argv_ptrs,
+        env,
+        env_ptrs,
+        fds,
+        first_free_fd,
+        sock: child_sock.as_raw_fd(),
+    };
+
+    let mut pidfd: RawFd = -1;
+    let mut args = sys::CloneArgs {
+        flags: (libc::CLONE_NEWUSER
+            | libc::CLONE_NEWPID
+            | libc::CLONE_NEWNET
+            | libc::CLONE_NEWNS
+            | libc::CLONE_NEWIPC
+            | libc::CLONE_NEWUTS
+            | libc::CLONE_NEWCGROUP) as u64
+            | sys::CLONE_PIDFD,
+        pidfd: &mut pidfd as *mut RawFd as u64,
+        exit_signal: libc::SIGCHLD as u64,
+        ..Default::default()
+    };
+    // SAFETY: the child only runs `child::run`, which makes raw syscalls on the precomputed plan
+    // and ends in execve or _exit.
+    let pid = match unsafe { sys::clone3(&mut args) } {
+        Ok(sys::Forked::Child) => child::run(&cplan),
+        Ok(sys::Forked::Parent { pid }) => pid,
+        Err(e) => {
+            return Err(SandboxError::Unsupported {
+                what: format!("cannot create the sandbox's namespaces: {e}"),
+                hint: "the host must allow user namespaces (sysctl user.max_user_namespaces > 0, \
+                       kernel.unprivileged_userns_clone=1, no AppArmor restriction on unprivileged userns)"
+                    .into(),
+            });
+        }
+    };
+    // SAFETY: CLONE_PIDFD stored a fresh descriptor for the child in `pidfd`.
+    let pidfd = unsafe { OwnedFd::from_raw_fd(pidfd) };
+    drop(child_sock);
+    drop(keep);
+    drop(out_w);
+    drop(err_w);
+    drop(extra);
+
+    let abort = |e: SandboxError| -> SandboxError {
+        let _ = sys::pidfd_send_signal(pidfd.as_raw_fd(), libc::SIGKILL);
+        let _ = sys::wait4(pid, 0);
+        e
+    };
+    let listener = match setup_handshake(pid, &parent_sock, &pidfd, group.as_ref(), &cplan) {
+        Ok(l) => l,
+        Err(e) => return Err(abort(e)),
+    };
+    drop(cplan);
+    if sys::notif_set_sync_wakeup(&listener).is_err() {
+        // Kernels before 6.6 lack it: notifications still work, only slower.
+    }
+
+    let sup = supervisor::Supervisor {
+        start,
+        pid,
+        pidfd,
+        listener,
+        group,
+        timeout: config.timeout,
+        allow_exec: config.allow_exec,
+        rules,
+        stdout: Some(out_r),
+        stderr: Some(err_r),
+        echo: config.echo_output,
+    };
+    let handle = std::thread::Builder::new()
+        .name("modelvet-supervisor".into())
+        .spawn(move || sup.run())
+        .map_err(|e| SandboxError::Setup {
+            step: "starting the supervisor thread",
+            error: e,
+            detail: None,
+        })?;
+    Ok(Running { pid, handle })
+}
+
+/// Parent side of the setup: id maps and cgroups once the child is ready, then the listener.
+fn setup_handshake(
+    pid: i32,
+    sock: &OwnedFd,
+    pidfd: &OwnedFd,
+    group: Option<&cgroup::Group>,
+    cplan: &ChildPlan,
+) -> Result<OwnedFd, SandboxError> {
+    let setup_err = |step: &'static str, e: std::io::Error| SandboxError::Setup {
+        step,
+        error: e,
+        detail: None,
+    };
+    if !sys::poll_in(sock.as_raw_fd(), 10_000)? {
+        return Err(setup_err(
+            "waiting for the child",
+            std::io::Error::from(std::io::ErrorKind::TimedOut),
+        ));
+    }
+    let mut buf = [0u8; 16];
+    let n = sys::read_raw(sock.as_raw_fd(), &mut buf)?;
+    if n != 1 || buf[0] != child::MSG_READY {
+        return Err(child_failure(&buf[..n], cplan));
+    }
+    // SAFETY: geteuid/getegid have no failure modes.
+    let (euid, egid) = unsafe { (libc::geteuid(), libc::getegid()) };
+    let outer = if euid == 0 {
+        (
+            UNUSED_ID_BASE + (pid as u32 & 0xffff),
+            UNUSED_ID_BASE + (pid as u32 & 0xffff),
+        )
+    } else {
+        (euid, egid)
+    };
+    let proc = PathBuf::from(format!("/proc/{pid}"));
+    std::fs::write(proc.join("setgroups"), "deny")
+        .map_err(|e| setup_err("writing setgroups", e))?;
+    std::fs::write(proc.join("uid_map"), format!("0 {} 1\n", outer.0))
+        .map_err(|e| setup_err("writing uid_map", e))?;
+    std::fs::write(proc.join("gid_map"), format!("0 {} 1\n", outer.1))
+        .map_err(|e| setup_err("writing gid_map", e))?;
+    if let Some(g) = group {
+        g.attach(pid)?;
+    }
+    sys::write_all_raw(sock.as_raw_fd(), &[child::MSG_GO])?;
+
+    if !sys::poll_in(sock.as_raw_fd(), 10_000)? {
+        return Err(setup_err(
+            "waiting for the seccomp listener",
+            std::io::Error::from(std::io::ErrorKind::TimedOut),
+        ));
+    }
+    let n = sys::read_raw(sock.as_raw_fd(), &mut buf)?;
+    if n == 5 && buf[0] == child::MSG_LISTENER {
+        let fd = i32::from_le_bytes([buf[1], buf[2], buf[3], buf[4]]);
+        return sys::pidfd_getfd(pidfd.as_raw_fd(), fd).map_err(|e| SandboxError::Unsupported {
+            what: format!("cannot take the seccomp listener from the child: {e}"),
+            hint: "pidfd_getfd needs Linux 5.6+ and ptrace access to our own child (kernel.yama.ptrace_scope <= 1)".into(),
+        });
+    }
+    Err(child_failure(&buf[..n], cplan))
+}
+
+fn child_failure(msg: &[u8], cplan: &ChildPlan) -> SandboxError {
+    if msg.len() == 13 && msg[0] == child::MSG_ERROR {
+        let step = u32::from_le_bytes([msg[1], msg[2], msg[3], msg[4]]);
+        let index = u32::from_le_bytes([msg[5], msg[6], msg[7], msg[8]]) as usize;
+        let errno = i32::from_le_bytes([msg[9], msg[10], msg[11], msg[12]]);
+        let step = Step::from_u32(step).unwrap_or(Step::Sync);
+        let detail = match step {
+            Step::Mounts => cplan.ops.get(index).map(|op| format!("{op:?}")),
+            Step::Landlock if index > 0 => cplan
+                .landlock
+                .rules
+                .get(index - 1)
+                .map(|r| format!("rule {:?}", r.0)),
+            _ => None,
+        };
+        return SandboxError::Setup {
+            step: step.describe(),
+            error: std::io::Error::from_raw_os_error(errno),
+            detail,
+        };
+    }
+    SandboxError::Setup {
+        step: "starting the child",
+        error: std::io::Error::other("the child exited during setup"),
+        detail: None,
+    }
+}

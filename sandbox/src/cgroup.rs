@@ -1,0 +1,403 @@
+//! Cgroups for one sandboxed run: a memory and a pids limit with their peaks, CPU time, and a
+//! reliable kill of the whole tree. Hosts come as pure v2, pure v1, or hybrid (this project's CI
+//! host: memory and pids on v1, `cgroup.kill` and `cpu.stat` on the v2 mount); each controller is
+//! taken from wherever the host offers it.
+
+use std::fs;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+#[derive(Debug, thiserror::Error)]
+pub enum CgroupError {
+    #[error("cgroup {path}: {source}")]
+    Io { path: PathBuf, source: io::Error },
+}
+
+fn io_err(path: &Path) -> impl FnOnce(io::Error) -> CgroupError + '_ {
+    move |source| CgroupError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// Where a controller lives: a directory in which we may create a child group.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Controller {
+    pub parent: PathBuf,
+    pub v2: bool,
+}
+
+/// What the host offers, found from /proc/self/mountinfo and /proc/self/cgroup.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Support {
+    pub memory: Option<Controller>,
+    pub pids: Option<Controller>,
+    /// The v2 group of this process (for cgroup.kill and cpu.stat), if a v2 hierarchy is mounted.
+    pub unified: Option<PathBuf>,
+}
+
+impl Support {
+    pub fn detect() -> Support {
+        let mountinfo = fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+        let own = fs::read_to_string("/proc/self/cgroup").unwrap_or_default();
+        let mut s = Support::parse(&mountinfo, &own);
+        // A controller is usable only if we can create groups in it.
+        for c in [&mut s.memory, &mut s.pids] {
+            if c.as_ref().is_some_and(|c| !writable(&c.parent)) {
+                *c = None;
+            }
+        }
+        if s.unified.as_ref().is_some_and(|u| !writable(u)) {
+            s.unified = None;
+        }
+        s
+    }
+
+    /// Pure parsing, unit-tested with the shapes of real hosts.
+    pub fn parse(mountinfo: &str, own_cgroup: &str) -> Support {
+        let mut v1_mounts: Vec<(Vec<String>, PathBuf, String)> = Vec::new(); // (controllers, mountpoint, root)
+        let mut v2_mount: Option<(PathBuf, String)> = None;
+        for line in mountinfo.lines() {
+            let Some((pre, post)) = line.split_once(" - ") else {
+                continue;
+            };
+            let pre: Vec<&str> = pre.split(' ').collect();
+            let post: Vec<&str> = post.split(' ').collect();
+            if pre.len() < 5 || post.len() < 3 {
+                continue;
+            }
+            let (root, mountpoint) = (pre[3].to_string(), PathBuf::from(unescape(pre[4])));
+            match post[0] {
+                "cgroup2" => v2_mount = Some((mountpoint, root)),
+                "cgroup" => {
+                    let ctrls = post[2].split(',').map(str::to_string).collect();
+                    v1_mounts.push((ctrls, mountpoint, root));
+                }
+                _ => {}
+            }
+        }
+        let mut own_v1: Vec<(Vec<String>, String)> = Vec::new();
+        let mut own_v2: Option<String> = None;
+        for line in own_cgroup.lines() {
+            let mut parts = line.splitn(3, ':');
+            let (Some(_), Some(ctrls), Some(path)) = (parts.next(), parts.next(), parts.next())
+            else {
+                continue;
+            };
+            if ctrls.is_empty() {
+                own_v2 = Some(path.to_string());
+            } else {
+                own_v1.push((
+                    ctrls.split(',').map(str::to_string).collect(),
+                    path.to_string(),
+                ));
+            }
+        }
+        let join = |mountpoint: &Path, root: &str, path: &str| -> PathBuf {
+            // The mount may show a sub-tree (root != "/"): strip it from our path.
+            let rel = path
+                .strip_prefix(root.trim_end_matches('/'))
+                .unwrap_or(path);
+            mountpoint.join(rel.trim_start_matches('/'))
+        };
+        let v1 = |name: &str| -> Option<Controller> {
+            let (_, mp, root) = v1_mounts
+                .iter()
+                .find(|(c, _, _)| c.iter().any(|x| x == name))?;
+            let (_, path) = own_v1.iter().find(|(c, _)| c.iter().any(|x| x == name))?;
+            Some(Controller {
+                parent: join(mp, root, path),
+                v2: false,
+            })
+        };
+        let unified = match (&v2_mount, &own_v2) {
+            (Some((mp, root)), Some(path)) => Some(join(mp, root, path)),
+            _ => None,
+        };
+        let v2_has = |name: &str| -> bool {
+            unified.as_ref().is_some_and(|u| {
+                fs::read_to_string(u.join("cgroup.controllers"))
+                    .is_ok_and(|c| c.split_whitespace().any(|x| x == name))
+            })
+        };
+        let pick = |name: &str| -> Option<Controller> {
+            v1(name).or_else(|| {
+                v2_has(name).then(|| Controller {
+                    parent: unified.clone().unwrap_or_default(),
+                    v2: true,
+                })
+            })
+        };
+        Support {
+            memory: pick("memory"),
+            pids: pick("pids"),
+            unified,
+        }
+    }
+
+    pub fn describe(&self) -> String {
+        let c = |c: &Option<Controller>| match c {
+            Some(c) if c.v2 => "v2",
+            Some(_) => "v1",
+            None => "none",
+        };
+        format!(
+            "memory: {}, pids: {}, unified: {}",
+            c(&self.memory),
+            c(&self.pids),
+            if self.unified.is_some() { "yes" } else { "no" }
+        )
+    }
+}
+
+fn unescape(s: &str) -> String {
+    s.replace("\\040", " ")
+        .replace("\\011", "\t")
+        .replace("\\012", "\n")
+        .replace("\\134", "\\")
+}
+
+fn writable(dir: &Path) -> bool {
+    let c = std::ffi::CString::new(dir.as_os_str().as_encoded_bytes()).unwrap_or_default();
+    // SAFETY: access(2) on a NUL-terminated path.
+    unsafe { libc::access(c.as_ptr(), libc::W_OK) == 0 }
+}
+
+/// The groups of one run. Removed on drop.
+#[derive(Debug)]
+pub struct Group {
+    memory: Option<(PathBuf, bool)>,
+    pids: Option<(PathBuf, bool)>,
+    unified: Option<PathBuf>,
+}
+
+impl Group {
+    pub fn create(
+        support: &Support,
+        name: &str,
+        memory: u64,
+        pids: u64,
+    ) -> Result<Group, CgroupError> {
+        let mut g = Group {
+            memory: None,
+            pids: None,
+            unified: None,
+        };
+        let mk = |parent: &Path| -> Result<PathBuf, CgroupError> {
+            let p = parent.join(name);
+            fs::create_dir(&p).map_err(io_err(&p))?;
+            Ok(p)
+        };
+        if let Some(u) = &support.unified {
+            g.unified = Some(mk(u)?);
+        }
+        if let Some(c) = &support.memory {
+            let dir = if c.v2 {
+                g.unified.clone().unwrap_or(mk(&c.parent)?)
+            } else {
+                mk(&c.parent)?
+            };
+            if c.v2 {
+                write(&dir.join("memory.max"), &memory.to_string())?;
+                let _ = write(&dir.join("memory.swap.max"), "0");
+            } else {
+                write(&dir.join("memory.limit_in_bytes"), &memory.to_string())?;
+                // Without swap accounting this file is absent: memory alone is then the bound.
+                let _ = write(
+                    &dir.join("memory.memsw.limit_in_bytes"),
+                    &memory.to_string(),
+                );
+            }
+            g.memory = Some((dir, c.v2));
+        }
+        if let Some(c) = &support.pids {
+            let dir = if c.v2 {
+                g.unified.clone().unwrap_or(mk(&c.parent)?)
+            } else {
+                mk(&c.parent)?
+            };
+            write(&dir.join("pids.max"), &pids.to_string())?;
+            g.pids = Some((dir, c.v2));
+        }
+        Ok(g)
+    }
+
+    fn dirs(&self) -> Vec<&Path> {
+        let mut d: Vec<&Path> = Vec::new();
+        for p in [
+            self.memory.as_ref().map(|m| m.0.as_path()),
+            self.pids.as_ref().map(|m| m.0.as_path()),
+            self.unified.as_deref(),
+        ]
+        .into_iter()
+        .flatten()
+        {
+            if !d.contains(&p) {
+                d.push(p);
+            }
+        }
+        d
+    }
+
+    /// Moves `pid` into every group (before it runs anything untrusted).
+    pub fn attach(&self, pid: i32) -> Result<(), CgroupError> {
+        for d in self.dirs() {
+            write(&d.join("cgroup.procs"), &pid.to_string())?;
+        }
+        Ok(())
+    }
+
+    pub fn has_memory(&self) -> bool {
+        self.memory.is_some()
+    }
+
+    pub fn has_pids(&self) -> bool {
+        self.pids.is_some()
+    }
+
+    /// Kills every process in the group at once, where the host has `cgroup.kill`.
+    pub fn kill(&self) -> bool {
+        self.unified
+            .as_ref()
+            .is_some_and(|u| write(&u.join("cgroup.kill"), "1").is_ok())
+    }
+
+    pub fn oom_kills(&self) -> u64 {
+        match &self.memory {
+            Some((d, true)) => read_key(&d.join("memory.events"), "oom_kill").unwrap_or(0),
+            Some((d, false)) => read_key(&d.join("memory.oom_control"), "oom_kill").unwrap_or(0),
+            None => 0,
+        }
+    }
+
+    /// How many forks the pids limit refused.
+    pub fn pids_max_hits(&self) -> u64 {
+        self.pids
+            .as_ref()
+            .and_then(|(d, _)| read_key(&d.join("pids.events"), "max"))
+            .unwrap_or(0)
+    }
+
+    pub fn peak_memory(&self) -> Option<u64> {
+        match &self.memory {
+            Some((d, true)) => read_u64(&d.join("memory.peak")),
+            Some((d, false)) => read_u64(&d.join("memory.max_usage_in_bytes")),
+            None => None,
+        }
+    }
+
+    pub fn peak_pids(&self) -> Option<u64> {
+        self.pids
+            .as_ref()
+            .and_then(|(d, _)| read_u64(&d.join("pids.peak")))
+    }
+
+    /// (user, system) CPU time in microseconds of everything that ran in the group.
+    pub fn cpu_usec(&self) -> Option<(u64, u64)> {
+        let stat = self.unified.as_ref()?.join("cpu.stat");
+        Some((
+            read_key(&stat, "user_usec")?,
+            read_key(&stat, "system_usec")?,
+        ))
+    }
+}
+
+impl Drop for Group {
+    fn drop(&mut self) {
+        self.kill();
+        // A group can be removed only once its last task is gone; exiting tasks can take a moment.
+        for d in self.dirs() {
+            for attempt in 0..100 {
+                match fs::remove_dir(d) {
+                    Ok(()) => break,
+                    Err(e) if e.kind() == io::ErrorKind::NotFound => break,
+                    Err(_) => std::thread::sleep(Duration::from_micros(200 * (attempt + 1))),
+                }
+            }
+        }
+    }
+}
+
+fn write(path: &Path, value: &str) -> Result<(), CgroupError> {
+    fs::write(path, value).map_err(io_err(path))
+}
+
+fn read_u64(path: &Path) -> Option<u64> {
+    fs::read_to_string(path).ok()?.trim().parse().ok()
+}
+
+fn read_key(path: &Path, key: &str) -> Option<u64> {
+    let text = fs::read_to_string(path).ok()?;
+    text.lines().find_map(|l| {
+        let (k, v) = l.split_once(' ')?;
+        (k == key).then(|| v.trim().parse().ok()).flatten()
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const HYBRID_MOUNTINFO: &str = "\
+30 25 0:26 / /sys/fs/cgroup ro,nosuid,nodev,noexec shared:9 - tmpfs tmpfs ro,mode=755
+31 30 0:27 / /sys/fs/cgroup/unified rw,nosuid,nodev,noexec,relatime shared:10 - cgroup2 cgroup2 rw
+35 30 0:31 / /sys/fs/cgroup/memory rw,nosuid,nodev,noexec,relatime shared:15 - cgroup cgroup rw,memory
+36 30 0:32 / /sys/fs/cgroup/pids rw,nosuid,nodev,noexec,relatime shared:16 - cgroup cgroup rw,pids
+37 30 0:33 / /sys/fs/cgroup/cpu,cpuacct rw shared:17 - cgroup cgroup rw,cpu,cpuacct
+";
+    const HYBRID_SELF: &str = "8:pids:/\n4:memory:/process_api/abc\n2:cpu,cpuacct:/\n0::/\n";
+
+    #[test]
+    fn hybrid_host_takes_memory_and_pids_from_v1() {
+        let s = Support::parse(HYBRID_MOUNTINFO, HYBRID_SELF);
+        assert_eq!(
+            s.memory,
+            Some(Controller {
+                parent: PathBuf::from("/sys/fs/cgroup/memory/process_api/abc"),
+                v2: false
+            })
+        );
+        assert_eq!(
+            s.pids,
+            Some(Controller {
+                parent: PathBuf::from("/sys/fs/cgroup/pids"),
+                v2: false
+            })
+        );
+        assert_eq!(s.unified, Some(PathBuf::from("/sys/fs/cgroup/unified")));
+    }
+
+    #[test]
+    fn pure_v1_host_has_no_unified_group() {
+        let mi = "35 30 0:31 / /sys/fs/cgroup/memory rw - cgroup cgroup rw,memory\n";
+        let s = Support::parse(mi, "4:memory:/user.slice\n");
+        assert_eq!(
+            s.memory.unwrap().parent,
+            PathBuf::from("/sys/fs/cgroup/memory/user.slice")
+        );
+        assert!(s.pids.is_none());
+        assert!(s.unified.is_none());
+    }
+
+    #[test]
+    fn v2_mount_of_a_subtree_strips_the_root() {
+        let mi = "31 25 0:27 /user.slice /sys/fs/cgroup rw - cgroup2 cgroup2 rw\n";
+        let s = Support::parse(mi, "0::/user.slice/session-1.scope\n");
+        assert_eq!(
+            s.unified,
+            Some(PathBuf::from("/sys/fs/cgroup/session-1.scope"))
+        );
+    }
+
+    #[test]
+    fn keyed_files_parse() {
+        let dir = std::env::temp_dir().join(format!("mv-cg-test-{}", std::process::id()));
+        fs::create_dir_all(&dir).unwrap();
+        let f = dir.join("memory.oom_control");
+        fs::write(&f, "oom_kill_disable 0\nunder_oom 0\noom_kill 3\n").unwrap();
+        assert_eq!(read_key(&f, "oom_kill"), Some(3));
+        assert_eq!(read_key(&f, "missing"), None);
+        fs::remove_dir_all(&dir).unwrap();
+    }
+}

@@ -1,0 +1,265 @@
+//! The child between fork and exec: walks the precomputed `ChildPlan` with raw syscalls only.
+//! No allocation, no locks, no logging: the parent may be multithreaded, so any lock held by
+//! another thread at fork time stays held forever here. Failures are reported to the parent as a
+//! fixed-size record (step, index, errno) over the setup socket, then the child exits.
+
+use crate::plan::{ChildPlan, Op};
+use crate::sys::{self, SysError};
+
+/// Setup steps, reported to the parent on failure.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u32)]
+pub enum Step {
+    Sync = 1,
+    Hostname,
+    Mounts,
+    Pivot,
+    Cwd,
+    Rlimits,
+    Fds,
+    NoNewPrivs,
+    Landlock,
+    Capabilities,
+    Seccomp,
+    Exec,
+}
+
+impl Step {
+    pub fn from_u32(v: u32) -> Option<Step> {
+        use Step::*;
+        [
+            Sync,
+            Hostname,
+            Mounts,
+            Pivot,
+            Cwd,
+            Rlimits,
+            Fds,
+            NoNewPrivs,
+            Landlock,
+            Capabilities,
+            Seccomp,
+            Exec,
+        ]
+        .into_iter()
+        .find(|s| *s as u32 == v)
+    }
+
+    pub fn describe(self) -> &'static str {
+        match self {
+            Step::Sync => "synchronising with the supervisor",
+            Step::Hostname => "setting the hostname in the new uts namespace",
+            Step::Mounts => "building the read-only root (mount namespace)",
+            Step::Pivot => "pivoting into the new root",
+            Step::Cwd => "entering the working directory",
+            Step::Rlimits => "setting resource limits",
+            Step::Fds => "arranging file descriptors",
+            Step::NoNewPrivs => "setting no_new_privs",
+            Step::Landlock => "applying Landlock",
+            Step::Capabilities => "dropping capabilities",
+            Step::Seccomp => "installing the seccomp filter",
+            Step::Exec => "executing the program",
+        }
+    }
+}
+
+pub const MSG_READY: u8 = b'R';
+pub const MSG_GO: u8 = b'G';
+pub const MSG_LISTENER: u8 = b'L';
+pub const MSG_ERROR: u8 = b'E';
+
+fn fail(sock: i32, step: Step, index: u32, e: SysError) -> ! {
+    let mut msg = [0u8; 13];
+    msg[0] = MSG_ERROR;
+    msg[1..5].copy_from_slice(&(step as u32).to_le_bytes());
+    msg[5..9].copy_from_slice(&index.to_le_bytes());
+    msg[9..13].copy_from_slice(&e.errno.to_le_bytes());
+    let _ = sys::write_all_raw(sock, &msg);
+    sys::exit_now(127)
+}
+
+/// Runs in the forked child. Never returns.
+pub fn run(plan: &ChildPlan) -> ! {
+    let sock = plan.sock;
+    let or_fail = |step: Step, r: Result<(), SysError>| {
+        if let Err(e) = r {
+            fail(sock, step, 0, e)
+        }
+    };
+
+    // Die with the supervisor; become dumpable so the parent may write our id maps.
+    or_fail(
+        Step::Sync,
+        sys::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as u64, 0).map(drop),
+    );
+    or_fail(
+        Step::Sync,
+        sys::prctl(libc::PR_SET_DUMPABLE, 1, 0).map(drop),
+    );
+    or_fail(Step::Sync, sys::write_all_raw(sock, &[MSG_READY]));
+    let mut go = [0u8; 1];
+    match sys::read_raw(sock, &mut go) {
+        Ok(1) if go[0] == MSG_GO => {}
+        _ => sys::exit_now(127), // the parent gave up (or died): nothing to report to
+    }
+
+    or_fail(Step::Sync, sys::setsid());
+    or_fail(Step::Hostname, sys::sethostname(plan.hostname));
+    mounts(plan);
+    or_fail(Step::Cwd, sys::chdir(&plan.cwd));
+
+    for &(res, value) in &plan.rlimits {
+        or_fail(Step::Rlimits, sys::setrlimit(res, value));
+    }
+    for &(src, dst) in &plan.fds {
+        or_fail(Step::Fds, sys::dup2(src, dst));
+    }
+    or_fail(
+        Step::Fds,
+        sys::close_range_cloexec(plan.first_free_fd as u32),
+    );
+    sys::reset_signals();
+
+    or_fail(
+        Step::NoNewPrivs,
+        sys::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0).map(drop),
+    );
+    landlock(plan);
+    or_fail(Step::Capabilities, sys::drop_all_capabilities());
+
+    // From here on every syscall goes through the filter; write(2) is in the allow tier.
+    let listener = match sys::seccomp_install_listener(&plan.filter) {
+        Ok(fd) => fd,
+        Err(e) => fail(sock, Step::Seccomp, 0, e),
+    };
+    let mut msg = [0u8; 5];
+    msg[0] = MSG_LISTENER;
+    msg[1..5].copy_from_slice(&listener.to_le_bytes());
+    or_fail(Step::Seccomp, sys::write_all_raw(sock, &msg));
+    // The supervisor duplicates the listener with pidfd_getfd and answers this execve; the
+    // listener and the socket are close-on-exec, so the program never holds them.
+    let e = sys::execve(&plan.program, &plan.argv_ptrs, &plan.env_ptrs);
+    fail(sock, Step::Exec, 0, e)
+}
+
+fn mounts(plan: &ChildPlan) {
+    let sock = plan.sock;
+    let step = |step: Step, i: usize, r: Result<(), SysError>| {
+        if let Err(e) = r {
+            fail(sock, step, i as u32, e)
+        }
+    };
+    use sys::{chdir, mkdir, mount, pivot_root, umount2};
+    let flags = libc::MS_NOSUID | libc::MS_NODEV;
+    // Nothing we mount may propagate back to the host.
+    step(
+        Step::Mounts,
+        0,
+        mount(
+            None,
+            &plan.root,
+            None,
+            libc::MS_REC | libc::MS_PRIVATE,
+            None,
+        ),
+    );
+    // Stage: a tmpfs on the host's /tmp (in our mount namespace only), holding the new root; the
+    // host root moves to /oldroot so that sources anywhere, /tmp included, stay reachable.
+    step(
+        Step::Mounts,
+        0,
+        mount(
+            Some(c"tmpfs"),
+            &plan.stage,
+            Some(c"tmpfs"),
+            flags,
+            Some(c"mode=0755,size=64k"),
+        ),
+    );
+    step(Step::Mounts, 0, chdir(&plan.stage));
+    step(Step::Mounts, 0, mkdir(&plan.newroot, 0o755));
+    step(Step::Mounts, 0, mkdir(&plan.oldroot, 0o755));
+    step(
+        Step::Mounts,
+        0,
+        mount(
+            Some(c"tmpfs"),
+            &plan.newroot,
+            Some(c"tmpfs"),
+            flags,
+            Some(c"mode=0755,size=1m"),
+        ),
+    );
+    step(Step::Pivot, 0, pivot_root(&plan.dot, &plan.oldroot));
+    step(Step::Pivot, 0, chdir(&plan.root));
+
+    for (i, op) in plan.ops.iter().enumerate() {
+        let r = match op {
+            Op::Mkdir(p) => mkdir(p, 0o755),
+            Op::Touch(p) => sys::write_new_file(p, b"", 0o644),
+            Op::Symlink { target, link } => sys::symlink(target, link),
+            Op::File { path, contents } => sys::write_new_file(path, contents, 0o644),
+            Op::Bind { src, dst, attrs } => {
+                mount(Some(src), dst, None, libc::MS_BIND | libc::MS_REC, None)
+                    .and_then(|()| sys::mount_setattr_recursive(dst, *attrs))
+            }
+            Op::Tmpfs { dst, data } => {
+                mount(Some(c"tmpfs"), dst, Some(c"tmpfs"), flags, Some(data))
+            }
+            Op::Proc { dst } => mount(
+                Some(c"proc"),
+                dst,
+                Some(c"proc"),
+                flags | libc::MS_NOEXEC,
+                None,
+            ),
+        };
+        step(Step::Mounts, i, r);
+    }
+
+    // Drop the host root, then make the new root the root and the stage disappear.
+    step(Step::Pivot, 0, umount2(&plan.oldroot_abs, libc::MNT_DETACH));
+    step(Step::Pivot, 0, chdir(&plan.newroot_abs));
+    step(Step::Pivot, 0, pivot_root(&plan.dot, &plan.dot));
+    step(Step::Pivot, 0, umount2(&plan.dot, libc::MNT_DETACH));
+    step(Step::Pivot, 0, chdir(&plan.root));
+    step(
+        Step::Pivot,
+        0,
+        mount(
+            None,
+            &plan.root,
+            None,
+            libc::MS_REMOUNT | libc::MS_BIND | libc::MS_RDONLY | flags,
+            None,
+        ),
+    );
+}
+
+fn landlock(plan: &ChildPlan) {
+    let ll = &plan.landlock;
+    let sock = plan.sock;
+    let attr = sys::LandlockRulesetAttr {
+        handled_access_fs: ll.handled_fs(),
+        handled_access_net: ll.handled_net(),
+        scoped: ll.scoped(),
+    };
+    let ruleset = match sys::landlock_create_ruleset(&attr, ll.attr_size()) {
+        Ok(fd) => fd,
+        Err(e) => fail(sock, Step::Landlock, 0, e),
+    };
+    for (i, (path, access)) in ll.rules.iter().enumerate() {
+        let fd = match sys::open_path(path) {
+            Ok(fd) => fd,
+            Err(e) => fail(sock, Step::Landlock, i as u32 + 1, e),
+        };
+        if let Err(e) = sys::landlock_add_path_rule(ruleset, fd, *access & ll.handled_fs()) {
+            fail(sock, Step::Landlock, i as u32 + 1, e)
+        }
+        sys::close(fd);
+    }
+    if let Err(e) = sys::landlock_restrict_self(ruleset) {
+        fail(sock, Step::Landlock, 0, e)
+    }
+    sys::close(ruleset);
+}

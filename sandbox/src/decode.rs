@@ -1,0 +1,190 @@
+//! Decoding a notified syscall's arguments from the child's memory: socket addresses, paths,
+//! argv. Every read is bounded, and the caller re-checks that the notification is still valid
+//! after reading (the pid may have died and been reused).
+
+use serde_json::{Map, Value, json};
+
+use crate::sys;
+
+/// Longest path read from the child (PATH_MAX).
+pub const MAX_PATH: usize = 4096;
+/// Most argv entries recorded for an exec, and the longest entry.
+pub const MAX_ARGS: usize = 64;
+pub const MAX_ARG_LEN: usize = 512;
+/// Largest socket address read (sockaddr_storage).
+pub const MAX_SOCKADDR: usize = 128;
+
+/// Reads a NUL-terminated string at `addr`, page by page so an unmapped page after the string
+/// does not fail the read.
+pub fn read_cstring(pid: u32, addr: u64, max: usize) -> Option<String> {
+    if addr == 0 {
+        return None;
+    }
+    let mut out = Vec::new();
+    let mut cur = addr;
+    while out.len() < max {
+        let to_page = 4096 - (cur % 4096) as usize;
+        let want = to_page.min(max - out.len());
+        let mut buf = [0u8; 4096];
+        let n = sys::process_vm_read(pid, cur, &mut buf[..want]).ok()?;
+        if n == 0 {
+            break;
+        }
+        if let Some(end) = buf[..n].iter().position(|&b| b == 0) {
+            out.extend_from_slice(&buf[..end]);
+            return Some(String::from_utf8_lossy(&out).into_owned());
+        }
+        out.extend_from_slice(&buf[..n]);
+        cur += n as u64;
+    }
+    Some(String::from_utf8_lossy(&out).into_owned())
+}
+
+pub fn read_bytes(pid: u32, addr: u64, len: usize) -> Option<Vec<u8>> {
+    if addr == 0 || len == 0 {
+        return None;
+    }
+    let mut buf = vec![0u8; len];
+    let n = sys::process_vm_read(pid, addr, &mut buf).ok()?;
+    buf.truncate(n);
+    Some(buf)
+}
+
+fn read_u64(pid: u32, addr: u64) -> Option<u64> {
+    let b = read_bytes(pid, addr, 8)?;
+    Some(u64::from_le_bytes(b.try_into().ok()?))
+}
+
+/// argv of an exec: a NULL-terminated array of string pointers.
+pub fn read_argv(pid: u32, addr: u64) -> Vec<String> {
+    let mut args = Vec::new();
+    if addr == 0 {
+        return args;
+    }
+    for i in 0..MAX_ARGS as u64 {
+        match read_u64(pid, addr + i * 8) {
+            Some(0) | None => break,
+            Some(p) => args.push(read_cstring(pid, p, MAX_ARG_LEN).unwrap_or_default()),
+        }
+    }
+    args
+}
+
+pub fn family_name(family: u16) -> &'static str {
+    match i32::from(family) {
+        libc::AF_INET => "inet",
+        libc::AF_INET6 => "inet6",
+        libc::AF_UNIX => "unix",
+        libc::AF_NETLINK => "netlink",
+        _ => "other",
+    }
+}
+
+/// Decodes a sockaddr (inet, inet6, unix; others by family name only). Pure: unit-tested.
+pub fn sockaddr(bytes: &[u8]) -> Map<String, Value> {
+    let mut m = Map::new();
+    if bytes.len() < 2 {
+        m.insert("family".into(), json!("other"));
+        return m;
+    }
+    let family = u16::from_ne_bytes([bytes[0], bytes[1]]);
+    m.insert("family".into(), json!(family_name(family)));
+    match i32::from(family) {
+        libc::AF_INET if bytes.len() >= 8 => {
+            let port = u16::from_be_bytes([bytes[2], bytes[3]]);
+            let ip = std::net::Ipv4Addr::new(bytes[4], bytes[5], bytes[6], bytes[7]);
+            m.insert("address".into(), json!(ip.to_string()));
+            m.insert("port".into(), json!(port));
+        }
+        libc::AF_INET6 if bytes.len() >= 24 => {
+            let port = u16::from_be_bytes([bytes[2], bytes[3]]);
+            let mut a = [0u8; 16];
+            a.copy_from_slice(&bytes[8..24]);
+            m.insert(
+                "address".into(),
+                json!(std::net::Ipv6Addr::from(a).to_string()),
+            );
+            m.insert("port".into(), json!(port));
+        }
+        libc::AF_UNIX => {
+            let path = &bytes[2..];
+            if path.first() == Some(&0) && path.len() > 1 {
+                // Abstract socket: name after the leading NUL.
+                let name = &path[1..];
+                m.insert(
+                    "path".into(),
+                    json!(format!("@{}", String::from_utf8_lossy(name))),
+                );
+            } else {
+                let end = path.iter().position(|&b| b == 0).unwrap_or(path.len());
+                m.insert("path".into(), json!(String::from_utf8_lossy(&path[..end])));
+            }
+        }
+        _ => {
+            m.insert("family_nr".into(), json!(family));
+        }
+    }
+    m
+}
+
+pub fn read_sockaddr(pid: u32, addr: u64, len: u64) -> Option<Map<String, Value>> {
+    let len = (len as usize).min(MAX_SOCKADDR);
+    Some(sockaddr(&read_bytes(pid, addr, len)?))
+}
+
+/// The destination of a sendmsg: msg_name and msg_namelen of the msghdr at `addr`.
+pub fn read_msghdr_name(pid: u32, addr: u64) -> Option<Map<String, Value>> {
+    let name = read_u64(pid, addr)?;
+    let namelen = read_bytes(pid, addr + 8, 4)?;
+    let namelen = u32::from_ne_bytes(namelen.try_into().ok()?);
+    if name == 0 || namelen == 0 {
+        return None;
+    }
+    read_sockaddr(pid, name, u64::from(namelen))
+}
+
+pub fn socket_type_name(ty: u64) -> &'static str {
+    match (ty & 0xf) as i32 {
+        libc::SOCK_STREAM => "stream",
+        libc::SOCK_DGRAM => "dgram",
+        libc::SOCK_RAW => "raw",
+        libc::SOCK_SEQPACKET => "seqpacket",
+        _ => "other",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn inet_sockaddr() {
+        let mut b = vec![0u8; 16];
+        b[0..2].copy_from_slice(&(libc::AF_INET as u16).to_ne_bytes());
+        b[2..4].copy_from_slice(&4444u16.to_be_bytes());
+        b[4..8].copy_from_slice(&[127, 0, 0, 1]);
+        let m = sockaddr(&b);
+        assert_eq!(m["family"], "inet");
+        assert_eq!(m["address"], "127.0.0.1");
+        assert_eq!(m["port"], 4444);
+    }
+
+    #[test]
+    fn inet6_and_unix_sockaddr() {
+        let mut b = vec![0u8; 28];
+        b[0..2].copy_from_slice(&(libc::AF_INET6 as u16).to_ne_bytes());
+        b[2..4].copy_from_slice(&80u16.to_be_bytes());
+        b[23] = 1;
+        let m = sockaddr(&b);
+        assert_eq!(m["address"], "::1");
+        assert_eq!(m["port"], 80);
+
+        let mut u = (libc::AF_UNIX as u16).to_ne_bytes().to_vec();
+        u.extend_from_slice(b"/run/x.sock\0");
+        assert_eq!(sockaddr(&u)["path"], "/run/x.sock");
+        let mut a = (libc::AF_UNIX as u16).to_ne_bytes().to_vec();
+        a.extend_from_slice(b"\0hidden");
+        assert_eq!(sockaddr(&a)["path"], "@hidden");
+        assert_eq!(sockaddr(&[1])["family"], "other");
+    }
+}

@@ -1,0 +1,544 @@
+//! The child's setup, computed in the parent as data: every path, string and table the child needs
+//! between fork and exec is built here, so the child itself only walks the plan with raw syscalls
+//! (no allocation, no locks, no logging).
+
+use std::ffi::{CString, OsStr, OsString};
+use std::os::fd::RawFd;
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Component, Path, PathBuf};
+
+use crate::sys;
+
+/// Host directories that make up the child's system: read-only, or replicated as symlinks where
+/// the host has a symlink (/bin -> usr/bin on merged-/usr systems).
+pub const SYSTEM_DIRS: &[&str] = &[
+    "/usr", "/lib", "/lib64", "/lib32", "/libx32", "/bin", "/sbin",
+];
+
+/// The /etc allow-list: what the dynamic loader, libc and interpreters read at start. Users,
+/// groups and host names come from synthetic files instead of the host's.
+pub const ETC_ALLOW: &[&str] = &[
+    "ld.so.cache",
+    "ld.so.conf",
+    "ld.so.conf.d",
+    "localtime",
+    "nsswitch.conf",
+    "alternatives",
+    "mime.types",
+];
+
+/// Device nodes bound from the host's /dev.
+pub const DEVICES: &[&str] = &["null", "zero", "full", "random", "urandom"];
+
+const PASSWD: &[u8] = b"root:x:0:0:sandbox:/tmp:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin\n";
+const GROUP: &[u8] = b"root:x:0:\nnogroup:x:65534:\n";
+const HOSTS: &[u8] = b"127.0.0.1 localhost modelvet\n::1 localhost\n";
+
+/// Paths a program commonly probes that are not findings when it does (the CPU count and cgroup
+/// quota lookups of every threading runtime, its own /proc entries).
+pub const EXPECTED_PROBES: &[&str] =
+    &["/proc", "/sys/devices/system/cpu", "/sys/fs/cgroup", "/dev"];
+
+#[derive(Debug)]
+pub enum Op {
+    Mkdir(CString),
+    Touch(CString),
+    Symlink {
+        target: CString,
+        link: CString,
+    },
+    /// Recursive bind; `attrs` are MOUNT_ATTR_* set recursively afterwards.
+    Bind {
+        src: CString,
+        dst: CString,
+        attrs: u64,
+    },
+    Tmpfs {
+        dst: CString,
+        data: CString,
+    },
+    Proc {
+        dst: CString,
+    },
+    File {
+        path: CString,
+        contents: &'static [u8],
+    },
+}
+
+/// Landlock access rights (see linux/landlock.h).
+pub mod access {
+    pub const EXECUTE: u64 = 1 << 0;
+    pub const WRITE_FILE: u64 = 1 << 1;
+    pub const READ_FILE: u64 = 1 << 2;
+    pub const READ_DIR: u64 = 1 << 3;
+    pub const TRUNCATE: u64 = 1 << 14;
+    pub const IOCTL_DEV: u64 = 1 << 15;
+    pub const NET_BIND_TCP: u64 = 1 << 0;
+    pub const NET_CONNECT_TCP: u64 = 1 << 1;
+    pub const SCOPE_ABSTRACT_UNIX: u64 = 1 << 0;
+    pub const SCOPE_SIGNAL: u64 = 1 << 1;
+
+    /// Every filesystem right the given ABI knows.
+    pub fn fs_all(abi: u32) -> u64 {
+        match abi {
+            0 => 0,
+            1 => (1 << 13) - 1,
+            2 => (1 << 14) - 1,
+            3 | 4 => (1 << 15) - 1,
+            _ => (1 << 16) - 1,
+        }
+    }
+}
+
+#[derive(Debug)]
+pub struct Landlock {
+    pub abi: u32,
+    pub rules: Vec<(CString, u64)>,
+}
+
+impl Landlock {
+    pub fn handled_fs(&self) -> u64 {
+        access::fs_all(self.abi)
+    }
+    pub fn handled_net(&self) -> u64 {
+        if self.abi >= 4 {
+            access::NET_BIND_TCP | access::NET_CONNECT_TCP
+        } else {
+            0
+        }
+    }
+    pub fn scoped(&self) -> u64 {
+        if self.abi >= 6 {
+            access::SCOPE_ABSTRACT_UNIX | access::SCOPE_SIGNAL
+        } else {
+            0
+        }
+    }
+    /// Size of the ruleset attribute the ABI understands (older kernels reject unknown fields).
+    pub fn attr_size(&self) -> usize {
+        match self.abi {
+            0..=3 => 8,
+            4 | 5 => 16,
+            _ => 24,
+        }
+    }
+}
+
+/// Everything the child needs, precomputed.
+pub struct ChildPlan {
+    pub ops: Vec<Op>,
+    pub stage: CString,
+    pub newroot: CString,
+    pub oldroot: CString,
+    pub oldroot_abs: CString,
+    pub newroot_abs: CString,
+    pub dot: CString,
+    pub root: CString,
+    pub cwd: CString,
+    pub hostname: &'static [u8],
+    pub rlimits: Vec<(u32, u64)>,
+    pub landlock: Landlock,
+    pub filter: Vec<libc::sock_filter>,
+    pub program: CString,
+    pub argv: Vec<CString>,
+    pub argv_ptrs: Vec<*const libc::c_char>,
+    pub env: Vec<CString>,
+    pub env_ptrs: Vec<*const libc::c_char>,
+    /// (source fd in the parent, target fd number in the child): stdio and extra fds.
+    pub fds: Vec<(RawFd, RawFd)>,
+    /// First fd number not in `fds` targets: everything from here is closed on exec.
+    pub first_free_fd: RawFd,
+    /// The child's end of the setup socket.
+    pub sock: RawFd,
+}
+
+/// How paths will be judged when the program opens them.
+#[derive(Debug, Clone, Default)]
+pub struct PathRules {
+    /// Prefixes visible read-only (or as expected probes): opens there are not findings.
+    pub readable: Vec<String>,
+    /// Prefixes the program may write.
+    pub writable: Vec<String>,
+}
+
+impl PathRules {
+    pub fn is_readable(&self, path: &str) -> bool {
+        under_any(path, &self.readable) || self.is_writable(path)
+    }
+    pub fn is_writable(&self, path: &str) -> bool {
+        under_any(path, &self.writable)
+    }
+}
+
+fn under_any(path: &str, prefixes: &[String]) -> bool {
+    prefixes.iter().any(|p| {
+        path == p
+            || (path.starts_with(p.as_str())
+                && (p == "/" || path.as_bytes().get(p.len()) == Some(&b'/')))
+    })
+}
+
+/// Lexically normalises an absolute path ("/a/./b/../c" -> "/a/c").
+pub fn normalize(path: &Path) -> PathBuf {
+    let mut out = PathBuf::from("/");
+    for c in path.components() {
+        match c {
+            Component::Normal(n) => out.push(n),
+            Component::ParentDir => {
+                out.pop();
+            }
+            _ => {}
+        }
+    }
+    out
+}
+
+pub fn cstr(b: impl AsRef<OsStr>) -> Result<CString, PlanError> {
+    CString::new(b.as_ref().as_bytes()).map_err(|_| PlanError::Nul(b.as_ref().to_os_string()))
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum PlanError {
+    #[error("path or argument contains a NUL byte: {0:?}")]
+    Nul(OsString),
+    #[error("{0}: cannot be shown inside the sandbox ({1})")]
+    Path(PathBuf, String),
+}
+
+/// Inputs to the mount plan.
+pub struct MountInputs<'a> {
+    pub ro: &'a [PathBuf],
+    pub rw: &'a [PathBuf],
+    pub cwd: &'a Path,
+    pub scratch_bytes: u64,
+}
+
+pub const STAGE: &str = "/tmp";
+const NEWROOT: &str = "/newroot";
+const OLDROOT: &str = "/oldroot";
+
+fn in_new(p: &Path) -> PathBuf {
+    Path::new(NEWROOT).join(p.strip_prefix("/").unwrap_or(p))
+}
+fn in_old(p: &Path) -> PathBuf {
+    Path::new(OLDROOT).join(p.strip_prefix("/").unwrap_or(p))
+}
+
+fn is_system(p: &Path) -> bool {
+    SYSTEM_DIRS.iter().any(|s| p.starts_with(s))
+}
+
+/// Builds the mount operations, run after the first pivot into the staging tmpfs (host root at
+/// /oldroot, the new root at /newroot).
+pub fn mounts(inp: &MountInputs) -> Result<(Vec<Op>, PathRules), PlanError> {
+    use sys::{MOUNT_ATTR_NODEV, MOUNT_ATTR_NOSUID, MOUNT_ATTR_RDONLY};
+    let ro_attrs = MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV;
+    let mut dirs: Vec<PathBuf> = Vec::new();
+    let mut touches: Vec<PathBuf> = Vec::new();
+    let mut links: Vec<(PathBuf, PathBuf)> = Vec::new();
+    let mut binds: Vec<(PathBuf, PathBuf, u64)> = Vec::new(); // (host path, path inside, attrs)
+    let mut rules = PathRules::default();
+
+    let add_dir_chain = |dirs: &mut Vec<PathBuf>, p: &Path| {
+        let mut acc = PathBuf::from("/");
+        for c in p.components().skip(1) {
+            acc.push(c);
+            if !dirs.contains(&acc) {
+                dirs.push(acc.clone());
+            }
+        }
+    };
+
+    for s in SYSTEM_DIRS {
+        let p = Path::new(s);
+        match std::fs::symlink_metadata(p) {
+            Ok(m) if m.file_type().is_symlink() => {
+                let target =
+                    std::fs::read_link(p).map_err(|e| PlanError::Path(p.into(), e.to_string()))?;
+                links.push((target, p.to_path_buf()));
+                rules.readable.push(s.to_string());
+            }
+            Ok(m) if m.is_dir() => {
+                add_dir_chain(&mut dirs, p);
+                binds.push((p.to_path_buf(), p.to_path_buf(), ro_attrs));
+                rules.readable.push(s.to_string());
+            }
+            _ => {}
+        }
+    }
+    add_dir_chain(&mut dirs, Path::new("/etc"));
+    for e in ETC_ALLOW
+        .iter()
+        .map(|e| format!("/etc/{e}"))
+        .chain(python_etc())
+    {
+        let p = Path::new(&e);
+        match std::fs::symlink_metadata(p) {
+            Ok(m) if m.file_type().is_symlink() => {
+                let target =
+                    std::fs::read_link(p).map_err(|e| PlanError::Path(p.into(), e.to_string()))?;
+                links.push((target, p.to_path_buf()));
+            }
+            Ok(m) if m.is_dir() => {
+                add_dir_chain(&mut dirs, p);
+                binds.push((p.to_path_buf(), p.to_path_buf(), ro_attrs));
+            }
+            Ok(_) => {
+                touches.push(p.to_path_buf());
+                binds.push((p.to_path_buf(), p.to_path_buf(), ro_attrs));
+            }
+            Err(_) => continue,
+        }
+        rules.readable.push(e);
+    }
+    for f in ["/etc/passwd", "/etc/group", "/etc/hosts"] {
+        rules.readable.push(f.to_string());
+    }
+
+    // Targets, arguments, --ro and --allow-write paths, bound at their canonical host path.
+    let mut user: Vec<(PathBuf, bool)> = Vec::new();
+    for (list, write) in [(inp.ro, false), (inp.rw, true)] {
+        for p in list {
+            let canon =
+                std::fs::canonicalize(p).map_err(|e| PlanError::Path(p.clone(), e.to_string()))?;
+            for bad in ["/proc", "/sys", "/dev"] {
+                if canon.starts_with(bad) {
+                    return Err(PlanError::Path(
+                        p.clone(),
+                        format!("{bad} is never bound into the sandbox"),
+                    ));
+                }
+            }
+            if canon == Path::new("/") {
+                return Err(PlanError::Path(
+                    p.clone(),
+                    "the host root is never bound".into(),
+                ));
+            }
+            if !write && is_system(&canon) {
+                continue;
+            }
+            user.push((canon, write));
+        }
+    }
+    // Parents first; a path already under another bound path needs no bind of its own (unless it
+    // is writable inside a read-only parent).
+    user.sort_by_key(|(p, _)| p.components().count());
+    let mut kept: Vec<(PathBuf, bool)> = Vec::new();
+    for (p, w) in user {
+        if kept.iter().any(|(k, kw)| p.starts_with(k) && (*kw || !w)) {
+            continue;
+        }
+        kept.push((p, w));
+    }
+    for (p, w) in &kept {
+        let meta = std::fs::metadata(p).map_err(|e| PlanError::Path(p.clone(), e.to_string()))?;
+        if let Some(parent) = p.parent() {
+            add_dir_chain(&mut dirs, parent);
+        }
+        if meta.is_dir() {
+            add_dir_chain(&mut dirs, p);
+        } else {
+            touches.push(p.clone());
+        }
+        let attrs = if *w {
+            MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV
+        } else {
+            ro_attrs
+        };
+        binds.push((p.clone(), p.clone(), attrs));
+        let s = p.to_string_lossy().into_owned();
+        if *w {
+            rules.writable.push(s);
+        } else {
+            rules.readable.push(s);
+        }
+    }
+    add_dir_chain(&mut dirs, inp.cwd);
+    for d in ["/tmp", "/dev", "/proc"] {
+        add_dir_chain(&mut dirs, Path::new(d));
+    }
+    rules.writable.push("/tmp".into());
+    for e in EXPECTED_PROBES {
+        rules.readable.push(e.to_string());
+    }
+
+    let c = |p: PathBuf| cstr(p.as_os_str());
+    let mut ops = Vec::new();
+    // Phase 1: the skeleton in the new root's tmpfs.
+    for d in &dirs {
+        ops.push(Op::Mkdir(c(in_new(d))?));
+    }
+    for t in &touches {
+        ops.push(Op::Touch(c(in_new(t))?));
+    }
+    for (target, link) in &links {
+        ops.push(Op::Symlink {
+            target: cstr(target.as_os_str())?,
+            link: c(in_new(link))?,
+        });
+    }
+    for (path, contents) in [
+        ("/etc/passwd", PASSWD),
+        ("/etc/group", GROUP),
+        ("/etc/hosts", HOSTS),
+    ] {
+        ops.push(Op::File {
+            path: c(in_new(Path::new(path)))?,
+            contents,
+        });
+    }
+    // Phase 2: binds, shallow paths first so deeper ones land on top.
+    binds.sort_by_key(|(_, inside, _)| inside.components().count());
+    for (host, inside, attrs) in binds {
+        ops.push(Op::Bind {
+            src: c(in_old(&host))?,
+            dst: c(in_new(&inside))?,
+            attrs,
+        });
+    }
+    // Phase 3: the kernel file systems and scratch.
+    ops.push(Op::Proc {
+        dst: c(in_new(Path::new("/proc")))?,
+    });
+    ops.push(Op::Tmpfs {
+        dst: c(in_new(Path::new("/dev")))?,
+        data: cstr("mode=0755,size=64k")?,
+    });
+    for d in DEVICES {
+        let p = Path::new("/dev").join(d);
+        ops.push(Op::Touch(c(in_new(&p))?));
+        ops.push(Op::Bind {
+            src: c(in_old(&p))?,
+            dst: c(in_new(&p))?,
+            attrs: MOUNT_ATTR_NOSUID,
+        });
+    }
+    for (target, link) in [
+        ("/proc/self/fd", "fd"),
+        ("/proc/self/fd/0", "stdin"),
+        ("/proc/self/fd/1", "stdout"),
+        ("/proc/self/fd/2", "stderr"),
+    ] {
+        ops.push(Op::Symlink {
+            target: cstr(target)?,
+            link: c(in_new(&Path::new("/dev").join(link)))?,
+        });
+    }
+    let scratch = format!("mode=1777,size={}", inp.scratch_bytes.max(1 << 20));
+    ops.push(Op::Tmpfs {
+        dst: c(in_new(Path::new("/tmp")))?,
+        data: cstr(scratch)?,
+    });
+    Ok((ops, rules))
+}
+
+fn python_etc() -> Vec<String> {
+    // Debian's interpreters read /etc/pythonX.Y/sitecustomize.py at start.
+    std::fs::read_dir("/etc")
+        .map(|rd| {
+            rd.filter_map(|e| e.ok())
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .filter(|n| n.starts_with("python"))
+                .map(|n| format!("/etc/{n}"))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Landlock rules, with paths as the child sees them after the final pivot.
+pub fn landlock(abi: u32, rw: &[PathBuf]) -> Result<Landlock, PlanError> {
+    use access::*;
+    let all = fs_all(abi);
+    let mut rules = vec![
+        (cstr("/")?, EXECUTE | READ_FILE | READ_DIR),
+        (cstr("/tmp")?, all),
+    ];
+    for p in rw {
+        let canon =
+            std::fs::canonicalize(p).map_err(|e| PlanError::Path(p.clone(), e.to_string()))?;
+        let file_only = !canon.is_dir();
+        let rights = if file_only {
+            all & (EXECUTE | WRITE_FILE | READ_FILE | TRUNCATE | IOCTL_DEV)
+        } else {
+            all
+        };
+        rules.push((cstr(canon.as_os_str())?, rights));
+    }
+    for d in ["null", "zero", "full"] {
+        rules.push((
+            cstr(format!("/dev/{d}"))?,
+            all & (READ_FILE | WRITE_FILE | TRUNCATE),
+        ));
+    }
+    Ok(Landlock { abi, rules })
+}
+
+pub fn staging_paths() -> Result<[CString; 7], PlanError> {
+    Ok([
+        cstr(STAGE)?,
+        cstr("newroot")?,
+        cstr("oldroot")?,
+        cstr(OLDROOT)?,
+        cstr(NEWROOT)?,
+        cstr(".")?,
+        cstr("/")?,
+    ])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn normalize_removes_dots() {
+        assert_eq!(normalize(Path::new("/a/./b/../c")), PathBuf::from("/a/c"));
+        assert_eq!(
+            normalize(Path::new("/../../etc/shadow")),
+            PathBuf::from("/etc/shadow")
+        );
+    }
+
+    #[test]
+    fn prefixes_respect_component_boundaries() {
+        let r = PathRules {
+            readable: vec!["/usr".into(), "/etc/hosts".into()],
+            writable: vec!["/tmp".into()],
+        };
+        assert!(r.is_readable("/usr/lib/x.so"));
+        assert!(r.is_readable("/usr"));
+        assert!(!r.is_readable("/usrlocal/x"));
+        assert!(!r.is_readable("/etc/shadow"));
+        assert!(r.is_writable("/tmp/a"));
+        assert!(!r.is_writable("/tmpx"));
+    }
+
+    #[test]
+    fn mount_plan_binds_system_read_only_and_hides_the_rest() {
+        let (ops, rules) = mounts(&MountInputs {
+            ro: &[],
+            rw: &[],
+            cwd: Path::new("/"),
+            scratch_bytes: 1 << 20,
+        })
+        .unwrap();
+        let binds: Vec<String> = ops
+            .iter()
+            .filter_map(|o| match o {
+                Op::Bind { dst, attrs, .. } if attrs & sys::MOUNT_ATTR_RDONLY != 0 => {
+                    Some(dst.to_string_lossy().into_owned())
+                }
+                _ => None,
+            })
+            .collect();
+        assert!(binds.iter().any(|b| b == "/newroot/usr"));
+        assert!(
+            !binds
+                .iter()
+                .any(|b| b.starts_with("/newroot/root") || b.starts_with("/newroot/home"))
+        );
+        assert!(!rules.is_readable("/root/.ssh/id_rsa"));
+        assert!(!rules.is_readable("/etc/shadow"));
+    }
+}

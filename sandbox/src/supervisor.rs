@@ -1,0 +1,611 @@
+//! The supervisor: answers every seccomp notification (decode, record, decide), enforces the wall
+//! timeout and the cgroup limits, kills the whole tree at the end and gathers the figures. It
+//! survives whatever the child does and always returns an `Outcome`.
+
+use std::collections::{BTreeMap, HashMap};
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::time::{Duration, Instant};
+
+use serde_json::{Map, Value, json};
+use tokio::io::unix::AsyncFd;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use crate::cgroup::Group;
+use crate::decode;
+use crate::event::{Action, Event, EventKind, Exit, ExitStatus, Outcome, Resources};
+use crate::plan::{PathRules, normalize};
+use crate::seccomp::policy::{self, Record, Tier};
+use crate::sys::{self, SeccompNotif, SeccompNotifResp};
+
+/// Events kept in a report; more are counted, not stored (a fork bomb would otherwise make the
+/// report as large as the bomb).
+pub const MAX_EVENTS: usize = 10_000;
+/// Bytes of the program's stdout and stderr kept for the report.
+pub const OUTPUT_TAIL: usize = 4096;
+/// How often cgroup counters (OOM kills, refused forks) are polled.
+const POLL_INTERVAL: Duration = Duration::from_millis(10);
+
+const CLONE_NS_FLAGS: u64 = (libc::CLONE_NEWNS
+    | libc::CLONE_NEWUSER
+    | libc::CLONE_NEWPID
+    | libc::CLONE_NEWNET
+    | libc::CLONE_NEWIPC
+    | libc::CLONE_NEWUTS
+    | libc::CLONE_NEWCGROUP) as u64;
+
+pub(crate) struct Supervisor {
+    pub start: Instant,
+    pub pid: i32,
+    pub pidfd: OwnedFd,
+    pub listener: OwnedFd,
+    pub group: Option<Group>,
+    pub timeout: Duration,
+    pub allow_exec: bool,
+    pub rules: PathRules,
+    pub stdout: Option<OwnedFd>,
+    pub stderr: Option<OwnedFd>,
+    pub echo: bool,
+}
+
+struct Recorder {
+    start: Instant,
+    tiers: Vec<Tier>,
+    events: Vec<Event>,
+    dropped: u64,
+    syscalls: BTreeMap<String, u64>,
+    names: HashMap<i64, String>,
+    ns_pids: HashMap<u32, i64>,
+    first_exec_done: bool,
+    target_pid: u32,
+    allow_exec: bool,
+    rules: PathRules,
+    clones: u64,
+}
+
+impl Recorder {
+    fn name(&mut self, nr: i64) -> String {
+        self.names
+            .entry(nr)
+            .or_insert_with(|| policy::name(nr))
+            .clone()
+    }
+
+    /// The pid as the sandbox sees it, from the last NSpid field of /proc/<pid>/status.
+    fn ns_pid(&mut self, host_pid: u32) -> i64 {
+        if let Some(p) = self.ns_pids.get(&host_pid) {
+            return *p;
+        }
+        let p = std::fs::read_to_string(format!("/proc/{host_pid}/status"))
+            .ok()
+            .and_then(|s| {
+                s.lines()
+                    .find(|l| l.starts_with("NSpid:"))
+                    .and_then(|l| l.split_whitespace().last().and_then(|v| v.parse().ok()))
+            })
+            .unwrap_or(-1);
+        if p > 0 {
+            self.ns_pids.insert(host_pid, p);
+        }
+        p
+    }
+
+    fn push(&mut self, pid: u32, kind: EventKind, syscall: String, action: Action, detail: Value) {
+        if self.events.len() >= MAX_EVENTS {
+            self.dropped += 1;
+            return;
+        }
+        let pid = self.ns_pid(pid);
+        let t_ms = (self.start.elapsed().as_secs_f64() * 1e3 * 1000.0).round() / 1000.0;
+        self.events.push(Event {
+            t_ms,
+            pid,
+            kind,
+            syscall,
+            action,
+            detail,
+        });
+    }
+
+    /// Decides one notification. Returns the response to send, or None when the notification
+    /// died while we read its memory.
+    fn handle(&mut self, listener: &OwnedFd, n: &SeccompNotif) -> Option<SeccompNotifResp> {
+        let nr = i64::from(n.data.nr);
+        let a = n.data.args;
+        let pid = n.pid;
+        let name = self.name(nr);
+        *self.syscalls.entry(name.clone()).or_insert(0) += 1;
+        let tier = if nr >= 0 && (nr as usize) < self.tiers.len() {
+            self.tiers[nr as usize]
+        } else {
+            // x32 or out-of-range numbers on the native architecture: never expected.
+            Tier::Deny
+        };
+        let cont = SeccompNotifResp {
+            id: n.id,
+            val: 0,
+            error: 0,
+            flags: sys::SECCOMP_USER_NOTIF_FLAG_CONTINUE,
+        };
+        let deny = |errno: i32| SeccompNotifResp {
+            id: n.id,
+            val: 0,
+            error: -errno,
+            flags: 0,
+        };
+        let valid = |l: &OwnedFd| sys::notif_id_valid(l, n.id);
+
+        match tier {
+            Tier::Allow => Some(cont),
+            Tier::Deny => {
+                let mut d = Map::new();
+                d.insert("nr".into(), json!(nr));
+                d.insert("args".into(), json!(a));
+                self.push(
+                    pid,
+                    EventKind::Denied,
+                    name,
+                    Action::Denied,
+                    Value::Object(d),
+                );
+                Some(deny(libc::EPERM))
+            }
+            Tier::Unknown => {
+                self.push(
+                    pid,
+                    EventKind::Syscall,
+                    name,
+                    Action::Allowed,
+                    json!({"nr": nr, "args": a}),
+                );
+                Some(cont)
+            }
+            Tier::Record(Record::Network) => {
+                let mut d = match nr {
+                    x if x == libc::SYS_socket => {
+                        let mut m = Map::new();
+                        m.insert("family".into(), json!(decode::family_name(a[0] as u16)));
+                        m.insert("type".into(), json!(decode::socket_type_name(a[1])));
+                        m.insert("protocol".into(), json!(a[2]));
+                        m
+                    }
+                    x if x == libc::SYS_connect || x == libc::SYS_bind => {
+                        decode::read_sockaddr(pid, a[1], a[2]).unwrap_or_default()
+                    }
+                    x if x == libc::SYS_sendto => {
+                        decode::read_sockaddr(pid, a[4], a[5]).unwrap_or_default()
+                    }
+                    x if x == libc::SYS_sendmsg => {
+                        decode::read_msghdr_name(pid, a[1]).unwrap_or_default()
+                    }
+                    // struct mmsghdr starts with a msghdr.
+                    _ => decode::read_msghdr_name(pid, a[1]).unwrap_or_default(),
+                };
+                if !valid(listener) {
+                    return None;
+                }
+                d.entry("family").or_insert(json!("other"));
+                d.insert("fd".into(), json!(a[0] as i64));
+                self.push(
+                    pid,
+                    EventKind::Network,
+                    name,
+                    Action::Allowed,
+                    Value::Object(d),
+                );
+                Some(cont)
+            }
+            Tier::Record(Record::Exec) => {
+                let (path_arg, argv_arg) = if nr == libc::SYS_execveat {
+                    (a[1], a[2])
+                } else {
+                    (a[0], a[1])
+                };
+                let path =
+                    decode::read_cstring(pid, path_arg, decode::MAX_PATH).unwrap_or_default();
+                let argv = decode::read_argv(pid, argv_arg);
+                if !valid(listener) {
+                    return None;
+                }
+                let first = !self.first_exec_done && pid == self.target_pid;
+                let allowed = first || self.allow_exec;
+                let detail = json!({"path": path, "argv": argv, "first": first});
+                if first {
+                    self.first_exec_done = true;
+                    // The target's own start is not an event of the program.
+                    return Some(cont);
+                }
+                let action = if allowed {
+                    Action::Allowed
+                } else {
+                    Action::Denied
+                };
+                self.push(pid, EventKind::Exec, name, action, detail);
+                Some(if allowed { cont } else { deny(libc::EPERM) })
+            }
+            Tier::Record(Record::Process) => {
+                self.clones += 1;
+                let (flags, resp, note) = if nr == libc::SYS_clone3 {
+                    // clone3's flags live in memory another thread could change after we read
+                    // them: answer ENOSYS so libc falls back to clone(2), whose flags are registers.
+                    (
+                        None,
+                        deny(libc::ENOSYS),
+                        Some("answered ENOSYS; libc falls back to clone"),
+                    )
+                } else if nr == libc::SYS_clone {
+                    let f = a[0];
+                    if f & CLONE_NS_FLAGS != 0 {
+                        (
+                            Some(f),
+                            deny(libc::EPERM),
+                            Some("new namespaces are not allowed"),
+                        )
+                    } else {
+                        (Some(f), cont, None)
+                    }
+                } else {
+                    (Some(0), cont, None)
+                };
+                let threads = flags.is_some_and(|f| f & libc::CLONE_THREAD as u64 != 0);
+                let mut d = json!({"threads": threads});
+                if let Some(f) = flags {
+                    d["flags"] = json!(format!("{f:#x}"));
+                }
+                if let Some(note) = note {
+                    d["note"] = json!(note);
+                }
+                let action = if resp.flags == 0 && nr != libc::SYS_clone3 {
+                    Action::Denied
+                } else {
+                    Action::Allowed
+                };
+                self.push(pid, EventKind::Process, name, action, d);
+                Some(resp)
+            }
+            Tier::Record(Record::File) => {
+                let (dirfd, path_arg, flags) = match nr {
+                    x if x == libc::SYS_open => (libc::AT_FDCWD as i64, a[0], a[1]),
+                    x if x == libc::SYS_creat => (
+                        libc::AT_FDCWD as i64,
+                        a[0],
+                        (libc::O_CREAT | libc::O_WRONLY | libc::O_TRUNC) as u64,
+                    ),
+                    x if x == libc::SYS_openat2 => {
+                        let how = decode::read_bytes(pid, a[2], 8)
+                            .and_then(|b| b.try_into().ok())
+                            .map(u64::from_le_bytes)
+                            .unwrap_or(0);
+                        (a[0] as i32 as i64, a[1], how)
+                    }
+                    _ => (a[0] as i32 as i64, a[1], a[2]),
+                };
+                let path =
+                    decode::read_cstring(pid, path_arg, decode::MAX_PATH).unwrap_or_default();
+                if !valid(listener) {
+                    return None;
+                }
+                let write = flags
+                    & (libc::O_WRONLY | libc::O_RDWR | libc::O_CREAT | libc::O_TRUNC) as u64
+                    != 0;
+                let mut d = json!({"path": path, "write": write});
+                let resolved = if path.starts_with('/') {
+                    Some(
+                        normalize(std::path::Path::new(&path))
+                            .to_string_lossy()
+                            .into_owned(),
+                    )
+                } else if dirfd == libc::AT_FDCWD as i64 {
+                    // Relative to the working directory: resolve it the way the kernel will.
+                    proc_link(pid, "cwd").map(|cwd| {
+                        normalize(&std::path::Path::new(&cwd).join(&path))
+                            .to_string_lossy()
+                            .into_owned()
+                    })
+                } else {
+                    proc_link(pid, &format!("fd/{dirfd}")).map(|dir| {
+                        normalize(&std::path::Path::new(&dir).join(&path))
+                            .to_string_lossy()
+                            .into_owned()
+                    })
+                };
+                if let Some(r) = &resolved {
+                    if r != &path {
+                        d["resolved"] = json!(r);
+                    }
+                    let outside = if write {
+                        !self.rules.is_writable(r)
+                    } else {
+                        !self.rules.is_readable(r)
+                    };
+                    if outside {
+                        d["outside"] = json!(true);
+                    }
+                }
+                self.push(pid, EventKind::File, name, Action::Allowed, d);
+                Some(cont)
+            }
+        }
+    }
+}
+
+/// Reads /proc/<pid>/<link>. The kernel renders it relative to the child's root when the child
+/// is in our mount tree's view; after pivot_root it is the path the child itself would see.
+fn proc_link(pid: u32, link: &str) -> Option<String> {
+    std::fs::read_link(format!("/proc/{pid}/{link}"))
+        .ok()
+        .map(|p| p.to_string_lossy().into_owned())
+}
+
+impl Supervisor {
+    pub fn run(self) -> Outcome {
+        let rt = match tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+        {
+            Ok(rt) => rt,
+            Err(_) => return self.run_without_runtime(),
+        };
+        rt.block_on(self.run_async())
+    }
+
+    /// Last resort when no runtime can be built (e.g. no fds left): kill and report.
+    fn run_without_runtime(self) -> Outcome {
+        let _ = sys::pidfd_send_signal(self.pidfd.as_raw_fd(), libc::SIGKILL);
+        let _ = sys::wait4(self.pid, 0);
+        Outcome {
+            exit: Exit {
+                status: ExitStatus::Killed,
+                code: None,
+                signal: Some(libc::SIGKILL),
+            },
+            resources: Resources {
+                wall_ms: self.start.elapsed().as_millis() as u64,
+                ..Default::default()
+            },
+            syscalls: BTreeMap::new(),
+            events: Vec::new(),
+            events_dropped: 0,
+            stdout_tail: Vec::new(),
+            stderr_tail: Vec::new(),
+        }
+    }
+
+    async fn run_async(self) -> Outcome {
+        let Supervisor {
+            start,
+            pid,
+            pidfd,
+            listener,
+            group,
+            timeout,
+            allow_exec,
+            rules,
+            stdout,
+            stderr,
+            echo,
+        } = self;
+        if sys::set_nonblocking(listener.as_raw_fd()).is_err() {
+            // Not fatal: readiness comes from poll, RECV is only called when a notification waits.
+        }
+        let mut rec = Recorder {
+            start,
+            tiers: policy::tiers(),
+            events: Vec::new(),
+            dropped: 0,
+            syscalls: BTreeMap::new(),
+            names: HashMap::new(),
+            ns_pids: HashMap::new(),
+            first_exec_done: false,
+            target_pid: pid as u32,
+            allow_exec,
+            rules,
+            clones: 0,
+        };
+        rec.ns_pids.insert(pid as u32, 1);
+
+        let out_task = stdout.map(|fd| tokio::spawn(relay(fd, echo)));
+        let err_task = stderr.map(|fd| tokio::spawn(relay(fd, echo)));
+
+        // SAFETY: both are OwnedFds moved into the AsyncFd, which owns them until dropped, so the
+        // descriptor stays open and the same for the AsyncFd's whole life.
+        let notify =
+            unsafe { AsyncFd::register_with_interest(listener, tokio::io::Interest::READABLE) }
+                .ok();
+        // SAFETY: as above.
+        let exited =
+            unsafe { AsyncFd::register_with_interest(pidfd, tokio::io::Interest::READABLE) };
+        let deadline = tokio::time::Instant::from_std(start + timeout);
+        let mut tick = tokio::time::interval(POLL_INTERVAL);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+        let mut forced: Option<ExitStatus> = None;
+        let mut notify_open = notify.is_some();
+
+        let exited = match exited {
+            Ok(e) => e,
+            Err(_) => return Supervisor::fallback_outcome(start, pid),
+        };
+
+        loop {
+            tokio::select! {
+                biased;
+                r = async { notify.as_ref().map(|n| n.readable()).expect("guarded by notify_open").await }, if notify_open => {
+                    match r {
+                        Ok(mut guard) => {
+                            let fd = guard.get_inner();
+                            // Drain every pending notification; POLLHUP alone means no task is
+                            // left under the filter.
+                            loop {
+                                match poll_revents(fd.as_raw_fd()) {
+                                    Some(ev) if ev & libc::POLLIN != 0 => {
+                                        match sys::notif_recv(fd) {
+                                            Ok(n) => {
+                                                if let Some(resp) = rec.handle(fd, &n) {
+                                                    let _ = sys::notif_send(fd, &resp);
+                                                }
+                                            }
+                                            Err(e) if e.errno == libc::ENOENT || e.errno == libc::EINTR => {}
+                                            Err(_) => { notify_open = false; break; }
+                                        }
+                                    }
+                                    Some(ev) if ev & (libc::POLLHUP | libc::POLLERR) != 0 => { notify_open = false; break; }
+                                    _ => { guard.clear_ready(); break; }
+                                }
+                            }
+                        }
+                        Err(_) => notify_open = false,
+                    }
+                }
+                _ = exited.readable() => break,
+                _ = tokio::time::sleep_until(deadline), if forced.is_none() => {
+                    forced = Some(ExitStatus::Timeout);
+                    kill_tree(&group, exited.get_ref());
+                }
+                _ = tick.tick(), if forced.is_none() => {
+                    if let Some(g) = &group {
+                        if g.oom_kills() > 0 {
+                            forced = Some(ExitStatus::Memory);
+                            kill_tree(&group, exited.get_ref());
+                        } else if g.pids_max_hits() > 0 {
+                            forced = Some(ExitStatus::Pids);
+                            kill_tree(&group, exited.get_ref());
+                        }
+                    }
+                }
+            }
+        }
+        let wall = start.elapsed();
+        // The target was pid 1 of its namespace: its death took every other process with it.
+        // cgroup.kill makes sure, even of processes mid-fork.
+        kill_tree(&group, exited.get_ref());
+        let waited = sys::wait4(pid, 0).ok().flatten();
+        let (status_raw, ru) = match waited {
+            Some(w) => (Some(w.0), Some(w.1)),
+            None => (None, None),
+        };
+        let (code, signal) = match status_raw {
+            Some(s) if libc::WIFEXITED(s) => (Some(libc::WEXITSTATUS(s)), None),
+            Some(s) if libc::WIFSIGNALED(s) => (None, Some(libc::WTERMSIG(s))),
+            _ => (None, None),
+        };
+        let oom = group.as_ref().map_or(0, Group::oom_kills);
+        let status = match forced {
+            Some(s) => s,
+            None if oom > 0 => ExitStatus::Memory,
+            None if group.as_ref().is_some_and(|g| g.pids_max_hits() > 0) && signal.is_some() => {
+                ExitStatus::Pids
+            }
+            None if signal.is_some() => ExitStatus::Signaled,
+            None => ExitStatus::Exited,
+        };
+        let mut resources = Resources {
+            wall_ms: wall.as_millis() as u64,
+            ..Default::default()
+        };
+        if let Some(ru) = ru {
+            resources.cpu_user_ms =
+                (ru.ru_utime.tv_sec as u64) * 1000 + (ru.ru_utime.tv_usec as u64) / 1000;
+            resources.cpu_sys_ms =
+                (ru.ru_stime.tv_sec as u64) * 1000 + (ru.ru_stime.tv_usec as u64) / 1000;
+            resources.peak_rss_bytes = (ru.ru_maxrss as u64) * 1024;
+        }
+        if let Some(g) = &group {
+            if let Some((u, s)) = g.cpu_usec() {
+                // The cgroup counts processes that were killed unreaped too.
+                resources.cpu_user_ms = resources.cpu_user_ms.max(u / 1000);
+                resources.cpu_sys_ms = resources.cpu_sys_ms.max(s / 1000);
+            }
+            resources.peak_memory_bytes = g.peak_memory();
+            resources.peak_pids = g.peak_pids().unwrap_or(0);
+        }
+        if resources.peak_pids == 0 {
+            resources.peak_pids = 1 + rec.clones;
+        }
+        drop(group);
+        let stdout_tail = match out_task {
+            Some(t) => t.await.unwrap_or_default(),
+            None => Vec::new(),
+        };
+        let stderr_tail = match err_task {
+            Some(t) => t.await.unwrap_or_default(),
+            None => Vec::new(),
+        };
+        Outcome {
+            exit: Exit {
+                status,
+                code,
+                signal,
+            },
+            resources,
+            syscalls: rec.syscalls,
+            events: rec.events,
+            events_dropped: rec.dropped,
+            stdout_tail,
+            stderr_tail,
+        }
+    }
+
+    fn fallback_outcome(start: Instant, pid: i32) -> Outcome {
+        // SAFETY: kill(2) with a pid we created; at worst ESRCH.
+        unsafe { libc::kill(pid, libc::SIGKILL) };
+        let _ = sys::wait4(pid, 0);
+        Outcome {
+            exit: Exit {
+                status: ExitStatus::Killed,
+                code: None,
+                signal: Some(libc::SIGKILL),
+            },
+            resources: Resources {
+                wall_ms: start.elapsed().as_millis() as u64,
+                ..Default::default()
+            },
+            syscalls: BTreeMap::new(),
+            events: Vec::new(),
+            events_dropped: 0,
+            stdout_tail: Vec::new(),
+            stderr_tail: Vec::new(),
+        }
+    }
+}
+
+fn kill_tree(group: &Option<Group>, pidfd: &OwnedFd) {
+    let _ = sys::pidfd_send_signal(pidfd.as_raw_fd(), libc::SIGKILL);
+    if let Some(g) = group {
+        g.kill();
+    }
+}
+
+fn poll_revents(fd: i32) -> Option<i16> {
+    let mut pfd = libc::pollfd {
+        fd,
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    // SAFETY: one valid pollfd, zero timeout.
+    let r = unsafe { libc::poll(&mut pfd, 1, 0) };
+    (r >= 0).then_some(pfd.revents)
+}
+
+/// Copies the program's output to our stderr (never stdout: JSON reports go there), keeping the tail.
+async fn relay(fd: OwnedFd, echo: bool) -> Vec<u8> {
+    let mut tail: Vec<u8> = Vec::new();
+    let Ok(mut rx) = tokio::net::unix::pipe::Receiver::from_owned_fd(fd) else {
+        return tail;
+    };
+    let mut err = tokio::io::stderr();
+    let mut buf = vec![0u8; 16 * 1024];
+    loop {
+        match rx.read(&mut buf).await {
+            Ok(0) | Err(_) => break,
+            Ok(n) => {
+                if echo {
+                    let _ = err.write_all(&buf[..n]).await;
+                }
+                tail.extend_from_slice(&buf[..n]);
+                if tail.len() > OUTPUT_TAIL {
+                    tail.drain(..tail.len() - OUTPUT_TAIL);
+                }
+            }
+        }
+    }
+    tail
+}
