@@ -3,6 +3,7 @@
 //! unit-tested in-process.
 
 pub mod finding;
+pub mod formats;
 pub mod classifier;
 pub mod probegen;
 pub mod stats;

@@ -9,6 +9,7 @@ use clap::Parser;
 mod cli;
 mod commands;
 mod error;
+mod host;
 #[allow(dead_code)] // views land command by command
 mod report;
 

@@ -1,5 +1,7 @@
 //! One file per verb: each is a short function from parsed arguments to a report.
 
+mod host;
+
 use crate::cli::Command;
 use crate::error::{CliError, Result};
 
@@ -9,6 +11,6 @@ pub fn run(command: Command) -> Result<u8> {
         Command::Probe(_) => Err(CliError::Input("probe: not built yet".into())),
         Command::Detonate(_) => Err(CliError::Input("detonate: not built yet".into())),
         Command::Jail(_) => Err(CliError::Input("jail: not built yet".into())),
-        Command::Host(_) => Err(CliError::Input("__host: not built yet".into())),
+        Command::Host(args) => host::run(args),
     }
 }

@@ -1,0 +1,2 @@
+//! Placeholder while the host lands.
+fn main() {}

@@ -1,0 +1,34 @@
+//! `modelvet __host MODEL`: the hidden model-host mode. The supervisor (or a test) hands it an
+//! already connected SOCK_STREAM unix socket as file descriptor 3 and talks the channel protocol.
+
+use std::os::fd::FromRawFd;
+use std::os::unix::net::UnixStream;
+
+use crate::cli::HostArgs;
+use crate::error::{CliError, Result};
+use crate::host;
+
+/// The descriptor the channel socket arrives on.
+const CHANNEL_FD: i32 = 3;
+
+pub fn run(args: HostArgs) -> Result<u8> {
+    let stream = channel_socket()?;
+    host::serve(&args.model, stream).map_err(|e| CliError::Input(e.to_string()))?;
+    Ok(0)
+}
+
+/// Takes ownership of fd 3 after checking it is an open socket.
+fn channel_socket() -> Result<UnixStream> {
+    // SAFETY: fstat only writes into the zeroed stat buffer we pass; an invalid fd yields -1.
+    let mut stat: libc::stat = unsafe { std::mem::zeroed() };
+    // SAFETY: `stat` is a valid, writable libc::stat for the duration of the call.
+    let rc = unsafe { libc::fstat(CHANNEL_FD, &mut stat) };
+    if rc != 0 || stat.st_mode & libc::S_IFMT != libc::S_IFSOCK {
+        return Err(CliError::Input(format!(
+            "__host expects a connected unix socket on fd {CHANNEL_FD}; it is an internal mode of `modelvet probe`"
+        )));
+    }
+    // SAFETY: fd 3 is open and a socket (checked above); by the host-mode contract it belongs to
+    // this process alone, so the UnixStream becomes its only owner and closes it on drop.
+    Ok(unsafe { UnixStream::from_raw_fd(CHANNEL_FD) })
+}

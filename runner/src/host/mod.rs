@@ -1,0 +1,231 @@
+//! The model host: `modelvet __host MODEL` loads one untrusted ONNX or WASM model and answers
+//! inference requests over the channel (see `channel`). It runs inside the sandbox, so it keeps to
+//! one thread for tract and a single epoch-ticker thread for wasmtime.
+
+#[allow(dead_code)] // the client half is called by `probe` and the tests, not by the host
+pub mod channel;
+mod onnx;
+mod wasm;
+
+use std::os::unix::net::UnixStream;
+use std::path::Path;
+use std::time::Duration;
+
+use thiserror::Error;
+
+use channel::{
+    ChannelError, ClientMessage, FrameIo, HostEvent, HostMessage, ModelErrorKind, ModelInfo,
+    shape_elements,
+};
+
+#[allow(unused_imports)] // the public face of the host for the probe command and benchmarks
+pub use channel::{HostClient, Inference, MAX_FRAME_BYTES, ModelFormat, TensorInfo};
+#[allow(unused_imports)]
+pub use onnx::ONNX_MEMORY_BUDGET_BYTES;
+#[allow(unused_imports)]
+pub use wasm::{DEFAULT_CALL_DEADLINE, RANDOM_SEED, WASM_MEMORY_CAP_BYTES};
+
+/// Largest model file the host reads. Defends against a multi-gigabyte file filling memory
+/// before any budget check; it equals the ONNX budget since initializers live in the file.
+const MAX_MODEL_FILE_BYTES: u64 = ONNX_MEMORY_BUDGET_BYTES;
+
+#[derive(Debug, Error)]
+pub enum HostError {
+    #[error("cannot serve the model: {0}")]
+    Channel(#[from] ChannelError),
+}
+
+/// A failed request: the model's fault, reported to the client as an `Error` reply.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ModelError {
+    pub kind: ModelErrorKind,
+    pub message: String,
+}
+
+impl ModelError {
+    pub fn new(kind: ModelErrorKind, message: impl Into<String>) -> Self {
+        ModelError {
+            kind,
+            message: message.into(),
+        }
+    }
+}
+
+/// Shape as reported: known dims as integers, symbolic ones as their names.
+fn tensor_shape_json(dims: &[Option<i64>], names: &[String]) -> Vec<serde_json::Value> {
+    dims.iter()
+        .zip(names)
+        .map(|(d, name)| match d {
+            Some(v) => serde_json::Value::from(*v),
+            None => serde_json::Value::from(name.clone()),
+        })
+        .collect()
+}
+
+enum LoadedModel {
+    Onnx(onnx::OnnxModel),
+    Wasm(wasm::WasmModel),
+}
+
+impl LoadedModel {
+    fn info(&self) -> &ModelInfo {
+        match self {
+            LoadedModel::Onnx(m) => m.info(),
+            LoadedModel::Wasm(m) => m.info(),
+        }
+    }
+}
+
+/// Reads and loads a model; the format comes from the extension, else from the content.
+fn load(path: &Path) -> Result<LoadedModel, String> {
+    let meta =
+        std::fs::metadata(path).map_err(|e| format!("cannot open {}: {e}", path.display()))?;
+    if meta.len() > MAX_MODEL_FILE_BYTES {
+        return Err(format!(
+            "{} is {} bytes, over the host's {MAX_MODEL_FILE_BYTES}-byte limit",
+            path.display(),
+            meta.len()
+        ));
+    }
+    let bytes = std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let ext = path
+        .extension()
+        .and_then(|e| e.to_str())
+        .map(str::to_ascii_lowercase);
+    let looks_wasm =
+        bytes.starts_with(b"\0asm") || bytes.trim_ascii_start().starts_with(b"(module");
+    match ext.as_deref() {
+        Some("wasm" | "wat") => wasm::load(&bytes).map(LoadedModel::Wasm),
+        Some("onnx") => onnx::load(&bytes).map(LoadedModel::Onnx),
+        _ if looks_wasm => wasm::load(&bytes).map(LoadedModel::Wasm),
+        _ => onnx::load(&bytes).map(LoadedModel::Onnx),
+    }
+}
+
+/// Serves `model` on `stream` until the client says goodbye or hangs up. A model that fails to
+/// load is reported to the client (`LoadError`) and is not an error of the host.
+pub fn serve(model: &Path, stream: UnixStream) -> Result<(), HostError> {
+    let mut io = FrameIo::new(stream);
+    let mut model = match load(model) {
+        Ok(m) => m,
+        Err(message) => {
+            io.send(&HostMessage::LoadError { message }, None)?;
+            return Ok(());
+        }
+    };
+    let events = match &mut model {
+        LoadedModel::Wasm(m) => m.take_load_events(),
+        LoadedModel::Onnx(_) => Vec::new(),
+    };
+    io.send(
+        &HostMessage::Hello {
+            model: model.info().clone(),
+            events,
+        },
+        None,
+    )?;
+
+    let (mut input, mut output, mut out_shape) = (Vec::new(), Vec::new(), Vec::new());
+    loop {
+        let msg = match io.recv::<ClientMessage>() {
+            Ok(msg) => msg,
+            Err(ChannelError::Closed) => return Ok(()),
+            Err(e) => return Err(e.into()),
+        };
+        let (shape, deadline_ms) = match msg {
+            ClientMessage::Bye => {
+                io.send(&HostMessage::Bye, None)?;
+                return Ok(());
+            }
+            ClientMessage::Infer { shape, deadline_ms } => (shape, deadline_ms),
+        };
+        let elements = shape_elements(&shape).map_err(ChannelError::Protocol)?;
+        io.recv_tensor(elements, &mut input)?;
+        let deadline = deadline_ms.map_or(DEFAULT_CALL_DEADLINE, Duration::from_millis);
+        let mut events: Vec<HostEvent> = Vec::new();
+        let result = match &mut model {
+            LoadedModel::Onnx(m) => m.infer(&input, &shape, &mut output, &mut out_shape),
+            LoadedModel::Wasm(m) => m.infer(
+                &input,
+                &shape,
+                deadline,
+                &mut output,
+                &mut out_shape,
+                &mut events,
+            ),
+        };
+        match result {
+            Ok(()) => io.send(
+                &HostMessage::Output {
+                    shape: out_shape.clone(),
+                    events,
+                },
+                Some(&output),
+            )?,
+            Err(ModelError { kind, message }) => io.send(
+                &HostMessage::Error {
+                    message,
+                    kind,
+                    events,
+                },
+                None,
+            )?,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use prost::Message;
+
+    #[test]
+    fn serve_answers_hello_infer_error_and_bye_in_process() {
+        let dir = std::env::temp_dir().join(format!("modelvet-host-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("linear.onnx");
+        let w = [1.0, 0.0, 0.0, 1.0, 1.0, 1.0];
+        std::fs::write(
+            &path,
+            onnx::tests::linear_model(&w, &[0.0, 0.5], Err("batch")).encode_to_vec(),
+        )
+        .unwrap();
+
+        let (host_end, client_end) = UnixStream::pair().unwrap();
+        let served = path.clone();
+        let host = std::thread::spawn(move || serve(&served, host_end));
+        let (mut client, info) = HostClient::connect(client_end, Duration::from_secs(30)).unwrap();
+        assert_eq!(info.format, ModelFormat::Onnx);
+        assert_eq!(info.inputs[0].shape[0], "batch");
+        let got = client.infer(&[1.0, 2.0, 3.0], &[1, 3]).unwrap();
+        assert_eq!(got.shape, vec![1, 2]);
+        assert_eq!(got.output, vec![4.0, 5.5]);
+        match client.infer(&[0.0; 4], &[1, 4]) {
+            Err(ChannelError::Model {
+                kind: ModelErrorKind::Shape,
+                ..
+            }) => {}
+            other => panic!("expected a shape error, got {other:?}"),
+        }
+        client.close().unwrap();
+        host.join().unwrap().unwrap();
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn missing_model_is_a_load_error_reply() {
+        let (host_end, client_end) = UnixStream::pair().unwrap();
+        let host =
+            std::thread::spawn(move || serve(Path::new("/nonexistent/model.onnx"), host_end));
+        match HostClient::connect(client_end, Duration::from_secs(10)) {
+            Err(ChannelError::Model {
+                kind: ModelErrorKind::Load,
+                message,
+                ..
+            }) => assert!(message.contains("cannot open")),
+            Err(e) => panic!("expected a load error, got {e}"),
+            Ok(_) => panic!("expected a load error"),
+        }
+        host.join().unwrap().unwrap();
+    }
+}
