@@ -1,0 +1,118 @@
+//! A program that misbehaves in every way the jail must contain; the jail's integration tests
+//! run it under `modelvet jail`. Run: `cargo run --release --example hostile -- <case> [arg]`.
+//! Cases: connect PORT, udp PORT, connect6 PORT, exec, write PATH, shadow, forkbomb, membomb,
+//! busy, killparent, raw.
+
+use std::io::Write;
+
+fn errno() -> i32 {
+    std::io::Error::last_os_error().raw_os_error().unwrap_or(0)
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    let case = args.get(1).map(String::as_str).unwrap_or("");
+    let arg = args.get(2).cloned().unwrap_or_default();
+    match case {
+        "connect" => {
+            let r = std::net::TcpStream::connect(("127.0.0.1", arg.parse::<u16>().unwrap_or(1)));
+            println!("connect: {:?}", r.map(|_| "connected"));
+        }
+        "connect6" => {
+            let r = std::net::TcpStream::connect(("::1", arg.parse::<u16>().unwrap_or(1)));
+            println!("connect6: {:?}", r.map(|_| "connected"));
+        }
+        "udp" => {
+            let r = std::net::UdpSocket::bind("0.0.0.0:0").and_then(|s| {
+                s.send_to(
+                    b"exfiltrate",
+                    ("127.0.0.1", arg.parse::<u16>().unwrap_or(1)),
+                )
+            });
+            println!("udp: {r:?}");
+        }
+        "exec" => {
+            let r = std::process::Command::new("/bin/sh")
+                .arg("-c")
+                .arg("echo pwned")
+                .status();
+            println!("exec: {r:?}");
+        }
+        "write" => {
+            let r = std::fs::File::create(&arg).and_then(|mut f| f.write_all(b"owned"));
+            println!("write: {r:?}");
+        }
+        "shadow" => {
+            let r = std::fs::read_to_string("/etc/shadow");
+            println!("shadow: {:?}", r.map(|s| s.len()));
+        }
+        "forkbomb" => loop {
+            // SAFETY: fork in a single-threaded program; both sides just loop.
+            unsafe { libc::fork() };
+        },
+        "membomb" => {
+            let mut hoard: Vec<Vec<u8>> = Vec::new();
+            loop {
+                hoard.push(vec![1u8; 16 << 20]);
+            }
+        }
+        "busy" => {
+            let mut x: u64 = 0;
+            loop {
+                x = std::hint::black_box(x.wrapping_add(1));
+            }
+        }
+        "killparent" => {
+            // SAFETY: plain signal sends; the point is that they reach nothing outside.
+            let (a, b) = unsafe {
+                (
+                    libc::kill(libc::getppid(), libc::SIGKILL),
+                    libc::kill(-1, libc::SIGKILL),
+                )
+            };
+            println!("killparent: survived ({a}, {b})");
+        }
+        "raw" => {
+            // Each through a raw syscall, so no libc wrapper short-cuts it.
+            // SAFETY: the calls are expected to fail with EPERM; arguments are harmless.
+            let calls: [(&str, i64); 6] = unsafe {
+                [
+                    (
+                        "ptrace",
+                        libc::syscall(libc::SYS_ptrace, libc::PTRACE_TRACEME, 0, 0, 0),
+                    ),
+                    (
+                        "mount",
+                        libc::syscall(
+                            libc::SYS_mount,
+                            c"none".as_ptr(),
+                            c"/tmp".as_ptr(),
+                            c"tmpfs".as_ptr(),
+                            0,
+                            0,
+                        ),
+                    ),
+                    (
+                        "unshare",
+                        libc::syscall(libc::SYS_unshare, libc::CLONE_NEWUSER),
+                    ),
+                    ("bpf", libc::syscall(libc::SYS_bpf, 0, 0, 0)),
+                    (
+                        "io_uring_setup",
+                        libc::syscall(libc::SYS_io_uring_setup, 8, std::ptr::null_mut::<u8>()),
+                    ),
+                    ("keyctl", libc::syscall(libc::SYS_keyctl, 0, 0, 0, 0, 0)),
+                ]
+            };
+            for (name, r) in calls {
+                println!("raw {name}: {r} errno {}", if r < 0 { errno() } else { 0 });
+            }
+        }
+        _ => {
+            eprintln!(
+                "usage: hostile connect|udp|connect6 PORT | exec | write PATH | shadow | forkbomb | membomb | busy | killparent | raw"
+            );
+            std::process::exit(2);
+        }
+    }
+}

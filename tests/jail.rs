@@ -1,0 +1,350 @@
+//! `modelvet jail` against real hostile programs (examples/hostile.rs): each test asserts both
+//! containment (what the program could not do) and the record (what the report says it tried).
+
+use std::net::{TcpListener, UdpSocket};
+use std::path::PathBuf;
+use std::process::Command;
+
+use serde_json::Value;
+
+fn modelvet() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_modelvet"))
+}
+
+/// The hostile example, built by `cargo test` beside the binary.
+fn hostile() -> PathBuf {
+    let p = modelvet().parent().unwrap().join("examples/hostile");
+    assert!(
+        p.exists(),
+        "build the examples first (make build): {}",
+        p.display()
+    );
+    p
+}
+
+struct Run {
+    code: i32,
+    report: Value,
+    stderr: String,
+}
+
+fn jail(opts: &[&str], cmd: &[&str]) -> Run {
+    let out = Command::new(modelvet())
+        .arg("jail")
+        .arg("--format")
+        .arg("json")
+        .args(opts)
+        .arg("--")
+        .args(cmd)
+        .output()
+        .expect("run modelvet");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    let report = serde_json::from_str(&stdout)
+        .unwrap_or_else(|e| panic!("report is not JSON ({e}): {stdout}\nstderr: {stderr}"));
+    Run {
+        code: out.status.code().unwrap_or(-1),
+        report,
+        stderr,
+    }
+}
+
+fn hostile_case(opts: &[&str], args: &[&str]) -> Run {
+    let h = hostile();
+    let mut cmd = vec![h.to_str().unwrap()];
+    cmd.extend_from_slice(args);
+    jail(opts, &cmd)
+}
+
+fn events<'a>(r: &'a Run, kind: &str) -> Vec<&'a Value> {
+    r.report["sandbox"]["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["kind"] == kind)
+        .collect()
+}
+
+fn rules(r: &Run) -> Vec<(String, String)> {
+    r.report["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| {
+            (
+                f["rule"].as_str().unwrap().to_string(),
+                f["severity"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect()
+}
+
+fn has_rule(r: &Run, rule: &str, severity: &str) -> bool {
+    rules(r).iter().any(|(ru, s)| ru == rule && s == severity)
+}
+
+#[test]
+fn benign_program_passes_with_exit_0() {
+    let r = jail(&[], &["/bin/true"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_eq!(r.report["schema"], "modelvet.jail/1");
+    assert_eq!(r.report["verdict"], "pass");
+    assert_eq!(r.report["sandbox"]["exit"]["status"], "exited");
+    assert_eq!(r.report["sandbox"]["exit"]["code"], 0);
+}
+
+#[test]
+fn tcp_connect_to_host_loopback_is_contained_and_recorded() {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.set_nonblocking(true).unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let r = hostile_case(&[], &["connect", &port.to_string()]);
+    // Containment: the listener on the host's loopback got nothing.
+    assert!(
+        listener.accept().is_err(),
+        "the jailed program reached the host's loopback"
+    );
+    // Record: the connect with its decoded address.
+    let connects: Vec<_> = events(&r, "network")
+        .into_iter()
+        .filter(|e| e["syscall"] == "connect")
+        .collect();
+    assert!(
+        connects.iter().any(|e| e["detail"]["family"] == "inet"
+            && e["detail"]["address"] == "127.0.0.1"
+            && e["detail"]["port"] == port),
+        "{:#}",
+        r.report["sandbox"]["events"]
+    );
+    assert!(has_rule(&r, "sandbox.network", "high"));
+    assert_eq!(r.code, 1);
+    assert_eq!(r.report["verdict"], "fail");
+}
+
+#[test]
+fn udp_sendto_is_recorded() {
+    let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
+    sock.set_nonblocking(true).unwrap();
+    let port = sock.local_addr().unwrap().port();
+    let r = hostile_case(&[], &["udp", &port.to_string()]);
+    let mut buf = [0u8; 64];
+    assert!(
+        sock.recv_from(&mut buf).is_err(),
+        "a datagram left the sandbox"
+    );
+    assert!(
+        events(&r, "network")
+            .iter()
+            .any(|e| e["syscall"] == "sendto"
+                && e["detail"]["address"] == "127.0.0.1"
+                && e["detail"]["port"] == port),
+        "{:#}",
+        r.report["sandbox"]["events"]
+    );
+    assert!(has_rule(&r, "sandbox.network", "high"));
+}
+
+#[test]
+fn ipv6_connect_is_recorded() {
+    let r = hostile_case(&[], &["connect6", "4446"]);
+    assert!(
+        events(&r, "network")
+            .iter()
+            .any(|e| e["syscall"] == "connect"
+                && e["detail"]["family"] == "inet6"
+                && e["detail"]["address"] == "::1"
+                && e["detail"]["port"] == 4446)
+    );
+    assert!(
+        r.stderr.contains("connect6: Err"),
+        "connect must fail inside: {}",
+        r.stderr
+    );
+}
+
+#[test]
+fn exec_of_a_shell_is_denied_and_critical() {
+    let r = hostile_case(&[], &["exec"]);
+    let execs = events(&r, "exec");
+    assert!(
+        execs
+            .iter()
+            .any(|e| e["detail"]["path"] == "/bin/sh" && e["action"] == "denied"),
+        "{execs:#?}"
+    );
+    assert!(!r.stderr.contains("pwned"), "the shell ran: {}", r.stderr);
+    assert!(has_rule(&r, "sandbox.exec", "critical"));
+    // With --allow-exec it runs, and is still reported.
+    let r = hostile_case(&["--allow-exec"], &["exec"]);
+    assert!(r.stderr.contains("pwned"), "{}", r.stderr);
+    assert!(
+        events(&r, "exec")
+            .iter()
+            .any(|e| e["detail"]["path"] == "/bin/sh" && e["action"] == "allowed")
+    );
+    assert!(has_rule(&r, "sandbox.exec", "critical"));
+}
+
+#[test]
+fn write_to_a_host_path_leaves_nothing_and_is_recorded() {
+    let target = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
+        .join(format!("jail-write-{}", std::process::id()));
+    let _ = std::fs::remove_file(&target);
+    let r = hostile_case(&[], &["write", target.to_str().unwrap()]);
+    assert!(
+        !target.exists(),
+        "the jailed program wrote {}",
+        target.display()
+    );
+    assert!(
+        events(&r, "file").iter().any(
+            |e| e["detail"]["path"] == target.to_str().unwrap() && e["detail"]["write"] == true
+        )
+    );
+    assert!(has_rule(&r, "sandbox.file-write", "high"));
+}
+
+#[test]
+fn reading_etc_shadow_sees_nothing_and_is_recorded() {
+    let r = hostile_case(&[], &["shadow"]);
+    assert!(
+        r.stderr.contains("shadow: Err"),
+        "shadow was readable: {}",
+        r.stderr
+    );
+    assert!(
+        events(&r, "file")
+            .iter()
+            .any(|e| e["detail"]["path"] == "/etc/shadow" && e["detail"]["outside"] == true)
+    );
+    assert!(has_rule(&r, "sandbox.file-outside", "high"));
+}
+
+fn processes_named(name: &str) -> usize {
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter(|e| std::fs::read_to_string(e.path().join("comm")).is_ok_and(|c| c.trim() == name))
+        .count()
+}
+
+#[test]
+fn fork_bomb_stops_at_the_pids_limit_and_leaves_nothing_running() {
+    let before = processes_named("hostile");
+    let r = hostile_case(&["--pids", "16", "--timeout", "20"], &["forkbomb"]);
+    assert_eq!(
+        r.report["sandbox"]["exit"]["status"], "pids",
+        "{:#}",
+        r.report["sandbox"]["exit"]
+    );
+    assert!(
+        r.report["sandbox"]["resources"]["peak_pids"]
+            .as_u64()
+            .unwrap()
+            <= 16
+    );
+    assert!(
+        r.report["sandbox"]["resources"]["wall_ms"]
+            .as_u64()
+            .unwrap()
+            < 10_000,
+        "the bomb was not stopped early"
+    );
+    assert!(has_rule(&r, "resource.pids", "medium"));
+    // Give the kernel a moment to finish reaping, then nothing of the bomb may be left.
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    assert!(
+        processes_named("hostile") <= before,
+        "fork bomb processes survived the jail"
+    );
+}
+
+#[test]
+fn memory_bomb_is_killed_with_status_memory() {
+    let r = hostile_case(&["--memory", "256M", "--timeout", "20"], &["membomb"]);
+    assert_eq!(
+        r.report["sandbox"]["exit"]["status"], "memory",
+        "{:#}",
+        r.report["sandbox"]
+    );
+    assert!(has_rule(&r, "resource.memory", "medium"));
+    let peak = r.report["sandbox"]["resources"]["peak_memory_bytes"]
+        .as_u64()
+        .unwrap_or(0);
+    assert!(peak <= 260 << 20, "peak {peak} above the limit");
+}
+
+#[test]
+fn busy_loop_times_out_within_a_second_of_the_limit() {
+    let r = hostile_case(&["--timeout", "1"], &["busy"]);
+    assert_eq!(r.report["sandbox"]["exit"]["status"], "timeout");
+    let wall = r.report["sandbox"]["resources"]["wall_ms"]
+        .as_u64()
+        .unwrap();
+    assert!((1000..2000).contains(&wall), "wall {wall} ms");
+    assert!(has_rule(&r, "resource.timeout", "medium"));
+}
+
+#[test]
+fn killing_the_parent_and_pid_minus_one_reaches_nothing_outside() {
+    let r = hostile_case(&[], &["killparent"]);
+    // We got a whole report, so the supervisor survived; the program itself went on too.
+    assert!(r.stderr.contains("killparent: survived"), "{}", r.stderr);
+    assert_eq!(r.report["sandbox"]["exit"]["status"], "exited");
+}
+
+#[test]
+fn dangerous_raw_syscalls_are_denied_and_recorded() {
+    let r = hostile_case(&[], &["raw"]);
+    let denied: Vec<String> = events(&r, "denied")
+        .iter()
+        .filter(|e| e["action"] == "denied")
+        .map(|e| e["syscall"].as_str().unwrap().to_string())
+        .collect();
+    for name in [
+        "ptrace",
+        "mount",
+        "unshare",
+        "bpf",
+        "io_uring_setup",
+        "keyctl",
+    ] {
+        assert!(
+            denied.iter().any(|d| d == name),
+            "{name} not recorded as denied: {denied:?}"
+        );
+        assert!(
+            r.stderr
+                .contains(&format!("raw {name}: -1 errno {}", libc::EPERM)),
+            "{name} not EPERM: {}",
+            r.stderr
+        );
+    }
+    assert!(has_rule(&r, "sandbox.dangerous-syscall", "critical"));
+}
+
+#[test]
+fn missing_program_is_a_usage_error() {
+    let out = Command::new(modelvet())
+        .args(["jail", "--", "/nonexistent/program"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.contains("program not found"), "{err}");
+}
+
+#[test]
+fn text_view_names_the_verdict_and_findings() {
+    let out = Command::new(modelvet())
+        .args(["jail", "--"])
+        .arg(hostile())
+        .arg("shadow")
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("verdict: fail"), "{text}");
+    assert!(text.contains("sandbox.file-outside"), "{text}");
+    assert_eq!(out.status.code(), Some(1));
+}

@@ -103,6 +103,7 @@ pub fn run(plan: &ChildPlan) -> ! {
         _ => sys::exit_now(127), // the parent gave up (or died): nothing to report to
     }
 
+    or_fail(Step::Sync, sys::become_ns_root());
     or_fail(Step::Sync, sys::setsid());
     or_fail(Step::Hostname, sys::sethostname(plan.hostname));
     mounts(plan);

@@ -163,8 +163,15 @@ pub struct PathRules {
 }
 
 impl PathRules {
+    /// Readable: under a visible prefix, or a directory on the way to one ("/", "/etc").
     pub fn is_readable(&self, path: &str) -> bool {
-        under_any(path, &self.readable) || self.is_writable(path)
+        under_any(path, &self.readable)
+            || self.is_writable(path)
+            || self
+                .readable
+                .iter()
+                .chain(&self.writable)
+                .any(|p| under_any(p, &[path.trim_end_matches('/').to_string()]) || path == "/")
     }
     pub fn is_writable(&self, path: &str) -> bool {
         under_any(path, &self.writable)
@@ -510,6 +517,11 @@ mod tests {
         assert!(r.is_readable("/usr"));
         assert!(!r.is_readable("/usrlocal/x"));
         assert!(!r.is_readable("/etc/shadow"));
+        assert!(
+            r.is_readable("/etc"),
+            "an ancestor of a visible path is listable"
+        );
+        assert!(r.is_readable("/"));
         assert!(r.is_writable("/tmp/a"));
         assert!(!r.is_writable("/tmpx"));
     }

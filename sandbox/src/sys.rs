@@ -280,6 +280,15 @@ pub fn sethostname(name: &[u8]) -> SysResult<()> {
     .map(drop)
 }
 
+/// Switches to uid and gid 0 of the (new) user namespace: credentials keep the host ids until
+/// set again after the id maps are written.
+pub fn become_ns_root() -> SysResult<()> {
+    // SAFETY: integer arguments only.
+    check_int("setresgid", unsafe { libc::setresgid(0, 0, 0) })?;
+    // SAFETY: integer arguments only.
+    check_int("setresuid", unsafe { libc::setresuid(0, 0, 0) }).map(drop)
+}
+
 pub fn setsid() -> SysResult<()> {
     // SAFETY: no arguments.
     check_int("setsid", unsafe { libc::setsid() }).map(drop)

@@ -1,6 +1,7 @@
 //! One file per verb: each is a short function from parsed arguments to a report.
 
 mod host;
+pub mod jail;
 
 use crate::cli::Command;
 use crate::error::{CliError, Result};
@@ -10,7 +11,7 @@ pub fn run(command: Command) -> Result<u8> {
         Command::Scan(_) => Err(CliError::Input("scan: not built yet".into())),
         Command::Probe(_) => Err(CliError::Input("probe: not built yet".into())),
         Command::Detonate(_) => Err(CliError::Input("detonate: not built yet".into())),
-        Command::Jail(_) => Err(CliError::Input("jail: not built yet".into())),
+        Command::Jail(args) => jail::run(args),
         Command::Host(args) => host::run(args),
     }
 }

@@ -7,6 +7,7 @@ use std::path::Path;
 use probes::finding::{Finding, Severity};
 use serde::Serialize;
 
+pub mod sandbox;
 pub mod text;
 
 pub const TOOL_NAME: &str = "modelvet";
@@ -19,7 +20,10 @@ pub struct Tool {
 }
 
 pub fn tool() -> Tool {
-    Tool { name: TOOL_NAME, version: TOOL_VERSION }
+    Tool {
+        name: TOOL_NAME,
+        version: TOOL_VERSION,
+    }
 }
 
 /// Exit codes of SPEC: 0 no finding at or above `fail_on`, 1 at least one. (2 and 3 come from
@@ -33,8 +37,14 @@ pub fn exit_code(findings: &[Finding], fail_on: Severity) -> u8 {
 pub fn emit(path: Option<&Path>, rendered: &str) -> std::io::Result<()> {
     match path {
         Some(p) => {
-            let dir = p.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
-            let name = p.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+            let dir = p
+                .parent()
+                .filter(|d| !d.as_os_str().is_empty())
+                .unwrap_or(Path::new("."));
+            let name = p
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default();
             let tmp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
             let result = (|| {
                 let mut f = std::fs::File::create(&tmp)?;

@@ -10,7 +10,12 @@ pub fn findings(out: &mut String, findings: &[Finding]) {
         return;
     }
     for f in findings {
-        let _ = write!(out, "  {:<8} {}", f.severity.as_str().to_uppercase(), f.rule);
+        let _ = write!(
+            out,
+            "  {:<8} {}",
+            f.severity.as_str().to_uppercase(),
+            f.rule
+        );
         if let Some(loc) = &f.location {
             let _ = write!(out, "  {loc}");
         }

@@ -1,0 +1,108 @@
+//! `modelvet jail [OPTS] -- CMD...`: run any command in the sandbox and report what it did.
+
+use std::time::Duration;
+
+use probes::finding::verdict;
+use serde::Serialize;
+
+use crate::cli::{Format, JailArgs, SandboxArgs};
+use crate::error::{CliError, Result};
+use crate::report::{self, sandbox::SandboxReport};
+
+#[derive(Serialize)]
+struct Target {
+    command: Vec<String>,
+}
+
+#[derive(Serialize)]
+struct JailReport<'a> {
+    schema: &'static str,
+    tool: report::Tool,
+    verdict: &'static str,
+    findings: &'a [probes::finding::Finding],
+    target: Target,
+    sandbox: SandboxReport<'a>,
+}
+
+/// Maps sandbox errors to exit codes: an unusable host or failed setup is 3 (nothing ran), a
+/// missing program or unusable path is 2.
+pub fn sandbox_error(e: sandbox::SandboxError) -> CliError {
+    match e {
+        sandbox::SandboxError::ProgramNotFound(_) | sandbox::SandboxError::Plan(_) => {
+            CliError::Input(e.to_string())
+        }
+        other => CliError::Sandbox(other.to_string()),
+    }
+}
+
+/// The sandbox options common to jail, probe and detonate.
+pub fn config(program: impl Into<std::ffi::OsString>, s: &SandboxArgs) -> sandbox::Config {
+    let mut c = sandbox::Config::new(program);
+    c.timeout = Duration::from_secs_f64(s.timeout);
+    c.memory = s.memory;
+    c.pids = s.pids;
+    c.ro = s.ro.clone();
+    c.rw = s.allow_write.clone();
+    c.allow_exec = s.allow_exec;
+    c
+}
+
+pub fn run(args: JailArgs) -> Result<u8> {
+    let mut cmd = args.command.clone();
+    let program = cmd.remove(0);
+    let mut cfg = config(program, &args.sandbox);
+    cfg.args = cmd;
+    let host = sandbox::HostSupport::detect();
+    let running = sandbox::spawn(cfg).map_err(sandbox_error)?;
+    let outcome = running.wait();
+    let findings = report::sandbox::findings(
+        &outcome,
+        args.sandbox.timeout,
+        args.sandbox.memory,
+        args.sandbox.pids,
+    );
+    let rendered = match args.common.format {
+        Format::Json | Format::Sarif => {
+            let r = JailReport {
+                schema: "modelvet.jail/1",
+                tool: report::tool(),
+                verdict: verdict(&findings),
+                findings: &findings,
+                target: Target {
+                    command: args
+                        .command
+                        .iter()
+                        .map(|a| a.to_string_lossy().into_owned())
+                        .collect(),
+                },
+                sandbox: SandboxReport::new(&outcome, &host),
+            };
+            if args.common.format == Format::Sarif {
+                return Err(CliError::Input("jail reports come as text or json".into()));
+            }
+            let mut s =
+                serde_json::to_string_pretty(&r).map_err(|e| CliError::Input(e.to_string()))?;
+            s.push('\n');
+            s
+        }
+        Format::Text => {
+            let mut s = String::new();
+            let cmd: Vec<String> = args
+                .command
+                .iter()
+                .map(|a| a.to_string_lossy().into_owned())
+                .collect();
+            s.push_str(&format!(
+                "modelvet jail: {}\nverdict: {}\n",
+                cmd.join(" "),
+                verdict(&findings)
+            ));
+            report::sandbox::text(&mut s, &outcome);
+            s.push_str("findings:\n");
+            report::text::findings(&mut s, &findings);
+            s
+        }
+    };
+    report::emit(args.common.output.as_deref(), &rendered)?;
+    Ok(report::exit_code(&findings, args.common.fail_on.0))
+}
