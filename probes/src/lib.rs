@@ -8,3 +8,5 @@ pub mod classifier;
 pub mod probegen;
 pub mod stats;
 pub mod strip;
+pub mod pickle;
+pub mod scan;

@@ -1,0 +1,389 @@
+//! The content router of `modelvet scan`: decides what a file is from its bytes (never its
+//! name), opens containers the way their loaders do (zip as torch reads it, tar, gzip/zlib,
+//! `.npy`), and hands every member to the reader for its content: the pickle VM, or the
+//! safetensors, ONNX, GGUF and Keras readers of `crate::formats`.
+
+mod npy;
+mod tar;
+mod zip;
+
+use std::io::Read;
+use std::path::Path;
+
+use sha2::{Digest, Sha256};
+use thiserror::Error;
+
+use crate::finding::{Category, Finding, Severity};
+use crate::formats;
+use crate::pickle;
+
+/// Archives inside archives (zip in tar in gzip...): defends against recursion bombs.
+pub const MAX_ARCHIVE_DEPTH: u8 = 6;
+/// Bytes inflated from compressed members and streams, per scanned file: defends against
+/// decompression bombs exhausting memory.
+pub const MAX_UNPACKED_BYTES: u64 = 4 << 30;
+/// Bytes one compressed member or stream may inflate to.
+pub const MAX_MEMBER_UNPACKED: u64 = 1 << 30;
+/// Inflation ratio above which a member past `BOMB_MIN_BYTES` is reported as a bomb.
+pub const BOMB_RATIO: u64 = 200;
+pub const BOMB_MIN_BYTES: u64 = 64 << 20;
+/// Entries read from one archive: defends against central directories of millions of entries.
+pub const MAX_ARCHIVE_ENTRIES: usize = 200_000;
+
+/// The scan of one file: SPEC's `files[]` entry without the derived `max_severity`.
+#[derive(Debug, Clone)]
+pub struct FileScan {
+    pub path: String,
+    /// One of SPEC's names: pickle, pytorch-zip, pytorch-tar, numpy, npz, joblib, zip, tar,
+    /// safetensors, onnx, gguf, keras, unknown.
+    pub format: &'static str,
+    pub sha256: String,
+    pub bytes: u64,
+    pub findings: Vec<Finding>,
+}
+
+#[derive(Debug, Error)]
+pub enum ScanError {
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// Reads and scans one file. The ONNX external-data paths are also resolved against the
+/// file's directory (symlinks and escapes are only visible on disk).
+pub fn scan_path(path: &Path) -> Result<FileScan, ScanError> {
+    let data = std::fs::read(path).map_err(|source| ScanError::Read {
+        path: path.display().to_string(),
+        source,
+    })?;
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| path.display().to_string());
+    let mut scan = scan_bytes(&name, &data);
+    scan.path = path.display().to_string();
+    if scan.format == "onnx" {
+        let base = path
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
+        let paths = formats::onnx::external_paths(&data);
+        scan.findings
+            .extend(formats::onnx::check_external_paths(&paths, base, &name));
+    }
+    Ok(scan)
+}
+
+/// Scans bytes; `name` is the file name used in findings' locations.
+pub fn scan_bytes(name: &str, data: &[u8]) -> FileScan {
+    let sha256 = hex(&Sha256::digest(data));
+    let mut ctx = Ctx {
+        findings: Vec::new(),
+        unpacked: 0,
+    };
+    let format = ctx.route(data, name, 0);
+    FileScan {
+        path: name.to_string(),
+        format,
+        sha256,
+        bytes: data.len() as u64,
+        findings: ctx.findings,
+    }
+}
+
+pub fn hex(bytes: &[u8]) -> String {
+    use std::fmt::Write;
+    let mut s = String::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        let _ = write!(s, "{b:02x}");
+    }
+    s
+}
+
+/// State of one file's scan: its findings and the inflation budget shared by every member.
+pub(crate) struct Ctx {
+    pub(crate) findings: Vec<Finding>,
+    unpacked: u64,
+}
+
+impl Ctx {
+    pub(crate) fn push(&mut self, f: Finding) {
+        self.findings.push(f);
+    }
+
+    /// Routes `data` by content and scans it; returns its format name.
+    pub(crate) fn route(&mut self, data: &[u8], loc: &str, depth: u8) -> &'static str {
+        if depth > MAX_ARCHIVE_DEPTH {
+            self.push(
+                Finding::new(
+                    "archive.depth-exceeded",
+                    Severity::High,
+                    Category::Resource,
+                    format!("archives nested deeper than {MAX_ARCHIVE_DEPTH}: the inner content is not scanned"),
+                )
+                .at(loc.to_string()),
+            );
+            return "unknown";
+        }
+        if data.starts_with(b"PK\x03\x04") || data.starts_with(b"PK\x05\x06") {
+            return zip::scan(self, data, loc, depth, 0);
+        }
+        if data.starts_with(npy::MAGIC) {
+            return npy::scan(self, data, loc);
+        }
+        if data.starts_with(&[0x1f, 0x8b]) {
+            return self.inflate(data, loc, depth, Compression::Gzip);
+        }
+        if is_zlib(data) {
+            return self.inflate(data, loc, depth, Compression::Zlib);
+        }
+        if let Some(kind) = unscanned_compression(data) {
+            self.push(
+                Finding::new(
+                    "archive.unscanned-compression",
+                    Severity::Medium,
+                    Category::Static,
+                    format!("{kind}-compressed content is not decompressed by this scanner; a pickle inside would not be seen"),
+                )
+                .at(loc.to_string()),
+            );
+            return "unknown";
+        }
+        if tar::sniff(data) {
+            return tar::scan(self, data, loc, depth);
+        }
+        if let Some(f) = formats::detect(data) {
+            let found = formats::scan(f, data, loc);
+            self.findings.extend(found);
+            return f.as_str();
+        }
+        let format = if pickle::sniff(data) {
+            let scan = pickle::scan(data, loc);
+            if scan.recognized {
+                self.findings.extend(scan.findings);
+                if scan.joblib { "joblib" } else { "pickle" }
+            } else {
+                "unknown"
+            }
+        } else {
+            "unknown"
+        };
+        // A zip directory at the end of a file that starts as something else: zip readers
+        // (Python's zipfile, numpy.load) open it from the end, so it is a polyglot.
+        if let Some(eocd) = zip::find_eocd(data) {
+            if eocd > 0 {
+                self.push(
+                    Finding::new(
+                        "zip.polyglot",
+                        Severity::High,
+                        Category::Static,
+                        format!("the file is read as {format} from its start and as a zip from its end: two loaders see two different files"),
+                    )
+                    .at(format!("{loc}@{eocd}")),
+                );
+                zip::scan(self, data, loc, depth, 0);
+            }
+        }
+        format
+    }
+
+    fn inflate(&mut self, data: &[u8], loc: &str, depth: u8, kind: Compression) -> &'static str {
+        let budget = MAX_MEMBER_UNPACKED.min(MAX_UNPACKED_BYTES.saturating_sub(self.unpacked));
+        let (out, complete) = match kind {
+            Compression::Gzip => read_bounded(flate2::read::MultiGzDecoder::new(data), budget),
+            Compression::Zlib => read_bounded(flate2::read::ZlibDecoder::new(data), budget),
+            Compression::Deflate => read_bounded(flate2::read::DeflateDecoder::new(data), budget),
+        };
+        self.unpacked += out.len() as u64;
+        let name = match kind {
+            Compression::Gzip => "gzip",
+            Compression::Zlib => "zlib",
+            Compression::Deflate => "deflate",
+        };
+        match complete {
+            Inflated::Complete => {}
+            Inflated::OverBudget => self.bomb(loc, data.len() as u64, out.len() as u64),
+            Inflated::Corrupt => self.push(
+                Finding::new(
+                    "archive.corrupt-stream",
+                    Severity::Medium,
+                    Category::Integrity,
+                    format!("the {name} stream is corrupt after {} inflated bytes; only those were scanned", out.len()),
+                )
+                .at(loc.to_string()),
+            ),
+        }
+        if out.is_empty() {
+            return "unknown";
+        }
+        self.route(&out, &format!("{loc}!{name}"), depth + 1)
+    }
+
+    pub(crate) fn bomb(&mut self, loc: &str, packed: u64, unpacked: u64) {
+        self.push(
+            Finding::new(
+                "archive.bomb",
+                Severity::High,
+                Category::Resource,
+                format!("inflating {packed} bytes passed the budget at {unpacked} bytes: a decompression bomb; the rest is not scanned"),
+            )
+            .at(loc.to_string()),
+        );
+    }
+
+    /// Inflates a zip member with raw deflate, within the per-file budget.
+    pub(crate) fn inflate_member(
+        &mut self,
+        packed: &[u8],
+        declared: u64,
+        loc: &str,
+    ) -> Option<Vec<u8>> {
+        let budget = MAX_MEMBER_UNPACKED.min(MAX_UNPACKED_BYTES.saturating_sub(self.unpacked));
+        let (out, state) = read_bounded(flate2::read::DeflateDecoder::new(packed), budget);
+        self.unpacked += out.len() as u64;
+        let ratio_bomb = out.len() as u64 > BOMB_MIN_BYTES
+            && out.len() as u64 / (packed.len() as u64).max(1) > BOMB_RATIO;
+        match state {
+            Inflated::OverBudget => self.bomb(loc, packed.len() as u64, out.len() as u64),
+            Inflated::Corrupt => self.push(
+                Finding::new(
+                    "zip.corrupt-member",
+                    Severity::Medium,
+                    Category::Integrity,
+                    format!(
+                        "deflate data is corrupt after {} bytes; only those were scanned",
+                        out.len()
+                    ),
+                )
+                .at(loc.to_string()),
+            ),
+            Inflated::Complete if ratio_bomb => {
+                self.bomb(loc, packed.len() as u64, out.len() as u64)
+            }
+            Inflated::Complete => {}
+        }
+        if declared != out.len() as u64 && state == Inflated::Complete {
+            self.push(
+                Finding::new(
+                    "zip.size-mismatch",
+                    Severity::Medium,
+                    Category::Integrity,
+                    format!(
+                        "central directory declares {declared} bytes, the data inflates to {}",
+                        out.len()
+                    ),
+                )
+                .at(loc.to_string()),
+            );
+        }
+        Some(out)
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Compression {
+    Gzip,
+    Zlib,
+    #[allow(dead_code)]
+    Deflate,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Inflated {
+    Complete,
+    OverBudget,
+    Corrupt,
+}
+
+/// Reads at most `budget` bytes; never allocates more than what was actually produced.
+fn read_bounded(mut r: impl Read, budget: u64) -> (Vec<u8>, Inflated) {
+    let mut out = Vec::new();
+    let mut buf = vec![0u8; 64 << 10];
+    loop {
+        match r.read(&mut buf) {
+            Ok(0) => return (out, Inflated::Complete),
+            Ok(n) => {
+                if out.len() as u64 + n as u64 > budget {
+                    let keep = (budget - out.len() as u64) as usize;
+                    out.extend_from_slice(&buf[..keep]);
+                    return (out, Inflated::OverBudget);
+                }
+                out.extend_from_slice(&buf[..n]);
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(_) => return (out, Inflated::Corrupt),
+        }
+    }
+}
+
+fn is_zlib(data: &[u8]) -> bool {
+    match data {
+        [cmf, flg, ..] => {
+            cmf & 0x0f == 8
+                && (cmf >> 4) <= 7
+                && ((*cmf as u16) << 8 | *flg as u16) % 31 == 0
+                && flg & 0x20 == 0
+        }
+        _ => false,
+    }
+}
+
+fn unscanned_compression(data: &[u8]) -> Option<&'static str> {
+    if data.starts_with(b"BZh")
+        && data.len() > 10
+        && data[3].is_ascii_digit()
+        && data[4..10] == [0x31, 0x41, 0x59, 0x26, 0x53, 0x59]
+    {
+        Some("bzip2")
+    } else if data.starts_with(b"\xfd7zXZ\x00") {
+        Some("xz")
+    } else if data.starts_with(b"\x28\xb5\x2f\xfd") {
+        Some("zstd")
+    } else if data.starts_with(b"\x04\x22\x4d\x18") {
+        Some("lz4")
+    } else if data.starts_with(b"ZF0x") {
+        Some("joblib-zlib (legacy)")
+    } else {
+        None
+    }
+}
+
+/// Location of a member inside its container: the file itself is named by the member path
+/// alone (`archive/data.pkl`); deeper levels are joined with `/`.
+pub(crate) fn member_loc(parent: &str, depth: u8, member: &str) -> String {
+    if depth == 0 {
+        member.to_string()
+    } else {
+        format!("{parent}/{member}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn routes_by_content_not_name() {
+        let s = scan_bytes("weights.txt", b"cos\nsystem\n(S'id'\ntR.");
+        assert_eq!(s.format, "pickle");
+        assert_eq!(s.findings[0].severity, Severity::Critical);
+        let t = scan_bytes("model.pkl", b"just some text\n");
+        assert_eq!(t.format, "unknown");
+        assert!(t.findings.is_empty());
+        assert_eq!(t.sha256.len(), 64);
+    }
+
+    #[test]
+    fn gzip_is_opened() {
+        use std::io::Write;
+        let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+        e.write_all(b"cos\nsystem\n(S'id'\ntR.").unwrap_or_default();
+        let gz = e.finish().unwrap_or_default();
+        let s = scan_bytes("m.gz", &gz);
+        assert_eq!(s.format, "pickle");
+        assert!(s.findings.iter().any(|f| f.severity == Severity::Critical));
+    }
+}

@@ -1,0 +1,435 @@
+//! Zip read the way torch's reader (miniz) reads it: the central directory at the end is the
+//! truth, sizes come from it, general-purpose flag bits and CRCs are not enforced. Every member
+//! is scanned by content, not only `data.pkl`. The places where Python's zipfile and miniz
+//! disagree (flag bits, CRC, names that differ between the two headers, duplicates, members
+//! missing from the directory) are reported, since they are how scanners were bypassed.
+
+use std::collections::{HashMap, HashSet};
+
+use crate::finding::{Category, Finding, Severity};
+use crate::formats;
+
+use super::{Ctx, MAX_ARCHIVE_ENTRIES, member_loc};
+
+const EOCD_SIG: &[u8] = b"PK\x05\x06";
+const CDH_SIG: &[u8] = b"PK\x01\x02";
+const LFH_SIG: &[u8] = b"PK\x03\x04";
+const EOCD64_LOC_SIG: &[u8] = b"PK\x06\x07";
+const EOCD64_SIG: &[u8] = b"PK\x06\x06";
+/// Flag bits any writer sets: 1-2 deflate options, 3 data descriptor, 11 UTF-8 names.
+const ORDINARY_FLAGS: u16 = 0x0002 | 0x0004 | 0x0008 | 0x0800;
+
+fn u16_at(d: &[u8], o: usize) -> Option<u16> {
+    d.get(o..o + 2).map(|b| u16::from_le_bytes([b[0], b[1]]))
+}
+
+fn u32_at(d: &[u8], o: usize) -> Option<u32> {
+    d.get(o..o + 4)
+        .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+}
+
+fn u64_at(d: &[u8], o: usize) -> Option<u64> {
+    d.get(o..o + 8).map(|b| {
+        let mut a = [0u8; 8];
+        a.copy_from_slice(b);
+        u64::from_le_bytes(a)
+    })
+}
+
+/// Position of the end-of-central-directory record, searched backwards over the largest
+/// possible comment (65535 bytes) as every zip reader does.
+pub(crate) fn find_eocd(data: &[u8]) -> Option<usize> {
+    if data.len() < 22 {
+        return None;
+    }
+    let lowest = data.len().saturating_sub(22 + 65535);
+    let mut i = data.len() - 22;
+    loop {
+        if &data[i..i + 4] == EOCD_SIG {
+            let comment = u16_at(data, i + 20)? as usize;
+            if i + 22 + comment <= data.len() {
+                return Some(i);
+            }
+        }
+        if i == lowest {
+            return None;
+        }
+        i -= 1;
+    }
+}
+
+#[derive(Debug, Clone)]
+struct Entry {
+    name: String,
+    flags: u16,
+    method: u16,
+    crc: u32,
+    csize: u64,
+    usize_: u64,
+    local: u64,
+}
+
+fn central_directory(data: &[u8], eocd: usize) -> Result<(Vec<Entry>, u64, bool), String> {
+    let mut entries = u16_at(data, eocd + 10).ok_or("short EOCD")? as u64;
+    let mut cd_size = u32_at(data, eocd + 12).ok_or("short EOCD")? as u64;
+    let mut cd_off = u32_at(data, eocd + 16).ok_or("short EOCD")? as u64;
+    let mut zip64 = false;
+    if (entries == 0xffff || cd_off == 0xffff_ffff || cd_size == 0xffff_ffff) && eocd >= 20 {
+        let loc = eocd - 20;
+        if data.get(loc..loc + 4) == Some(EOCD64_LOC_SIG) {
+            let rec = u64_at(data, loc + 8).ok_or("short zip64 locator")? as usize;
+            if data.get(rec..rec + 4) == Some(EOCD64_SIG) {
+                entries = u64_at(data, rec + 32).ok_or("short zip64 EOCD")?;
+                cd_size = u64_at(data, rec + 40).ok_or("short zip64 EOCD")?;
+                cd_off = u64_at(data, rec + 48).ok_or("short zip64 EOCD")?;
+                zip64 = true;
+            }
+        }
+    }
+    // Bytes prepended to the archive (self-extractors, polyglots): zipfile computes the shift
+    // from where the directory really is.
+    let concat = if zip64 {
+        0
+    } else {
+        (eocd as u64).saturating_sub(cd_size).saturating_sub(cd_off)
+    };
+    let mut pos = (cd_off + concat) as usize;
+    let mut out = Vec::new();
+    for _ in 0..entries.min(MAX_ARCHIVE_ENTRIES as u64 + 1) {
+        if data.get(pos..pos + 4) != Some(CDH_SIG) {
+            if out.is_empty() {
+                return Err(format!("no central directory entry at byte {pos}"));
+            }
+            break;
+        }
+        let flags = u16_at(data, pos + 8).ok_or("short entry")?;
+        let method = u16_at(data, pos + 10).ok_or("short entry")?;
+        let crc = u32_at(data, pos + 16).ok_or("short entry")?;
+        let mut csize = u32_at(data, pos + 20).ok_or("short entry")? as u64;
+        let mut usize_ = u32_at(data, pos + 24).ok_or("short entry")? as u64;
+        let nlen = u16_at(data, pos + 28).ok_or("short entry")? as usize;
+        let xlen = u16_at(data, pos + 30).ok_or("short entry")? as usize;
+        let clen = u16_at(data, pos + 32).ok_or("short entry")? as usize;
+        let mut local = u32_at(data, pos + 42).ok_or("short entry")? as u64;
+        let name_bytes = data
+            .get(pos + 46..pos + 46 + nlen)
+            .ok_or("name past the end")?;
+        let extra = data
+            .get(pos + 46 + nlen..pos + 46 + nlen + xlen)
+            .unwrap_or_default();
+        // ZIP64 extra field: the 64-bit values replace the saturated 32-bit ones, in order.
+        let mut x = 0;
+        while x + 4 <= extra.len() {
+            let id = u16::from_le_bytes([extra[x], extra[x + 1]]);
+            let len = u16::from_le_bytes([extra[x + 2], extra[x + 3]]) as usize;
+            let body = extra.get(x + 4..x + 4 + len).unwrap_or_default();
+            if id == 1 {
+                let mut b = 0;
+                for field in [&mut usize_, &mut csize, &mut local] {
+                    if *field == 0xffff_ffff {
+                        if let Some(v) = u64_at(body, b) {
+                            *field = v;
+                            b += 8;
+                        }
+                    }
+                }
+            }
+            x += 4 + len;
+        }
+        out.push(Entry {
+            name: String::from_utf8_lossy(name_bytes).into_owned(),
+            flags,
+            method,
+            crc,
+            csize,
+            usize_,
+            local: local + concat,
+        });
+        pos += 46 + nlen + xlen + clen;
+    }
+    Ok((out, concat, zip64))
+}
+
+/// Scans a zip found at the start of `data` (or whose directory is at its end); returns the
+/// format name the members make it: pytorch-zip, npz, keras or zip.
+pub(crate) fn scan(
+    ctx: &mut Ctx,
+    data: &[u8],
+    loc: &str,
+    depth: u8,
+    _start: usize,
+) -> &'static str {
+    let report = |rule: &str, sev: Severity, cat: Category, msg: String, at: String| {
+        Finding::new(rule, sev, cat, msg).at(at)
+    };
+    let entries = match find_eocd(data) {
+        Some(eocd) => match central_directory(data, eocd) {
+            Ok((e, _, _)) => e,
+            Err(why) => {
+                ctx.push(report(
+                    "zip.malformed",
+                    Severity::Medium,
+                    Category::Integrity,
+                    format!("central directory unreadable ({why}); members found by walking local headers"),
+                    loc.to_string(),
+                ));
+                walk_local_headers(data)
+            }
+        },
+        None => {
+            ctx.push(report(
+                "zip.malformed",
+                Severity::Medium,
+                Category::Integrity,
+                "no end-of-central-directory record; members found by walking local headers".into(),
+                loc.to_string(),
+            ));
+            walk_local_headers(data)
+        }
+    };
+    if entries.len() > MAX_ARCHIVE_ENTRIES {
+        ctx.push(report(
+            "archive.limit-exceeded",
+            Severity::High,
+            Category::Resource,
+            format!("more than {MAX_ARCHIVE_ENTRIES} entries; the rest are not scanned"),
+            loc.to_string(),
+        ));
+    }
+    let entries: Vec<Entry> = entries.into_iter().take(MAX_ARCHIVE_ENTRIES).collect();
+
+    // Local headers the directory does not list: invisible to zipfile and torch, seen by
+    // streaming extractors.
+    let listed: HashSet<u64> = entries.iter().map(|e| e.local).collect();
+    let mut hidden: Vec<Entry> = Vec::new();
+    if let Some(first) = entries.iter().map(|e| e.local).min() {
+        for e in walk_local_headers_from(data, first as usize) {
+            if !listed.contains(&e.local) {
+                hidden.push(e);
+            }
+        }
+    }
+
+    let mut names: HashMap<&str, usize> = HashMap::new();
+    for e in &entries {
+        *names.entry(e.name.as_str()).or_insert(0) += 1;
+    }
+    let mut dup_reported = HashSet::new();
+    let keras = entries.iter().any(|e| e.name == "config.json")
+        && entries.iter().any(|e| e.name == "metadata.json");
+    let mut ranges: Vec<(u64, u64, &str)> = Vec::new();
+
+    for (e, is_hidden) in entries
+        .iter()
+        .map(|e| (e, false))
+        .chain(hidden.iter().map(|e| (e, true)))
+    {
+        let mloc = member_loc(loc, depth, &e.name);
+        if is_hidden {
+            ctx.push(report(
+                "zip.hidden-member",
+                Severity::High,
+                Category::Static,
+                "a local file header that the central directory does not list: streaming extractors see a member zipfile and torch do not".into(),
+                mloc.clone(),
+            ));
+        }
+        if names.get(e.name.as_str()).copied().unwrap_or(0) > 1
+            && dup_reported.insert(e.name.clone())
+        {
+            ctx.push(report(
+                "zip.duplicate-name",
+                Severity::High,
+                Category::Static,
+                "two members share this name: miniz (torch) takes the first, Python's zipfile the last".into(),
+                mloc.clone(),
+            ));
+        }
+        if e.flags & !ORDINARY_FLAGS != 0 {
+            ctx.push(
+                report(
+                    "zip.flag-bits",
+                    Severity::High,
+                    Category::Static,
+                    format!("general-purpose flags 0x{:04x}: Python's zipfile refuses or misreads the member (encryption, patched data), torch ignores the bits and loads it", e.flags),
+                    mloc.clone(),
+                )
+                .with_evidence(format!("flags=0x{:04x}", e.flags)),
+            );
+        }
+        let Some(lh) = data
+            .get(e.local as usize..)
+            .filter(|d| d.starts_with(LFH_SIG))
+        else {
+            ctx.push(report(
+                "zip.malformed",
+                Severity::Medium,
+                Category::Integrity,
+                format!("no local header at byte {}", e.local),
+                mloc.clone(),
+            ));
+            continue;
+        };
+        let (Some(nlen), Some(xlen)) = (u16_at(lh, 26), u16_at(lh, 28)) else {
+            continue;
+        };
+        let local_name = lh
+            .get(30..30 + nlen as usize)
+            .map(|n| String::from_utf8_lossy(n).into_owned());
+        if let Some(ln) = &local_name {
+            if *ln != e.name && !is_hidden {
+                ctx.push(
+                    report(
+                        "zip.name-mismatch",
+                        Severity::High,
+                        Category::Static,
+                        "the local header names this member differently from the central directory: zipfile refuses the archive, torch loads it".into(),
+                        mloc.clone(),
+                    )
+                    .with_evidence(format!("central={:?} local={ln:?}", e.name)),
+                );
+            }
+        }
+        let start = e.local + 30 + nlen as u64 + xlen as u64;
+        let end = start.saturating_add(e.csize);
+        if end > data.len() as u64 {
+            ctx.push(report(
+                "zip.malformed",
+                Severity::Medium,
+                Category::Integrity,
+                format!(
+                    "member data runs past the end of the file ({end} > {})",
+                    data.len()
+                ),
+                mloc.clone(),
+            ));
+            continue;
+        }
+        ranges.push((e.local, end, &e.name));
+        let packed = &data[start as usize..end as usize];
+        let owned;
+        let content: &[u8] = match e.method {
+            0 => packed,
+            8 => match ctx.inflate_member(packed, e.usize_, &mloc) {
+                Some(v) => {
+                    owned = v;
+                    &owned
+                }
+                None => continue,
+            },
+            m => {
+                ctx.push(report(
+                    "zip.unsupported-method",
+                    Severity::Medium,
+                    Category::Static,
+                    format!("compression method {m} is not read by torch nor by this scanner; the member is not scanned"),
+                    mloc.clone(),
+                ));
+                continue;
+            }
+        };
+        if e.method == 0 || content.len() as u64 == e.usize_ {
+            let mut crc = flate2::Crc::new();
+            crc.update(content);
+            if crc.sum() != e.crc && !is_hidden {
+                ctx.push(
+                    report(
+                        "zip.crc-mismatch",
+                        Severity::High,
+                        Category::Static,
+                        "the stored CRC-32 does not match the data: Python's zipfile raises on read, torch does not check".into(),
+                        mloc.clone(),
+                    )
+                    .with_evidence(format!("stored=0x{:08x} actual=0x{:08x}", e.crc, crc.sum())),
+                );
+            }
+        }
+        if keras {
+            let found = formats::keras::scan_zip_member(&e.name, content, &mloc);
+            ctx.findings.extend(found);
+            if e.name == "config.json" || e.name.ends_with(".h5") || e.name.ends_with(".json") {
+                continue;
+            }
+        }
+        ctx.route(content, &mloc, depth + 1);
+    }
+
+    ranges.sort();
+    for w in ranges.windows(2) {
+        if w[1].0 < w[0].1 {
+            ctx.push(report(
+                "zip.overlap",
+                Severity::High,
+                Category::Resource,
+                format!("members {:?} and {:?} share bytes: an overlapping-member zip bomb or a parser trick", w[0].2, w[1].2),
+                member_loc(loc, depth, w[1].2),
+            ));
+            break;
+        }
+    }
+
+    if keras {
+        "keras"
+    } else if entries
+        .iter()
+        .any(|e| e.name == "data.pkl" || e.name.ends_with("/data.pkl"))
+    {
+        "pytorch-zip"
+    } else if !entries.is_empty() && entries.iter().all(|e| e.name.ends_with(".npy")) {
+        "npz"
+    } else {
+        "zip"
+    }
+}
+
+fn walk_local_headers(data: &[u8]) -> Vec<Entry> {
+    walk_local_headers_from(data, 0)
+}
+
+/// Members found by reading local headers one after another, as streaming extractors do.
+fn walk_local_headers_from(data: &[u8], mut pos: usize) -> Vec<Entry> {
+    let mut out = Vec::new();
+    while out.len() <= MAX_ARCHIVE_ENTRIES && data.get(pos..pos + 4) == Some(LFH_SIG) {
+        let (
+            Some(flags),
+            Some(method),
+            Some(crc),
+            Some(csize),
+            Some(usize_),
+            Some(nlen),
+            Some(xlen),
+        ) = (
+            u16_at(data, pos + 6),
+            u16_at(data, pos + 8),
+            u32_at(data, pos + 14),
+            u32_at(data, pos + 18),
+            u32_at(data, pos + 22),
+            u16_at(data, pos + 26),
+            u16_at(data, pos + 28),
+        )
+        else {
+            break;
+        };
+        let name = data
+            .get(pos + 30..pos + 30 + nlen as usize)
+            .map(|n| String::from_utf8_lossy(n).into_owned())
+            .unwrap_or_default();
+        out.push(Entry {
+            name,
+            flags,
+            method,
+            crc,
+            csize: csize as u64,
+            usize_: usize_ as u64,
+            local: pos as u64,
+        });
+        if flags & 0x0008 != 0 && csize == 0 {
+            break; // sizes are in a data descriptor after the data: cannot skip without inflating
+        }
+        pos = pos + 30 + nlen as usize + xlen as usize + csize as usize;
+        if data.get(pos..pos + 4) == Some(b"PK\x07\x08") {
+            pos += 16;
+        }
+    }
+    out
+}
