@@ -7,7 +7,11 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use probes::finding::Severity;
 
 #[derive(Parser, Debug)]
-#[command(name = "modelvet", version, about = "Vet untrusted machine-learning models before anyone adopts them")]
+#[command(
+    name = "modelvet",
+    version,
+    about = "Vet untrusted machine-learning models before anyone adopts them"
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
@@ -78,7 +82,10 @@ pub fn parse_bytes(s: &str) -> Result<u64, String> {
         }
         None => (t, 1),
     };
-    let v: f64 = num.trim().parse().map_err(|_| format!("'{s}' is not a size such as 256M or 2G"))?;
+    let v: f64 = num
+        .trim()
+        .parse()
+        .map_err(|_| format!("'{s}' is not a size such as 256M or 2G"))?;
     if !(v.is_finite() && v > 0.0) {
         return Err(format!("'{s}': size must be positive"));
     }
@@ -86,7 +93,9 @@ pub fn parse_bytes(s: &str) -> Result<u64, String> {
 }
 
 fn parse_timeout(s: &str) -> Result<f64, String> {
-    let v: f64 = s.parse().map_err(|_| format!("'{s}' is not a number of seconds"))?;
+    let v: f64 = s
+        .parse()
+        .map_err(|_| format!("'{s}' is not a number of seconds"))?;
     if !(v.is_finite() && v > 0.0) {
         return Err(format!("'{s}': timeout must be positive"));
     }

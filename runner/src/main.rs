@@ -13,7 +13,6 @@ mod host;
 #[allow(dead_code)] // views land command by command
 mod report;
 
-
 fn main() -> ExitCode {
     let cli = match cli::Cli::try_parse() {
         Ok(cli) => cli,
