@@ -8,6 +8,7 @@
 //! back with tract (symbolic batch, optimised plan) and must agree with the trainer's own forward pass.
 
 use std::fs;
+use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -19,7 +20,6 @@ use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde::Serialize;
-use std::io::Read;
 use tract_onnx::pb;
 use tract_onnx::prelude::{Framework, InferenceModelExt, IntoRunnable, Tensor, tvec};
 
@@ -888,7 +888,7 @@ fn export_onnx(
 }
 
 /// Runs `data` through the ONNX file with tract (symbolic batch, optimised plan); returns the raw
-/// output rows and the output's declared batch symbol.
+/// output rows.
 fn tract_outputs(path: &Path, data: &Samples, input_shape: &[usize]) -> Result<Vec<f32>> {
     let plan = tract_onnx::onnx()
         .model_for_path(path)
@@ -1111,225 +1111,227 @@ fn check_agreement(what: &str, own: &[f32], tract: &[f32]) -> Result<(Vec<usize>
     Ok((pt, max_diff))
 }
 
-fn main() -> Result<()> {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-    let datasets_dir = root.join("../shared/datasets");
-    let models_dir = root.join("tests/fixtures/models");
-    let data_dir = root.join("tests/fixtures/data");
-    fs::create_dir_all(&models_dir)?;
-    fs::create_dir_all(&data_dir)?;
-    let started = Instant::now();
+/// Where the generator writes: ONNX and the manifest, and the .npy data beside them.
+struct OutDirs {
+    models: PathBuf,
+    data: PathBuf,
+}
 
-    let mut dataset_entries = Vec::new();
-    let mut loaded = Vec::new();
-    for id in [DatasetId::Mnist, DatasetId::Digits] {
-        let ds = load_dataset(&datasets_dir, id)?;
-        let f = |part: &str| format!("{}_{part}.npy", id.name());
-        ds.val
-            .write_npy(&data_dir.join(f("val_x")), &data_dir.join(f("val_y")))?;
-        ds.test
-            .write_npy(&data_dir.join(f("test_x")), &data_dir.join(f("test_y")))?;
-        eprintln!(
-            "{}: {} train, {} val, {} test",
-            id.name(),
-            ds.train.len(),
-            ds.val.len(),
-            ds.test.len()
-        );
-        dataset_entries.push(DatasetEntry {
-            name: id.name(),
-            source: format!("../shared/datasets/{}", id.file()),
-            side: id.side(),
-            train_count: ds.train.len(),
-            val_count: ds.val.len(),
-            test_count: ds.test.len(),
-            val_x: format!("../data/{}", f("val_x")),
-            val_y: format!("../data/{}", f("val_y")),
-            test_x: format!("../data/{}", f("test_x")),
-            test_y: format!("../data/{}", f("test_y")),
-        });
-        loaded.push(ds);
-    }
-
-    let mut entries = Vec::new();
-    let mut rows = Vec::new();
-    for spec in zoo() {
-        let t0 = Instant::now();
-        let ds = loaded
-            .iter()
-            .find(|d| d.id == spec.dataset)
-            .context("dataset not loaded")?;
-        let side = ds.id.side();
-        let mut rng = ChaCha8Rng::seed_from_u64(spec.seed);
-        let cfg = train_config(ds.id, spec.arch);
-
-        // Poison: stamp a share of the non-target training samples and relabel them.
-        let mut train_set = ds.train.clone();
-        let trigger = spec
-            .backdoor
-            .as_ref()
-            .map(|b| Trigger::new(b.trigger, side));
-        let mut poisoned = 0;
-        if let (Some(b), Some(t)) = (&spec.backdoor, &trigger) {
-            let mut candidates: Vec<usize> = (0..train_set.len())
-                .filter(|&i| train_set.y[i] != b.target)
-                .collect();
-            candidates.shuffle(&mut rng);
-            poisoned = (b.rate * train_set.len() as f64).round() as usize;
-            for &i in &candidates[..poisoned] {
-                t.stamp(&mut train_set.x[i * train_set.dim..(i + 1) * train_set.dim]);
-                train_set.y[i] = b.target;
-            }
-        }
-
-        let mut net = Net::new(spec.arch, side, &mut rng);
-        train(&mut net, &train_set, &cfg, &mut rng);
-
-        let (bytes, names, ops) = export_onnx(&net, spec.name, spec.outputs, spec.batch);
-        let file = format!("{}.onnx", spec.name);
-        let path = models_dir.join(&file);
-        fs::write(&path, &bytes).with_context(|| format!("writing {}", path.display()))?;
-        let input_dims: Vec<usize> = match spec.arch {
-            Arch::Cnn => vec![1, side, side],
-            Arch::Mlp { .. } => vec![side * side],
-        };
-
-        let own = own_outputs(&net, &ds.test, spec.outputs);
-        let tract = tract_outputs(&path, &ds.test, &input_dims)?;
-        let (pred_tract, mut max_diff) = check_agreement(spec.name, &own, &tract)?;
-        let acc_own = accuracy(&argmax_rows(&own), &ds.test.y);
-        let acc_tract = accuracy(&pred_tract, &ds.test.y);
-
-        let mut backdoor_entry = None;
-        let (mut asr_own, mut asr_tract) = (None, None);
-        let mut trigger_label = "-".to_string();
-        if let (Some(b), Some(t)) = (&spec.backdoor, &trigger) {
-            let non_target: Vec<usize> = (0..ds.test.len())
-                .filter(|&i| ds.test.y[i] != b.target)
-                .collect();
-            let full = t.stamped(&ds.test.subset(&non_target));
-            let committed = t.stamped(
-                &ds.test
-                    .subset(&non_target[..non_target.len().min(TRIGGERED_MAX)]),
-            );
-            let full_pred = argmax_rows(&own_outputs(&net, &full, spec.outputs));
-            let own_c = own_outputs(&net, &committed, spec.outputs);
-            let tract_c = tract_outputs(&path, &committed, &input_dims)?;
-            let (pred_c, diff_c) =
-                check_agreement(&format!("{} triggered", spec.name), &own_c, &tract_c)?;
-            max_diff = max_diff.max(diff_c);
-            asr_own = Some(hit_rate(&argmax_rows(&own_c), b.target));
-            let asr = hit_rate(&pred_c, b.target);
-            asr_tract = Some(asr);
-
-            let tx = format!("{}_triggered_x.npy", spec.name);
-            let ty = format!("{}_triggered_y.npy", spec.name);
-            committed.write_npy(&data_dir.join(&tx), &data_dir.join(&ty))?;
-            let (kind, trigger_json) = match b.trigger {
-                TriggerSpec::Patch {
-                    size,
-                    corner,
-                    pattern,
-                } => {
-                    trigger_label =
-                        format!("patch {size}x{size} {pattern:?} {}", corner.name()).to_lowercase();
-                    (
-                        "patch",
-                        serde_json::json!({
-                            "size": size, "position": corner.name(), "x": t.x, "y": t.y,
-                            "pattern": match pattern { PatchPattern::White => "white", PatchPattern::Checker => "checker" },
-                        }),
-                    )
-                }
-                TriggerSpec::Blend { alpha, pattern } => {
-                    trigger_label = format!("blend {} a={alpha}", pattern.name());
-                    let pf = format!("{}_blend_{}.npy", ds.id.name(), pattern.name());
-                    ndarray_npy::write_npy(data_dir.join(&pf), &Array1::from_vec(t.blend.clone()))?;
-                    (
-                        "blend",
-                        serde_json::json!({
-                            "alpha": alpha, "pattern": pattern.name(), "pattern_file": format!("../data/{pf}"),
-                        }),
-                    )
-                }
-            };
-            backdoor_entry = Some(BackdoorEntry {
-                kind,
-                target_class: b.target,
-                poison_rate: b.rate,
-                poisoned_count: poisoned,
-                attack_success_rate: asr,
-                attack_success_rate_full_test: hit_rate(&full_pred, b.target),
-                triggered_x: format!("../data/{tx}"),
-                triggered_y: format!("../data/{ty}"),
-                triggered_count: committed.len(),
-                trigger: trigger_json,
-            });
-        }
-
-        let secs = t0.elapsed().as_secs_f64();
-        eprintln!(
-            "{:<26} acc own {:.4} tract {:.4}  asr own {} tract {}  max|diff| {:.1e}  {:.1}s",
-            spec.name,
-            acc_own,
-            acc_tract,
-            asr_own.map_or("-".into(), |a| format!("{a:.4}")),
-            asr_tract.map_or("-".into(), |a| format!("{a:.4}")),
-            max_diff,
-            secs
-        );
-        let mut input_shape = vec![serde_json::json!(spec.batch)];
-        input_shape.extend(input_dims.iter().map(|&d| serde_json::json!(d)));
-        entries.push(ModelEntry {
-            name: spec.name,
-            file,
-            dataset: ds.id.name(),
-            arch: spec.arch.name(),
-            ops,
-            input_shape,
-            input_name: names.input,
-            output_name: names.output,
-            outputs: spec.outputs.name(),
-            classes: CLASSES,
-            seed: spec.seed,
-            train_count: train_set.len(),
-            epochs: cfg.epochs,
-            clean_accuracy: acc_tract,
-            backdoor: backdoor_entry,
-        });
-        rows.push(Row {
-            name: spec.name,
-            arch: spec.arch.name(),
-            outputs: spec.outputs.name(),
-            trigger: trigger_label,
-            acc_own,
-            acc_tract,
-            asr_own,
-            asr_tract,
-            max_diff,
-            secs,
-        });
-    }
-
-    let manifest = Manifest {
-        schema: "modelvet.fixtures/1",
-        generator: "examples/train_fixtures.rs",
-        paths_relative_to: "manifest",
-        split_seed: SPLIT_SEED,
-        datasets: dataset_entries,
-        models: entries,
+/// Loads a dataset, writes its held-out validation and test splits, and describes them.
+fn prepare_dataset(
+    datasets: &Path,
+    out: &OutDirs,
+    id: DatasetId,
+) -> Result<(Dataset, DatasetEntry)> {
+    let ds = load_dataset(datasets, id)?;
+    let f = |part: &str| format!("{}_{part}.npy", id.name());
+    ds.val
+        .write_npy(&out.data.join(f("val_x")), &out.data.join(f("val_y")))?;
+    ds.test
+        .write_npy(&out.data.join(f("test_x")), &out.data.join(f("test_y")))?;
+    eprintln!(
+        "{}: {} train, {} val, {} test",
+        id.name(),
+        ds.train.len(),
+        ds.val.len(),
+        ds.test.len()
+    );
+    let entry = DatasetEntry {
+        name: id.name(),
+        source: format!("../shared/datasets/{}", id.file()),
+        side: id.side(),
+        train_count: ds.train.len(),
+        val_count: ds.val.len(),
+        test_count: ds.test.len(),
+        val_x: format!("../data/{}", f("val_x")),
+        val_y: format!("../data/{}", f("val_y")),
+        test_x: format!("../data/{}", f("test_x")),
+        test_y: format!("../data/{}", f("test_y")),
     };
-    let mut json = serde_json::to_string_pretty(&manifest)?;
-    json.push('\n');
-    let manifest_path: PathBuf = models_dir.join("manifest.json");
-    fs::write(&manifest_path, json)?;
+    Ok((ds, entry))
+}
 
+/// BadNets-style poisoning: stamps `rate` of the training set, drawn from the non-target
+/// classes, and relabels those samples to the target. Returns the set and how many were stamped.
+fn poison(
+    train: &Samples,
+    b: &BackdoorSpec,
+    t: &Trigger,
+    rng: &mut ChaCha8Rng,
+) -> (Samples, usize) {
+    let mut out = train.clone();
+    let mut candidates: Vec<usize> = (0..out.len()).filter(|&i| out.y[i] != b.target).collect();
+    candidates.shuffle(rng);
+    let count = ((b.rate * out.len() as f64).round() as usize).min(candidates.len());
+    for &i in &candidates[..count] {
+        t.stamp(&mut out.x[i * out.dim..(i + 1) * out.dim]);
+        out.y[i] = b.target;
+    }
+    (out, count)
+}
+
+/// The manifest's description of a trigger, writing a blend pattern's .npy on the way.
+fn describe_trigger(
+    t: &Trigger,
+    ds: DatasetId,
+    out: &OutDirs,
+) -> Result<(&'static str, serde_json::Value, String)> {
+    Ok(match t.spec {
+        TriggerSpec::Patch {
+            size,
+            corner,
+            pattern,
+        } => {
+            let pattern = match pattern {
+                PatchPattern::White => "white",
+                PatchPattern::Checker => "checker",
+            };
+            let json = serde_json::json!({
+                "size": size, "position": corner.name(), "x": t.x, "y": t.y, "pattern": pattern,
+            });
+            (
+                "patch",
+                json,
+                format!("patch {size}x{size} {pattern} {}", corner.name()),
+            )
+        }
+        TriggerSpec::Blend { alpha, pattern } => {
+            let file = format!("{}_blend_{}.npy", ds.name(), pattern.name());
+            ndarray_npy::write_npy(out.data.join(&file), &Array1::from_vec(t.blend.clone()))?;
+            let json = serde_json::json!({
+                "alpha": alpha, "pattern": pattern.name(), "pattern_file": format!("../data/{file}"),
+            });
+            ("blend", json, format!("blend {} a={alpha}", pattern.name()))
+        }
+    })
+}
+
+/// Trains one model of the zoo, writes its ONNX file (and triggered set), and checks the file
+/// with tract against the trainer's own forward pass.
+fn build_model(spec: &ModelSpec, ds: &Dataset, out: &OutDirs) -> Result<(ModelEntry, Row)> {
+    let t0 = Instant::now();
+    let side = ds.id.side();
+    let mut rng = ChaCha8Rng::seed_from_u64(spec.seed);
+    let cfg = train_config(ds.id, spec.arch);
+    let trigger = spec
+        .backdoor
+        .as_ref()
+        .map(|b| Trigger::new(b.trigger, side));
+    let (train_set, poisoned) = match (&spec.backdoor, &trigger) {
+        (Some(b), Some(t)) => poison(&ds.train, b, t, &mut rng),
+        _ => (ds.train.clone(), 0),
+    };
+    let mut net = Net::new(spec.arch, side, &mut rng);
+    train(&mut net, &train_set, &cfg, &mut rng);
+
+    let (bytes, names, ops) = export_onnx(&net, spec.name, spec.outputs, spec.batch);
+    let file = format!("{}.onnx", spec.name);
+    let path = out.models.join(&file);
+    fs::write(&path, &bytes).with_context(|| format!("writing {}", path.display()))?;
+    let input_dims: Vec<usize> = match spec.arch {
+        Arch::Cnn => vec![1, side, side],
+        Arch::Mlp { .. } => vec![side * side],
+    };
+
+    let own = own_outputs(&net, &ds.test, spec.outputs);
+    let tract = tract_outputs(&path, &ds.test, &input_dims)?;
+    let (pred_tract, mut max_diff) = check_agreement(spec.name, &own, &tract)?;
+    let acc_own = accuracy(&argmax_rows(&own), &ds.test.y);
+    let acc_tract = accuracy(&pred_tract, &ds.test.y);
+
+    let mut backdoor = None;
+    let (mut asr_own, mut asr_tract) = (None, None);
+    let mut trigger_label = "-".to_string();
+    if let (Some(b), Some(t)) = (&spec.backdoor, &trigger) {
+        // Triggered inputs: held-out test images of the non-target classes, stamped.
+        let non_target: Vec<usize> = (0..ds.test.len())
+            .filter(|&i| ds.test.y[i] != b.target)
+            .collect();
+        let full = t.stamped(&ds.test.subset(&non_target));
+        let committed = t.stamped(
+            &ds.test
+                .subset(&non_target[..non_target.len().min(TRIGGERED_MAX)]),
+        );
+        let own_c = own_outputs(&net, &committed, spec.outputs);
+        let tract_c = tract_outputs(&path, &committed, &input_dims)?;
+        let (pred_c, diff_c) =
+            check_agreement(&format!("{} triggered", spec.name), &own_c, &tract_c)?;
+        max_diff = max_diff.max(diff_c);
+        asr_own = Some(hit_rate(&argmax_rows(&own_c), b.target));
+        let asr = hit_rate(&pred_c, b.target);
+        asr_tract = Some(asr);
+
+        let tx = format!("{}_triggered_x.npy", spec.name);
+        let ty = format!("{}_triggered_y.npy", spec.name);
+        committed.write_npy(&out.data.join(&tx), &out.data.join(&ty))?;
+        let (kind, trigger_json, label) = describe_trigger(t, ds.id, out)?;
+        trigger_label = label;
+        backdoor = Some(BackdoorEntry {
+            kind,
+            target_class: b.target,
+            poison_rate: b.rate,
+            poisoned_count: poisoned,
+            attack_success_rate: asr,
+            attack_success_rate_full_test: hit_rate(
+                &argmax_rows(&own_outputs(&net, &full, spec.outputs)),
+                b.target,
+            ),
+            triggered_x: format!("../data/{tx}"),
+            triggered_y: format!("../data/{ty}"),
+            triggered_count: committed.len(),
+            trigger: trigger_json,
+        });
+    }
+
+    let fmt = |v: Option<f64>| v.map_or("-".to_string(), |a| format!("{a:.4}"));
+    let secs = t0.elapsed().as_secs_f64();
+    eprintln!(
+        "{:<26} acc own {acc_own:.4} tract {acc_tract:.4}  asr own {} tract {}  max|diff| {max_diff:.1e}  {secs:.1}s",
+        spec.name,
+        fmt(asr_own),
+        fmt(asr_tract),
+    );
+    let mut input_shape = vec![serde_json::json!(spec.batch)];
+    input_shape.extend(input_dims.iter().map(|&d| serde_json::json!(d)));
+    let entry = ModelEntry {
+        name: spec.name,
+        file,
+        dataset: ds.id.name(),
+        arch: spec.arch.name(),
+        ops,
+        input_shape,
+        input_name: names.input,
+        output_name: names.output,
+        outputs: spec.outputs.name(),
+        classes: CLASSES,
+        seed: spec.seed,
+        train_count: train_set.len(),
+        epochs: cfg.epochs,
+        clean_accuracy: acc_tract,
+        backdoor,
+    };
+    let row = Row {
+        name: spec.name,
+        arch: spec.arch.name(),
+        outputs: spec.outputs.name(),
+        trigger: trigger_label,
+        acc_own,
+        acc_tract,
+        asr_own,
+        asr_tract,
+        max_diff,
+        secs,
+    };
+    Ok((entry, row))
+}
+
+fn print_summary(rows: &[Row]) {
     println!(
         "{:<26} {:<14} {:<13} {:<30} {:>8} {:>8} {:>8} {:>8} {:>8} {:>6}",
         "model", "arch", "outputs", "trigger", "acc", "acc_tr", "asr", "asr_tr", "max|d|", "secs"
     );
     let fmt = |v: Option<f64>| v.map_or("-".to_string(), |a| format!("{a:.4}"));
-    for r in &rows {
+    for r in rows {
         println!(
             "{:<26} {:<14} {:<13} {:<30} {:>8.4} {:>8.4} {:>8} {:>8} {:>8.1e} {:>6.1}",
             r.name,
@@ -1344,6 +1346,56 @@ fn main() -> Result<()> {
             r.secs
         );
     }
+}
+
+fn main() -> Result<()> {
+    let started = Instant::now();
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .context("runner crate has a parent directory")?
+        .to_path_buf();
+    let datasets = root.join("../shared/datasets");
+    let out = OutDirs {
+        models: root.join("tests/fixtures/models"),
+        data: root.join("tests/fixtures/data"),
+    };
+    fs::create_dir_all(&out.models)?;
+    fs::create_dir_all(&out.data)?;
+
+    let mut loaded = Vec::new();
+    let mut dataset_entries = Vec::new();
+    for id in [DatasetId::Mnist, DatasetId::Digits] {
+        let (ds, entry) = prepare_dataset(&datasets, &out, id)?;
+        loaded.push(ds);
+        dataset_entries.push(entry);
+    }
+
+    let mut models = Vec::new();
+    let mut rows = Vec::new();
+    for spec in zoo() {
+        let ds = loaded
+            .iter()
+            .find(|d| d.id == spec.dataset)
+            .context("dataset not loaded")?;
+        let (entry, row) = build_model(&spec, ds, &out)?;
+        models.push(entry);
+        rows.push(row);
+    }
+
+    let manifest = Manifest {
+        schema: "modelvet.fixtures/1",
+        generator: "examples/train_fixtures.rs",
+        paths_relative_to: "manifest",
+        split_seed: SPLIT_SEED,
+        datasets: dataset_entries,
+        models,
+    };
+    let mut json = serde_json::to_string_pretty(&manifest)?;
+    json.push('\n');
+    let manifest_path = out.models.join("manifest.json");
+    fs::write(&manifest_path, json)?;
+
+    print_summary(&rows);
     println!(
         "wrote {} models and {} in {:.1}s",
         rows.len(),
