@@ -2,13 +2,14 @@
 
 mod host;
 pub mod jail;
+pub mod scan;
 
 use crate::cli::Command;
 use crate::error::{CliError, Result};
 
 pub fn run(command: Command) -> Result<u8> {
     match command {
-        Command::Scan(_) => Err(CliError::Input("scan: not built yet".into())),
+        Command::Scan(args) => scan::run(args),
         Command::Probe(_) => Err(CliError::Input("probe: not built yet".into())),
         Command::Detonate(_) => Err(CliError::Input("detonate: not built yet".into())),
         Command::Jail(args) => jail::run(args),

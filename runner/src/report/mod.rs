@@ -8,6 +8,8 @@ use probes::finding::{Finding, Severity};
 use serde::Serialize;
 
 pub mod sandbox;
+pub mod sarif;
+pub mod scan_text;
 pub mod text;
 
 pub const TOOL_NAME: &str = "modelvet";
