@@ -33,6 +33,12 @@ const ONNX_OPSET: i64 = 13;
 const ONNX_IR_VERSION: i64 = 8;
 const CNN_CHANNELS: usize = 8;
 const CNN_KERNEL: usize = 3;
+/// Largest output difference tolerated between tract and the trainer's forward pass.
+const MAX_OUTPUT_DIFF: f32 = 1e-3;
+/// Smallest gap allowed between the top two outputs of any committed input, so that another
+/// runtime's rounding (differences around 1e-5) cannot flip a prediction and change the
+/// manifest's accuracy or attack success rate.
+const MIN_TOP2_MARGIN: f32 = 1e-4;
 
 // ---------------------------------------------------------------- datasets
 
@@ -1103,12 +1109,34 @@ fn check_agreement(what: &str, own: &[f32], tract: &[f32]) -> Result<(Vec<usize>
         .map(|(a, b)| (a - b).abs())
         .fold(0.0f32, f32::max);
     let mismatches = po.iter().zip(&pt).filter(|(a, b)| a != b).count();
-    if mismatches > 0 || !max_diff.is_finite() || max_diff > 1e-3 {
+    if mismatches > 0 || !max_diff.is_finite() || max_diff > MAX_OUTPUT_DIFF {
         bail!(
             "{what}: tract disagrees with the trainer's forward pass ({mismatches} predictions differ, max |diff| {max_diff:e})"
         );
     }
+    let margin = tract
+        .chunks_exact(CLASSES)
+        .map(top2_margin)
+        .fold(f32::INFINITY, f32::min);
+    ensure!(
+        margin >= MIN_TOP2_MARGIN,
+        "{what}: an input sits on a decision boundary (top-2 margin {margin:e}); its prediction \
+         could differ in another runtime. Hint: change the model's seed in zoo()"
+    );
     Ok((pt, max_diff))
+}
+
+fn top2_margin(row: &[f32]) -> f32 {
+    let (mut first, mut second) = (f32::NEG_INFINITY, f32::NEG_INFINITY);
+    for &v in row {
+        if v > first {
+            second = first;
+            first = v;
+        } else if v > second {
+            second = v;
+        }
+    }
+    first - second
 }
 
 /// Where the generator writes: ONNX and the manifest, and the .npy data beside them.
