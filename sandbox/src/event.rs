@@ -63,6 +63,9 @@ pub struct Resources {
     pub cpu_sys_ms: u64,
     pub peak_rss_bytes: u64,
     pub peak_pids: u64,
+    /// From the start of `spawn` to the moment the program's first instruction may run (its
+    /// execve answered): the cost of building the sandbox.
+    pub setup_ms: f64,
     /// Peak of the memory cgroup (page cache and tmpfs included), when the host has one.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub peak_memory_bytes: Option<u64>,

@@ -171,8 +171,12 @@ fn dup_high(fd: RawFd) -> Result<OwnedFd, sys::SysError> {
 }
 
 /// Sets up every layer and starts the program. Fails closed: on error nothing untrusted ran.
-pub fn spawn(mut config: Config) -> Result<Running, SandboxError> {
-    let support = host::HostSupport::detect();
+pub fn spawn(config: Config) -> Result<Running, SandboxError> {
+    spawn_with(config, &host::HostSupport::detect())
+}
+
+/// `spawn` with host support already detected (callers that also report it detect it once).
+pub fn spawn_with(mut config: Config, support: &HostSupport) -> Result<Running, SandboxError> {
     support.require()?;
     let start = Instant::now();
 
@@ -369,41 +373,72 @@ pub fn spawn(mut config: Config) -> Result<Running, SandboxError> {
     drop(err_w);
     drop(extra);
 
+    // The supervisor thread starts now, building its runtime while the child sets up; it gets
+    // the listener and the cgroup once the handshake is done.
+    let (tx, rx) = std::sync::mpsc::channel::<Option<(OwnedFd, Option<cgroup::Group>)>>();
+    let timeout = config.timeout;
+    let allow_exec = config.allow_exec;
+    let echo = config.echo_output;
+    let sup_pidfd = pidfd.try_clone().map_err(|e| SandboxError::Setup {
+        step: "duplicating the pidfd",
+        error: e,
+        detail: None,
+    })?;
+    let handle = std::thread::Builder::new()
+        .name("modelvet-supervisor".into())
+        .spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build();
+            let Ok(Some((listener, group))) = rx.recv() else {
+                return supervisor::Supervisor::fallback_outcome(start, pid);
+            };
+            let sup = supervisor::Supervisor {
+                start,
+                pid,
+                pidfd: sup_pidfd,
+                listener,
+                group,
+                timeout,
+                allow_exec,
+                rules,
+                stdout: Some(out_r),
+                stderr: Some(err_r),
+                echo,
+            };
+            match rt {
+                Ok(rt) => rt.block_on(sup.run_async()),
+                Err(_) => sup.run_without_runtime(),
+            }
+        })
+        .map_err(|e| SandboxError::Setup {
+            step: "starting the supervisor thread",
+            error: e,
+            detail: None,
+        });
     let abort = |e: SandboxError| -> SandboxError {
         let _ = sys::pidfd_send_signal(pidfd.as_raw_fd(), libc::SIGKILL);
         let _ = sys::wait4(pid, 0);
         e
     };
+    let handle = match handle {
+        Ok(h) => h,
+        Err(e) => return Err(abort(e)),
+    };
     let listener = match setup_handshake(pid, &parent_sock, &pidfd, group.as_ref(), &cplan) {
         Ok(l) => l,
-        Err(e) => return Err(abort(e)),
+        Err(e) => {
+            let _ = tx.send(None);
+            let e = abort(e);
+            let _ = handle.join();
+            return Err(e);
+        }
     };
     drop(cplan);
     if sys::notif_set_sync_wakeup(&listener).is_err() {
         // Kernels before 6.6 lack it: notifications still work, only slower.
     }
-
-    let sup = supervisor::Supervisor {
-        start,
-        pid,
-        pidfd,
-        listener,
-        group,
-        timeout: config.timeout,
-        allow_exec: config.allow_exec,
-        rules,
-        stdout: Some(out_r),
-        stderr: Some(err_r),
-        echo: config.echo_output,
-    };
-    let handle = std::thread::Builder::new()
-        .name("modelvet-supervisor".into())
-        .spawn(move || sup.run())
-        .map_err(|e| SandboxError::Setup {
-            step: "starting the supervisor thread",
-            error: e,
-            detail: None,
-        })?;
+    let _ = tx.send(Some((listener, group)));
     Ok(Running { pid, handle })
 }
 

@@ -56,6 +56,7 @@ struct Recorder {
     names: HashMap<i64, String>,
     ns_pids: HashMap<u32, i64>,
     first_exec_done: bool,
+    first_exec_at: Option<Instant>,
     target_pid: u32,
     allow_exec: bool,
     rules: PathRules,
@@ -211,6 +212,7 @@ impl Recorder {
                 let detail = json!({"path": path, "argv": argv, "first": first});
                 if first {
                     self.first_exec_done = true;
+                    self.first_exec_at = Some(Instant::now());
                     // The target's own start is not an event of the program.
                     return Some(cont);
                 }
@@ -349,7 +351,7 @@ impl Supervisor {
     }
 
     /// Last resort when no runtime can be built (e.g. no fds left): kill and report.
-    fn run_without_runtime(self) -> Outcome {
+    pub(crate) fn run_without_runtime(self) -> Outcome {
         let _ = sys::pidfd_send_signal(self.pidfd.as_raw_fd(), libc::SIGKILL);
         let _ = sys::wait4(self.pid, 0);
         Outcome {
@@ -370,7 +372,7 @@ impl Supervisor {
         }
     }
 
-    async fn run_async(self) -> Outcome {
+    pub(crate) async fn run_async(self) -> Outcome {
         let Supervisor {
             start,
             pid,
@@ -396,6 +398,7 @@ impl Supervisor {
             names: HashMap::new(),
             ns_pids: HashMap::new(),
             first_exec_done: false,
+            first_exec_at: None,
             target_pid: pid as u32,
             allow_exec,
             rules,
@@ -499,6 +502,9 @@ impl Supervisor {
         };
         let mut resources = Resources {
             wall_ms: wall.as_millis() as u64,
+            setup_ms: rec
+                .first_exec_at
+                .map_or(0.0, |t| ((t - start).as_secs_f64() * 1e6).round() / 1e3),
             ..Default::default()
         };
         if let Some(ru) = ru {
@@ -544,7 +550,7 @@ impl Supervisor {
         }
     }
 
-    fn fallback_outcome(start: Instant, pid: i32) -> Outcome {
+    pub(crate) fn fallback_outcome(start: Instant, pid: i32) -> Outcome {
         // SAFETY: kill(2) with a pid we created; at worst ESRCH.
         unsafe { libc::kill(pid, libc::SIGKILL) };
         let _ = sys::wait4(pid, 0);

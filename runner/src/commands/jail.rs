@@ -53,7 +53,7 @@ pub fn run(args: JailArgs) -> Result<u8> {
     let mut cfg = config(program, &args.sandbox);
     cfg.args = cmd;
     let host = sandbox::HostSupport::detect();
-    let running = sandbox::spawn(cfg).map_err(sandbox_error)?;
+    let running = sandbox::spawn_with(cfg, &host).map_err(sandbox_error)?;
     let outcome = running.wait();
     let findings = report::sandbox::findings(
         &outcome,
