@@ -240,7 +240,7 @@ impl BlendPattern {
                 let width = if side >= 28 { 2 } else { 1 };
                 (0..side * side)
                     .map(|i| {
-                        if (i % side / width) % 2 == 0 {
+                        if (i % side / width).is_multiple_of(2) {
                             1.0
                         } else {
                             0.0
@@ -312,7 +312,7 @@ impl Trigger {
                     for dx in 0..size {
                         let on = match pattern {
                             PatchPattern::White => true,
-                            PatchPattern::Checker => (dx + dy) % 2 == 0,
+                            PatchPattern::Checker => (dx + dy).is_multiple_of(2),
                         };
                         img[(self.y + dy) * self.side + self.x + dx] = if on { 1.0 } else { 0.0 };
                     }

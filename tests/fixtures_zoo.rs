@@ -253,7 +253,7 @@ fn assert_patch_stamped(name: &str, t: &Value, x: &Array2<f32>) {
     for row in x.rows() {
         for dy in 0..size {
             for dx in 0..size {
-                let want = if !checker || (dx + dy) % 2 == 0 {
+                let want = if !checker || (dx + dy).is_multiple_of(2) {
                     1.0
                 } else {
                     0.0
