@@ -10,6 +10,7 @@ mod cli;
 mod commands;
 mod error;
 mod host;
+mod probe;
 #[allow(dead_code)] // views land command by command
 mod report;
 

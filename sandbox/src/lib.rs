@@ -107,6 +107,7 @@ impl Config {
 /// A started sandbox. Its supervisor runs on its own thread from the moment `spawn` returns.
 pub struct Running {
     pid: i32,
+    pidfd: OwnedFd,
     handle: std::thread::JoinHandle<Outcome>,
 }
 
@@ -114,6 +115,20 @@ impl Running {
     /// The program's pid as the host sees it.
     pub fn pid(&self) -> i32 {
         self.pid
+    }
+
+    /// Waits up to `timeout` for the program to exit by itself; true if it did.
+    pub fn wait_exit(&self, timeout: Duration) -> bool {
+        sys::poll_in(
+            self.pidfd.as_raw_fd(),
+            timeout.as_millis().min(i32::MAX as u128) as i32,
+        )
+        .unwrap_or(false)
+    }
+
+    /// Kills the whole sandbox now (the program is pid 1 of its namespace: everything goes).
+    pub fn kill(&self) {
+        let _ = sys::pidfd_send_signal(self.pidfd.as_raw_fd(), libc::SIGKILL);
     }
 
     pub fn wait(self) -> Outcome {
@@ -439,7 +454,7 @@ pub fn spawn_with(mut config: Config, support: &HostSupport) -> Result<Running, 
         // Kernels before 6.6 lack it: notifications still work, only slower.
     }
     let _ = tx.send(Some((listener, group)));
-    Ok(Running { pid, handle })
+    Ok(Running { pid, pidfd, handle })
 }
 
 /// Parent side of the setup: id maps and cgroups once the child is ready, then the listener.

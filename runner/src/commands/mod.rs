@@ -2,6 +2,7 @@
 
 mod host;
 pub mod jail;
+mod probe;
 pub mod scan;
 
 use crate::cli::Command;
@@ -10,7 +11,7 @@ use crate::error::{CliError, Result};
 pub fn run(command: Command) -> Result<u8> {
     match command {
         Command::Scan(args) => scan::run(args),
-        Command::Probe(_) => Err(CliError::Input("probe: not built yet".into())),
+        Command::Probe(args) => probe::run(args),
         Command::Detonate(_) => Err(CliError::Input("detonate: not built yet".into())),
         Command::Jail(args) => jail::run(args),
         Command::Host(args) => host::run(args),

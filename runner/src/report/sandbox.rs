@@ -54,6 +54,14 @@ fn is_benign_local(d: &serde_json::Value) -> bool {
     }
 }
 
+/// send/sendto/sendmsg with no destination go down an already connected socket (one the
+/// program was given, or whose connect was itself recorded): an event, not a new finding.
+fn is_unaddressed_send(syscall: &str, d: &serde_json::Value) -> bool {
+    matches!(syscall, "sendto" | "sendmsg" | "sendmmsg")
+        && d.get("address").is_none()
+        && d.get("path").is_none()
+}
+
 /// Findings from a run's record, grouped so a fork bomb gives one line, not ten thousand.
 pub fn findings(o: &Outcome, timeout_s: f64, memory: u64, pids: u64) -> Vec<Finding> {
     let mut groups: BTreeMap<(String, String), (Finding, u64)> = BTreeMap::new();
@@ -121,7 +129,7 @@ pub fn findings(o: &Outcome, timeout_s: f64, memory: u64, pids: u64) -> Vec<Find
                 .at(loc)
                 .with_evidence(format!("{}(flags {})", e.syscall, s(d, "flags"))),
             ),
-            EventKind::Network if is_benign_local(d) => {}
+            EventKind::Network if is_benign_local(d) || is_unaddressed_send(&e.syscall, d) => {}
             EventKind::Network if d["family"] == "unix" => {
                 let path = s(d, "path");
                 add(

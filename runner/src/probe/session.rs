@@ -1,0 +1,231 @@
+//! A sandboxed model host: `modelvet __host MODEL` started inside the jail with one end of a
+//! socketpair as its fd 3, and the client over the other end. If the host crashes or hangs, the
+//! session can start a fresh one; every run's sandbox record is kept.
+
+use std::os::fd::OwnedFd;
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use probes::classifier::{Classifier, ClassifierError};
+
+use crate::cli::SandboxArgs;
+use crate::commands::jail::{config, sandbox_error};
+use crate::error::{CliError, Result};
+use crate::host::channel::{ChannelError, HostClient, HostEvent, ModelInfo};
+
+/// Syscalls the model host makes on its hot path, learnt by running tract and wasmtime hosts
+/// under the record-everything tier (see README, "Sandbox"): everything else is notified.
+pub const HOST_ALLOW: &[(i64, &str)] = sandbox::seccomp::policy::ALLOW;
+
+/// A host event with the time it reached us (WASI imports the model called).
+#[derive(Debug, Clone)]
+pub struct TimedHostEvent {
+    pub t_ms: f64,
+    pub event: HostEvent,
+}
+
+pub struct Session {
+    model: PathBuf,
+    sandbox: SandboxArgs,
+    host: sandbox::HostSupport,
+    call_timeout: Duration,
+    running: Option<sandbox::Running>,
+    client: Option<HostClient>,
+    pub outcomes: Vec<sandbox::Outcome>,
+    pub host_events: Vec<TimedHostEvent>,
+    pub start: Instant,
+    pub restarts: usize,
+}
+
+/// How a session start ended: a loaded model, or the model's own failure (a finding).
+pub enum Started {
+    Loaded(ModelInfo),
+    Failed(ChannelError),
+}
+
+impl Session {
+    pub fn new(
+        model: &Path,
+        sandbox: &SandboxArgs,
+        host: sandbox::HostSupport,
+        call_timeout: Duration,
+    ) -> Session {
+        Session {
+            model: model.to_path_buf(),
+            sandbox: sandbox.clone(),
+            host,
+            call_timeout,
+            running: None,
+            client: None,
+            outcomes: Vec::new(),
+            host_events: Vec::new(),
+            start: Instant::now(),
+            restarts: 0,
+        }
+    }
+
+    pub fn host_support(&self) -> &sandbox::HostSupport {
+        &self.host
+    }
+
+    /// Starts (or restarts) the host in a fresh sandbox and waits for its greeting.
+    pub fn start(&mut self) -> Result<Started> {
+        self.stop();
+        let exe = std::env::current_exe()
+            .map_err(|e| CliError::Sandbox(format!("cannot find the modelvet binary: {e}")))?;
+        let (ours, theirs) =
+            UnixStream::pair().map_err(|e| CliError::Sandbox(format!("socketpair: {e}")))?;
+        let mut cfg = config(exe, &self.sandbox);
+        cfg.args = vec!["__host".into(), self.model.clone().into_os_string()];
+        cfg.extra_fds = vec![OwnedFd::from(theirs)];
+        cfg.allow = HOST_ALLOW;
+        cfg.cwd = Some(PathBuf::from("/"));
+        let running = sandbox::spawn_with(cfg, &self.host).map_err(sandbox_error)?;
+        self.running = Some(running);
+        // Loading (parsing, optimising, compiling) gets the whole wall budget.
+        let load_timeout = Duration::from_secs_f64(self.sandbox.timeout);
+        match HostClient::connect(ours, load_timeout) {
+            Ok((mut client, info)) => {
+                let t = self.start.elapsed().as_secs_f64() * 1e3;
+                self.host_events.extend(
+                    client
+                        .load_events()
+                        .iter()
+                        .cloned()
+                        .map(|event| TimedHostEvent { t_ms: t, event }),
+                );
+                client.set_call_deadline(self.call_timeout.mul_f64(0.8));
+                self.client = Some(client);
+                Ok(Started::Loaded(info))
+            }
+            Err(e) => {
+                self.stop();
+                Ok(Started::Failed(e))
+            }
+        }
+    }
+
+    /// Ends the current host (politely if it still answers) and keeps its record.
+    pub fn stop(&mut self) {
+        let polite = self.client.take().is_some_and(|c| c.close().is_ok());
+        if let Some(r) = self.running.take() {
+            // A host that said goodbye exits by itself; anything else is killed.
+            if !(polite && r.wait_exit(Duration::from_secs(2))) {
+                r.kill();
+            }
+            self.outcomes.push(r.wait());
+        }
+    }
+
+    pub fn alive(&self) -> bool {
+        self.client.is_some()
+    }
+
+    /// One raw inference; a dead or hung host ends the session (the caller may `start` again).
+    pub fn infer(
+        &mut self,
+        input: &[f32],
+        shape: &[usize],
+    ) -> std::result::Result<Vec<f32>, ChannelError> {
+        let Some(client) = self.client.as_mut() else {
+            return Err(ChannelError::Closed);
+        };
+        let r = client.infer(input, shape);
+        let t = self.start.elapsed().as_secs_f64() * 1e3;
+        match r {
+            Ok(inf) => {
+                self.host_events.extend(
+                    inf.events
+                        .into_iter()
+                        .map(|event| TimedHostEvent { t_ms: t, event }),
+                );
+                Ok(inf.output)
+            }
+            Err(ChannelError::Model {
+                kind,
+                message,
+                events,
+            }) => {
+                self.host_events.extend(
+                    events
+                        .iter()
+                        .cloned()
+                        .map(|event| TimedHostEvent { t_ms: t, event }),
+                );
+                Err(ChannelError::Model {
+                    kind,
+                    message,
+                    events,
+                })
+            }
+            Err(e) => {
+                self.stop();
+                Err(e)
+            }
+        }
+    }
+}
+
+impl Drop for Session {
+    fn drop(&mut self) {
+        if let Some(r) = self.running.take() {
+            r.kill();
+            let _ = r.wait();
+        }
+    }
+}
+
+/// The model seen as a classifier through the session: batches are cut to `max_batch` and shaped
+/// `[n, sample_shape...]`; latency and counts are kept for the performance probe.
+pub struct HostClassifier<'s> {
+    pub session: &'s mut Session,
+    pub sample_shape: Vec<usize>,
+    pub input_len: usize,
+    pub classes: usize,
+    pub max_batch: usize,
+    pub inferences: usize,
+    pub calls: usize,
+    pub latencies_ms: Vec<f64>,
+    pub busy: Duration,
+}
+
+impl Classifier for HostClassifier<'_> {
+    fn classes(&self) -> usize {
+        self.classes
+    }
+    fn input_len(&self) -> usize {
+        self.input_len
+    }
+    fn predict(
+        &mut self,
+        batch: &[f32],
+        n: usize,
+    ) -> std::result::Result<Vec<f32>, ClassifierError> {
+        let mut out = Vec::with_capacity(n * self.classes);
+        let mut shape = Vec::with_capacity(self.sample_shape.len() + 1);
+        for start in (0..n).step_by(self.max_batch.max(1)) {
+            let m = (n - start).min(self.max_batch.max(1));
+            shape.clear();
+            shape.push(m);
+            shape.extend_from_slice(&self.sample_shape);
+            let t = Instant::now();
+            let r = self.session.infer(
+                &batch[start * self.input_len..(start + m) * self.input_len],
+                &shape,
+            );
+            let dt = t.elapsed();
+            self.busy += dt;
+            self.calls += 1;
+            self.latencies_ms.push(dt.as_secs_f64() * 1e3);
+            match r {
+                Ok(scores) => {
+                    self.inferences += m;
+                    out.extend_from_slice(&scores);
+                }
+                Err(e) => return Err(ClassifierError::Model(e.to_string())),
+            }
+        }
+        Ok(out)
+    }
+}
