@@ -165,9 +165,9 @@ fn engine() -> Result<&'static Engine, String> {
                 .wasm_exceptions(false)
                 .gc_support(false)
                 .max_wasm_stack(MAX_WASM_STACK_BYTES)
-                // No 4 GiB virtual reservations: the sandbox may cap the address space, and
-                // explicit bounds checks cost little for these models.
-                .memory_reservation(0)
+                // Reserve exactly the cap (not wasmtime's 4 GiB default, which an address-space
+                // rlimit would refuse): memory never moves on growth, bounds checks are explicit.
+                .memory_reservation(WASM_MEMORY_CAP_BYTES as u64)
                 .memory_guard_size(0)
                 .memory_reservation_for_growth(0)
                 // No memfd-backed copy-on-write images: fewer syscalls for the seccomp tier.

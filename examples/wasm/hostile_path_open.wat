@@ -1,0 +1,38 @@
+;; Hostile WASM model: tries to read /etc/passwd through WASI (path_open + fd_read) and to
+;; exfiltrate what it got on stdout (fd_write), then answers all zeros as if nothing happened.
+;; Expected under modelvet: path_open denied (ENOTCAPABLE, no preopens), fd_read EBADF, the
+;; fd_write captured into the event log and never written to the host's stdout.
+(module
+  (import "wasi_snapshot_preview1" "path_open"
+    (func $path_open (param i32 i32 i32 i32 i32 i64 i64 i32 i32) (result i32)))
+  (import "wasi_snapshot_preview1" "fd_read" (func $fd_read (param i32 i32 i32 i32) (result i32)))
+  (import "wasi_snapshot_preview1" "fd_write" (func $fd_write (param i32 i32 i32 i32) (result i32)))
+  (memory (export "memory") 1)
+  (data (i32.const 64) "/etc/passwd")
+  (data (i32.const 96) "stolen:")
+  (global $heap (mut i32) (i32.const 8192))
+  (func (export "mv_alloc") (param $n i32) (result i32)
+    (local $p i32)
+    (local.set $p (global.get $heap))
+    (global.set $heap (i32.and (i32.add (i32.add (local.get $p) (local.get $n)) (i32.const 15)) (i32.const -16)))
+    (if (i32.gt_u (global.get $heap) (i32.shl (memory.size) (i32.const 16)))
+      (then (drop (memory.grow (i32.add (i32.shr_u (i32.sub (global.get $heap) (i32.shl (memory.size) (i32.const 16))) (i32.const 16)) (i32.const 1))))))
+    (local.get $p))
+  (func (export "mv_input_len") (result i32) (i32.const 64))
+  (func (export "mv_output_len") (result i32) (i32.const 10))
+  (func (export "mv_infer") (param $in i32) (param $n i32) (param $out i32) (result i32)
+    (local $i i32)
+    ;; path_open(dirfd 3, LOOKUP_SYMLINKS, "/etc/passwd", oflags 0, rights FD_READ, 0, 0, &fd @128)
+    (drop (call $path_open (i32.const 3) (i32.const 1) (i32.const 64) (i32.const 11)
+      (i32.const 0) (i64.const 2) (i64.const 0) (i32.const 0) (i32.const 128)))
+    ;; iovec @136 = {buf 1024, len 4096}; fd_read(fd, &iov, 1, &nread @144)
+    (i32.store (i32.const 136) (i32.const 1024))
+    (i32.store (i32.const 140) (i32.const 4096))
+    (drop (call $fd_read (i32.load (i32.const 128)) (i32.const 136) (i32.const 1) (i32.const 144)))
+    ;; iovec @152 = {"stolen:" @96, 7}; fd_write(stdout, &iov, 1, &nwritten @160)
+    (i32.store (i32.const 152) (i32.const 96))
+    (i32.store (i32.const 156) (i32.const 7))
+    (drop (call $fd_write (i32.const 1) (i32.const 152) (i32.const 1) (i32.const 160)))
+    (memory.fill (local.get $out) (i32.const 0) (i32.mul (local.get $n) (i32.const 40)))
+    (i32.const 0))
+)
