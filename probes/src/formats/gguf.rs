@@ -379,7 +379,7 @@ impl<'a, 'l> Parser<'a, 'l> {
                 }
                 if let Some(w) = scalar_width(etype) {
                     // Bounded by the remaining bytes before anything is skipped.
-                    let total = n.checked_mul(w).unwrap_or(u64::MAX);
+                    let total = n.saturating_mul(w);
                     self.r.take(total)?;
                     return Ok(());
                 }
@@ -1012,7 +1012,7 @@ mod tests {
             out.extend_from_slice(&self.nkv.to_le_bytes());
             out.extend_from_slice(&self.kv);
             out.extend_from_slice(&self.tensors);
-            while out.len() % 32 != 0 {
+            while !out.len().is_multiple_of(32) {
                 out.push(0);
             }
             out.resize(out.len() + self.data_len as usize, 0);
