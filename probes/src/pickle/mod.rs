@@ -9,7 +9,7 @@ pub mod vm;
 
 use crate::finding::{Category, Finding, Severity};
 pub use policy::{DenyClass, Judgment, judge};
-pub use vm::{PickleError, Shared, Stream};
+pub use vm::{PickleError, ReadMode, Shared, Stream};
 
 /// Opcodes run per stream. Each opcode consumes at least one byte, so time is already linear
 /// in the input; this caps it for inputs far larger than any real pickle.
@@ -105,7 +105,40 @@ pub fn scan_with(data: &[u8], location: &str, limits: &Limits) -> PickleScan {
 }
 
 /// Scans the streams that start at `start` (offsets in findings stay relative to `data`).
+/// When a read straddles a FRAME's end, the file is scanned a second time the way
+/// `pickle.load(file)` reads it, and the findings of both readings are reported.
 pub fn scan_from(data: &[u8], start: usize, location: &str, limits: &Limits) -> PickleScan {
+    let (mut out, crossed) = run_streams(data, start, location, limits, ReadMode::Linear);
+    if let Some(off) = crossed {
+        let (file, _) = run_streams(data, start, location, limits, ReadMode::File);
+        for f in file.findings {
+            if !out.findings.contains(&f) {
+                out.findings.push(f);
+            }
+        }
+        out.recognized |= file.recognized;
+        out.joblib |= file.joblib;
+        out.findings.push(
+            Finding::new(
+                "pickle.frame-crossing",
+                Severity::High,
+                Category::Static,
+                "a read straddles the end of a FRAME: pickle.loads(bytes) decodes on linearly, pickle.load(file) (torch.load of data.pkl) drops the frame's rest and reads after it; both readings are reported",
+            )
+            .at(format!("{location}@{off}")),
+        );
+    }
+    out
+}
+
+fn run_streams(
+    data: &[u8],
+    start: usize,
+    location: &str,
+    limits: &Limits,
+    mode: ReadMode,
+) -> (PickleScan, Option<usize>) {
+    let mut crossed = None;
     let mut shared = Shared::default();
     let head = data.get(start..).unwrap_or_default();
     let legacy_torch = head.starts_with(LEGACY_TORCH_MAGIC);
@@ -122,7 +155,10 @@ pub fn scan_from(data: &[u8], start: usize, location: &str, limits: &Limits) -> 
     let at = |off: usize| format!("{location}@{off}");
     let mut pos = start;
     while pos < data.len() && out.streams < max_streams {
-        let s = vm::Vm::new(data, pos, limits, &mut shared, 0).run();
+        let s = vm::Vm::with_mode(data, pos, limits, &mut shared, 0, mode).run();
+        if crossed.is_none() {
+            crossed = s.crossed_at;
+        }
         let first = out.streams == 0;
         out.streams += 1;
         out.end = s.end;
@@ -133,10 +169,11 @@ pub fn scan_from(data: &[u8], start: usize, location: &str, limits: &Limits) -> 
                 || limit
                 || (sniff(head) && head[0] == 0x80 && s.opcodes > 2);
             if !out.recognized {
-                return PickleScan {
+                let none = PickleScan {
                     recognized: false,
                     ..PickleScan::default()
                 };
+                return (none, None);
             }
         } else if s.error.is_some() && !s.saw_code {
             // Bytes after the last STOP that do not form a pickle: ignored by every loader.
@@ -176,7 +213,7 @@ pub fn scan_from(data: &[u8], start: usize, location: &str, limits: &Limits) -> 
     out.joblib = shared.joblib;
     out.findings = findings(&shared, &at);
     out.findings.extend(extra);
-    out
+    (out, crossed)
 }
 
 fn error_finding(e: &PickleError, at: &dyn Fn(usize) -> String, ran_unsafe: bool) -> Finding {
@@ -315,6 +352,30 @@ mod tests {
         let s = scan(r, "x");
         assert!(!rules(&s).contains(&"pickle.unsafe-global"));
         let _ = p;
+    }
+
+    #[test]
+    fn a_read_across_a_frame_end_is_decoded_both_ways() {
+        // Linear (pickle.loads): the SHORT_BINUNICODE swallows the payload and STOP returns {}.
+        // File (pickle.load(BytesIO), torch): the string comes from after the frame, and the
+        // payload runs.
+        let mut p = vec![
+            0x80, 4, b'}', 0x95, 4, 0, 0, 0, 0, 0, 0, 0, 0x8c, 11, b'a', b'b',
+        ];
+        p.extend(b"123456789");
+        p.extend(b"0.");
+        p.extend(b"0\x8c\x02os\x8c\x06system\x93\x8c\x02id\x85R.");
+        let s = scan(&p, "x");
+        assert!(
+            rules(&s).contains(&"pickle.frame-crossing"),
+            "{:?}",
+            s.findings
+        );
+        assert!(
+            s.findings
+                .iter()
+                .any(|f| f.evidence.as_deref() == Some("os.system('id')"))
+        );
     }
 
     #[test]

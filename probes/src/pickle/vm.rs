@@ -130,6 +130,19 @@ pub struct Stream {
     pub opcodes: u64,
     /// The stream imported a global or made a call before it ended.
     pub saw_code: bool,
+    /// First byte where a read straddled the end of the buffered FRAME: from there on
+    /// `pickle.loads(bytes)` and `pickle.load(file)` decode different opcodes.
+    pub crossed_at: Option<usize>,
+}
+
+/// How the C unpickler gets its bytes. `pickle.loads(bytes)` sees one buffer and reads
+/// linearly. `pickle.load(file)` without `peek` (io.BytesIO, as torch reads `data.pkl`) reads a
+/// FRAME into a buffer, and a read that runs past that buffer drops the frame's remaining bytes
+/// and reads fresh ones from the file after the frame.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReadMode {
+    Linear,
+    File,
 }
 
 pub struct Vm<'a, 's> {
@@ -144,6 +157,11 @@ pub struct Vm<'a, 's> {
     opcodes: u64,
     saw_code: bool,
     nesting: u8,
+    mode: ReadMode,
+    /// End of the bytes the C unpickler holds in its buffer (everything before is consumed
+    /// from the file). Without frames it always equals `pos`.
+    buf_end: usize,
+    crossed_at: Option<usize>,
 }
 
 type R<T> = Result<T, PickleError>;
@@ -156,7 +174,21 @@ impl<'a, 's> Vm<'a, 's> {
         shared: &'s mut Shared,
         nesting: u8,
     ) -> Self {
+        Self::with_mode(data, start, limits, shared, nesting, ReadMode::Linear)
+    }
+
+    pub fn with_mode(
+        data: &'a [u8],
+        start: usize,
+        limits: &'s Limits,
+        shared: &'s mut Shared,
+        nesting: u8,
+        mode: ReadMode,
+    ) -> Self {
         Vm {
+            mode,
+            buf_end: start,
+            crossed_at: None,
             data,
             pos: start,
             stack: Vec::new(),
@@ -185,22 +217,32 @@ impl<'a, 's> Vm<'a, 's> {
             error: result.err(),
             opcodes: self.opcodes,
             saw_code: self.saw_code,
+            crossed_at: self.crossed_at,
         }
     }
 
     // ---- reading --------------------------------------------------------------------------
 
     fn take(&mut self, n: u64) -> R<&'a [u8]> {
-        let remaining = (self.data.len() - self.pos) as u64;
-        if n > remaining {
-            return Err(PickleError::Truncated(self.pos));
-        }
         if n > self.limits.max_string_bytes {
             return Err(PickleError::Limit {
                 what: "string or bytes size",
                 limit: self.limits.max_string_bytes,
                 at: self.pos,
             });
+        }
+        if self.pos as u64 + n > self.buf_end as u64 {
+            // Not satisfied by the buffer: a fresh read of n bytes from the file.
+            if self.pos < self.buf_end {
+                self.crossed_at.get_or_insert(self.pos);
+                if self.mode == ReadMode::File {
+                    self.pos = self.buf_end;
+                }
+            }
+            if n > (self.data.len() - self.pos) as u64 {
+                return Err(PickleError::Truncated(self.pos));
+            }
+            self.buf_end = self.pos + n as usize;
         }
         let out = &self.data[self.pos..self.pos + n as usize];
         self.pos += n as usize;
@@ -230,8 +272,25 @@ impl<'a, 's> Vm<'a, 's> {
 
     /// A protocol-0 argument: bytes up to the newline, without it.
     fn line(&mut self) -> R<&'a [u8]> {
+        if self.pos < self.buf_end {
+            let buffered = &self.data[self.pos..self.buf_end];
+            if let Some(n) = buffered.iter().position(|&c| c == b'\n') {
+                let line = &buffered[..n];
+                self.pos += n + 1;
+                return Ok(line);
+            }
+            // readline() past the buffer: the file mode drops the buffered rest.
+            self.crossed_at.get_or_insert(self.pos);
+            if self.mode == ReadMode::File {
+                self.pos = self.buf_end;
+            }
+        }
         let rest = &self.data[self.pos..];
-        match rest.iter().position(|&c| c == b'\n') {
+        let found = rest.iter().position(|&c| c == b'\n');
+        if let Some(n) = found {
+            self.buf_end = self.buf_end.max(self.pos + n + 1);
+        }
+        match found {
             Some(n) => {
                 if n as u64 > self.limits.max_string_bytes {
                     return Err(PickleError::Limit {
@@ -930,12 +989,12 @@ impl<'a, 's> Vm<'a, 's> {
                     self.push(Value::FrozenSet(Rc::new(Self::seq(items))), at)?;
                 }
                 0x95 => {
-                    // CPython's C unpickler checks that the frame's bytes can be read, then
-                    // rewinds and keeps decoding opcodes linearly: opcodes may straddle frames.
+                    // CPython's C unpickler reads the frame's bytes into its buffer, then
+                    // rewinds and decodes opcodes from it; see `ReadMode` for reads that
+                    // straddle the frame's end.
                     let n = self.u64le()?;
-                    if n > (self.data.len() - self.pos) as u64 {
-                        return Err(PickleError::Truncated(self.pos));
-                    }
+                    self.take(n)?;
+                    self.pos -= n as usize;
                 }
                 0x97 => {
                     return Err(PickleError::invalid(
@@ -1077,8 +1136,15 @@ impl<'a, 's> Vm<'a, 's> {
                 });
             }
             let start = self.pos;
-            let nested =
-                Vm::new(self.data, start, self.limits, self.shared, self.nesting + 1).run();
+            let nested = Vm::with_mode(
+                self.data,
+                start,
+                self.limits,
+                self.shared,
+                self.nesting + 1,
+                self.mode,
+            )
+            .run();
             if let Some(e) = nested.error {
                 return Err(e);
             }
@@ -1089,6 +1155,7 @@ impl<'a, 's> Vm<'a, 's> {
                 None,
             );
             self.pos = nested.end;
+            self.buf_end = self.buf_end.max(self.pos);
         } else {
             if d.get_str("numpy_array_alignment_bytes").is_some() {
                 let pad = self.byte()? as u64;
@@ -1097,10 +1164,7 @@ impl<'a, 's> Vm<'a, 's> {
             let bytes = count
                 .checked_mul(itemsize)
                 .ok_or_else(|| PickleError::invalid("NumpyArrayWrapper size overflows", at))?;
-            if bytes > (self.data.len() - self.pos) as u64 {
-                return Err(PickleError::Truncated(self.pos));
-            }
-            self.pos += bytes as usize;
+            self.take(bytes)?;
         }
         Ok(())
     }

@@ -138,7 +138,12 @@ impl Ctx {
             return self.inflate(data, loc, depth, Compression::Gzip);
         }
         if is_zlib(data) {
-            return self.inflate(data, loc, depth, Compression::Zlib);
+            // Two bytes are a weak magic (`(S` passes the header check): only a stream that
+            // inflates to something is taken as zlib.
+            let (probe, _) = read_bounded(flate2::read::ZlibDecoder::new(data), 1);
+            if !probe.is_empty() {
+                return self.inflate(data, loc, depth, Compression::Zlib);
+            }
         }
         if let Some(kind) = unscanned_compression(data) {
             self.push(
