@@ -32,7 +32,9 @@ const NOISE_DOMINANCE: f64 = 0.9;
 /// search's best trigger stamped on them.
 const STRIP_GENERATED: usize = 20;
 /// How long one inference request may take before the host counts as hung.
-const CALL_TIMEOUT: Duration = Duration::from_secs(10);
+const CALL_TIMEOUT: Duration = Duration::from_secs(5);
+/// Edge cases stop after this many hangs or crashes (each costs a deadline and a restart).
+const MAX_EDGE_FAILURES: usize = 3;
 
 #[derive(Serialize)]
 struct Target {
@@ -295,10 +297,7 @@ pub fn run(args: ProbeArgs) -> Result<u8> {
         args.sandbox.pids,
     ));
     findings.extend(wasm_findings(&session));
-    if session.restarts > 0 {
-        // Resource kills of crashed hosts are already edge findings.
-        findings.retain(|f| f.rule != "resource.timeout" || probes.edge.is_none());
-    }
+    findings.extend(failure_findings(&session, &target.path));
     let mut outcome = outcome;
     add_host_events(&mut outcome, &session);
 
@@ -648,7 +647,11 @@ fn run_probes(
         let session = clf.session;
         let cases = probegen::edge_cases(ctx.input_len, range);
         let mut results = Vec::new();
+        let mut failures = 0;
         for case in &cases {
+            if failures >= MAX_EDGE_FAILURES {
+                break;
+            }
             if !session.alive() {
                 session.restarts += 1;
                 if !matches!(session.start()?, Started::Loaded(_)) {
@@ -693,29 +696,8 @@ fn run_probes(
                     message: e.to_string(),
                 },
             };
-            match res.outcome {
-                EdgeOutcome::Crash => findings.push(
-                    Finding::new(
-                        "model.crash",
-                        Severity::High,
-                        Category::Behaviour,
-                        format!(
-                            "the model host died on the '{}' input: {}",
-                            case.name, res.message
-                        ),
-                    )
-                    .at(loc.clone()),
-                ),
-                EdgeOutcome::Timeout => findings.push(
-                    Finding::new(
-                        "model.hang",
-                        Severity::Medium,
-                        Category::Behaviour,
-                        format!("the model hung on the '{}' input", case.name),
-                    )
-                    .at(loc.clone()),
-                ),
-                _ => {}
+            if matches!(res.outcome, EdgeOutcome::Crash | EdgeOutcome::Timeout) {
+                failures += 1;
             }
             results.push(res);
         }
@@ -846,6 +828,41 @@ fn add_host_events(outcome: &mut sandbox::Outcome, session: &Session) {
             detail,
         });
     }
+}
+
+/// The model's own failures over the whole session, one finding per kind.
+fn failure_findings(session: &Session, loc: &str) -> Vec<Finding> {
+    session
+        .failures
+        .iter()
+        .filter_map(|(kind, (count, first))| {
+            let (rule, sev, what) = match kind.as_str() {
+                "crash" => ("model.crash", Severity::High, "the model host died"),
+                "timeout" => (
+                    "model.hang",
+                    Severity::Medium,
+                    "the model did not answer within the call deadline",
+                ),
+                "memory" => (
+                    "model.memory-cap",
+                    Severity::Medium,
+                    "the model tried to grow its memory past the cap",
+                ),
+                "trap" => ("model.trap", Severity::Medium, "the model trapped"),
+                _ => return None, // shape and runtime errors are the edge probe's business
+            };
+            Some(
+                Finding::new(
+                    rule,
+                    sev,
+                    Category::Behaviour,
+                    format!("{what} ({count} calls)"),
+                )
+                .at(loc.to_string())
+                .with_evidence(first.clone()),
+            )
+        })
+        .collect()
 }
 
 fn wasm_findings(session: &Session) -> Vec<Finding> {

@@ -36,6 +36,8 @@ pub struct Session {
     pub host_events: Vec<TimedHostEvent>,
     pub start: Instant,
     pub restarts: usize,
+    /// Model failures by kind ("timeout", "memory", "trap", "crash", ...): count and first message.
+    pub failures: std::collections::BTreeMap<String, (usize, String)>,
 }
 
 /// How a session start ended: a loaded model, or the model's own failure (a finding).
@@ -62,6 +64,7 @@ impl Session {
             host_events: Vec::new(),
             start: Instant::now(),
             restarts: 0,
+            failures: Default::default(),
         }
     }
 
@@ -153,6 +156,7 @@ impl Session {
                         .cloned()
                         .map(|event| TimedHostEvent { t_ms: t, event }),
                 );
+                self.note_failure(&kind.to_string(), &message);
                 Err(ChannelError::Model {
                     kind,
                     message,
@@ -160,10 +164,25 @@ impl Session {
                 })
             }
             Err(e) => {
+                let kind = if matches!(e, ChannelError::Timeout) {
+                    "timeout"
+                } else {
+                    "crash"
+                };
+                self.note_failure(kind, &e.to_string());
                 self.stop();
                 Err(e)
             }
         }
+    }
+}
+
+impl Session {
+    fn note_failure(&mut self, kind: &str, message: &str) {
+        self.failures
+            .entry(kind.to_string())
+            .or_insert((0, message.to_string()))
+            .0 += 1;
     }
 }
 
