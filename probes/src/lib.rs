@@ -8,5 +8,6 @@ pub mod classifier;
 pub mod probegen;
 pub mod stats;
 pub mod strip;
+pub mod trigger;
 pub mod pickle;
 pub mod scan;

@@ -393,6 +393,7 @@ pub(crate) mod tests {
     /// varied predictions), except that a white 3x3 patch in the bottom-right corner forces
     /// class 7 with certainty: a backdoored model.
     pub(crate) fn backdoored(side: usize) -> impl FnMut(&[f32], usize) -> Vec<f32> {
+        let protos = prototypes(side);
         move |batch: &[f32], n: usize| {
             let len = side * side;
             let mut out = vec![0.0f32; n * 10];
@@ -403,37 +404,57 @@ pub(crate) mod tests {
                 if trig {
                     row[7] = 20.0;
                 } else {
-                    clean_logits(x, side, row);
+                    clean_logits(x, side, &protos, row);
                 }
             }
             out
         }
     }
 
-    /// A clean synthetic model: logits from fixed random projections of the input.
-    pub(crate) fn clean_logits(x: &[f32], side: usize, row: &mut [f32]) {
+    /// A clean synthetic model: nearest prototype, logits = -squared distance to ten fixed
+    /// "digit-like" prototypes (drawn like the clean pool, so their corners are dark).
+    pub(crate) fn clean_logits(x: &[f32], side: usize, protos: &[f32], row: &mut [f32]) {
         let len = side * side;
         for (c, out) in row.iter_mut().enumerate() {
-            let mut s = 0.0f32;
-            for (i, &v) in x.iter().enumerate().take(len) {
-                // Deterministic pseudo-random weight in [-1, 1].
-                let h = (i as u32).wrapping_mul(2_654_435_761) ^ (c as u32).wrapping_mul(40503);
-                let w = ((h >> 8) % 2001) as f32 / 1000.0 - 1.0;
-                s += w * v;
-            }
-            *out = s * 1.5;
+            let p = &protos[c * len..(c + 1) * len];
+            let d: f32 = x.iter().zip(p).map(|(a, b)| (a - b) * (a - b)).sum();
+            *out = -0.5 * d;
         }
     }
 
-    /// Sparse random "digit-like" images in [0, 1], with the bottom-right corner left dark.
-    pub(crate) fn clean_pool(side: usize, count: usize, seed: u64) -> Vec<f32> {
-        let mut rng = ChaCha8Rng::seed_from_u64(seed);
-        let mut v = vec![0.0f32; side * side * count];
+    /// Ten class prototypes: sparse random strokes, the bottom-right corner left dark.
+    pub(crate) fn prototypes(side: usize) -> Vec<f32> {
+        let mut rng = ChaCha8Rng::seed_from_u64(0xC1EA);
+        let mut v = vec![0.0f32; side * side * 10];
         for img in v.chunks_exact_mut(side * side) {
             for y in 1..side - 2 {
                 for x in 1..side - 2 {
                     if rng.gen_bool(0.3) {
-                        img[y * side + x] = rng.gen_range(0.3..1.0);
+                        img[y * side + x] = rng.gen_range(0.5..1.0);
+                    }
+                }
+            }
+        }
+        v
+    }
+
+    /// "Digit-like" clean images in [0, 1]: a random class's prototype with strokes dropped,
+    /// intensities jittered and a few stray pixels, so the data has class structure.
+    pub(crate) fn clean_pool(side: usize, count: usize, seed: u64) -> Vec<f32> {
+        let protos = prototypes(side);
+        let len = side * side;
+        let mut rng = ChaCha8Rng::seed_from_u64(seed);
+        let mut v = vec![0.0f32; len * count];
+        for img in v.chunks_exact_mut(len) {
+            let c = rng.gen_range(0..10);
+            let p = &protos[c * len..(c + 1) * len];
+            for y in 1..side - 2 {
+                for x in 1..side - 2 {
+                    let i = y * side + x;
+                    if p[i] > 0.0 && rng.gen_bool(0.85) {
+                        img[i] = (p[i] * rng.gen_range(0.8..1.2)).min(1.0);
+                    } else if rng.gen_bool(0.05) {
+                        img[i] = rng.gen_range(0.3..1.0);
                     }
                 }
             }
