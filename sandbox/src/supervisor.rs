@@ -339,17 +339,6 @@ fn proc_link(pid: u32, link: &str) -> Option<String> {
 }
 
 impl Supervisor {
-    pub fn run(self) -> Outcome {
-        let rt = match tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-        {
-            Ok(rt) => rt,
-            Err(_) => return self.run_without_runtime(),
-        };
-        rt.block_on(self.run_async())
-    }
-
     /// Last resort when no runtime can be built (e.g. no fds left): kill and report.
     pub(crate) fn run_without_runtime(self) -> Outcome {
         let _ = sys::pidfd_send_signal(self.pidfd.as_raw_fd(), libc::SIGKILL);

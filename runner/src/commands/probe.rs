@@ -78,7 +78,7 @@ struct Probes {
     validation: Option<Validation>,
     random: Option<RandomSummary>,
     edge: Option<Edge>,
-    strip: Option<StripReport>,
+    strip: Option<Value>,
     trigger: Option<Value>,
     performance: Option<Performance>,
 }
@@ -497,6 +497,7 @@ fn run_probes(
 
     // trigger search (before STRIP, whose generated inputs use the best trigger)
     let mut best: Option<TriggerReport> = None;
+    let mut trigger_ms = 0.0;
     let mut trigger_image = None;
     if let Some(x) = inputs {
         if wants(args, "trigger") && clf.session.alive() && x.count() > 0 {
@@ -507,8 +508,10 @@ fn run_probes(
                 strip_blend: blend(args.blend),
                 ..TriggerConfig::default()
             };
+            let t0 = Instant::now();
             match probes::trigger::search(&mut clf, &x.data, geometry, range, &cfg) {
                 Ok(t) => {
+                    trigger_ms = t0.elapsed().as_secs_f64() * 1e3;
                     if t.suspected {
                         findings.push(
                             Finding::new(
@@ -553,6 +556,7 @@ fn run_probes(
         if let Some(p) = &trigger_image {
             v["image"] = json!(p.display().to_string());
         }
+        v["time_ms"] = json!((trigger_ms * 1000.0).round() / 1000.0);
         probes.trigger = Some(v);
     }
 
@@ -583,13 +587,14 @@ fn run_probes(
                 (None, None) => None,
             };
             match Strip::new(cfg, &x.data, ctx.input_len, range) {
-                Ok(mut strip) => match strip
-                    .calibrate(&mut clf)
-                    .and_then(|cal| strip.check(&mut clf, &cal, judged.as_deref().unwrap_or(&[])))
-                {
-                    Ok(r) => {
-                        if check.is_some() && r.flagged > 0 {
-                            findings.push(
+                Ok(mut strip) => {
+                    match timed(|| strip.calibrate(&mut clf)).and_then(|(cal, cal_ms)| {
+                        timed(|| strip.check(&mut clf, &cal, judged.as_deref().unwrap_or(&[])))
+                            .map(|(r, check_ms)| (r, cal_ms, check_ms))
+                    }) {
+                        Ok((r, cal_ms, check_ms)) => {
+                            if check.is_some() && r.flagged > 0 {
+                                findings.push(
                                 Finding::new(
                                     "backdoor.strip-flagged-input",
                                     Severity::High,
@@ -598,19 +603,20 @@ fn run_probes(
                                 )
                                 .at(args.check.as_ref().map(|p| p.display().to_string()).unwrap_or_default()),
                             );
+                            }
+                            probes.strip = Some(strip_json(&r, cal_ms, check_ms));
                         }
-                        probes.strip = Some(r);
+                        Err(e) => findings.push(
+                            Finding::new(
+                                "probe.strip-failed",
+                                Severity::Low,
+                                Category::Backdoor,
+                                format!("STRIP did not run: {e}"),
+                            )
+                            .at(loc.clone()),
+                        ),
                     }
-                    Err(e) => findings.push(
-                        Finding::new(
-                            "probe.strip-failed",
-                            Severity::Low,
-                            Category::Backdoor,
-                            format!("STRIP did not run: {e}"),
-                        )
-                        .at(loc.clone()),
-                    ),
-                },
+                }
                 Err(e) => findings.push(
                     Finding::new(
                         "probe.strip-failed",
@@ -704,6 +710,23 @@ fn run_probes(
         probes.edge = Some(Edge { cases: results });
     }
     Ok(trigger_image)
+}
+
+fn timed<T, E>(f: impl FnOnce() -> std::result::Result<T, E>) -> std::result::Result<(T, f64), E> {
+    let t = Instant::now();
+    f().map(|v| (v, t.elapsed().as_secs_f64() * 1e3))
+}
+
+/// SPEC's `strip` object plus how long calibration and the check took (per judged input too).
+fn strip_json(r: &StripReport, calibration_ms: f64, check_ms: f64) -> Value {
+    let mut v = serde_json::to_value(r).unwrap_or(Value::Null);
+    let n = r.inputs.len().max(1) as f64;
+    v["time_ms"] = json!({
+        "calibration": (calibration_ms * 1000.0).round() / 1000.0,
+        "check": (check_ms * 1000.0).round() / 1000.0,
+        "per_checked_input": (check_ms / n * 1000.0).round() / 1000.0,
+    });
+    v
 }
 
 fn blend(b: BlendArg) -> Blend {
@@ -973,14 +996,15 @@ fn text_view(
     if let Some(st) = &p.strip {
         let _ = writeln!(
             s,
-            "strip: n {} blend {} threshold {:.4} bits (FRR target {}, measured {:.3}), {} of {} judged inputs flagged",
-            st.n,
-            st.blend.as_str(),
-            st.threshold,
-            st.frr_target,
-            st.frr_measured,
-            st.flagged,
-            st.inputs.len()
+            "strip: n {} blend {} threshold {:.4} bits (FRR target {}, measured {:.3}), {} of {} judged inputs flagged, {:.2} ms per judged input",
+            st["n"],
+            st["blend"].as_str().unwrap_or(""),
+            st["threshold"].as_f64().unwrap_or(0.0),
+            st["frr_target"],
+            st["frr_measured"].as_f64().unwrap_or(0.0),
+            st["flagged"],
+            st["inputs"].as_array().map_or(0, Vec::len),
+            st["time_ms"]["per_checked_input"].as_f64().unwrap_or(0.0)
         );
     }
     if let Some(e) = &p.edge {
