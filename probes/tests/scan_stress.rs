@@ -32,10 +32,9 @@ fn corpus() -> Vec<(String, Vec<u8>)> {
             if ["pkl-", "zip-", "tar-", "npy-", "joblib-"]
                 .iter()
                 .any(|x| name.starts_with(x))
+                && let Ok(data) = std::fs::read(&p)
             {
-                if let Ok(data) = std::fs::read(&p) {
-                    out.push((name, data));
-                }
+                out.push((name, data));
             }
         }
     }

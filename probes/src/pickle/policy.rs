@@ -854,10 +854,10 @@ pub fn judge(module: &str, name: &str) -> Judgment {
         for split in start + 1..parts.len() {
             let m = parts[start..split].join(".");
             let m = canonical_module(&m).to_string();
-            if let Some(j) = denied(&m, parts[split]) {
-                if worst.and_then(Judgment::severity) < j.severity() {
-                    worst = Some(j);
-                }
+            if let Some(j) = denied(&m, parts[split])
+                && worst.and_then(Judgment::severity) < j.severity()
+            {
+                worst = Some(j);
             }
         }
     }

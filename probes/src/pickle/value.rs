@@ -41,7 +41,7 @@ pub struct Text {
 }
 
 impl Text {
-    pub fn from_str(s: &str) -> Text {
+    pub fn from_text(s: &str) -> Text {
         let head = if s.len() <= MAX_KEPT_TEXT {
             s.to_string()
         } else {
@@ -130,7 +130,7 @@ pub struct Call {
 
 impl Value {
     pub fn str(s: &str) -> Value {
-        Value::Str(Rc::new(Text::from_str(s)))
+        Value::Str(Rc::new(Text::from_text(s)))
     }
 
     pub fn depth(&self) -> u16 {

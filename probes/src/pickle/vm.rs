@@ -521,12 +521,12 @@ impl<'a, 's> Vm<'a, 's> {
         if policy::canonical_module(&g.module) != "copyreg" || g.name != "add_extension" {
             return;
         }
-        if let Value::Tuple(s) = &call.args {
-            if let [Value::Str(m), Value::Str(n), Value::Int(code)] = s.items.as_slice() {
-                let (m, n, code) = (m.head.clone(), n.head.clone(), *code as u64);
-                if let Ok(Value::Global(gid)) = self.global(&m, &n, call.offset, "EXT") {
-                    self.shared.ext.insert(code, gid);
-                }
+        if let Value::Tuple(s) = &call.args
+            && let [Value::Str(m), Value::Str(n), Value::Int(code)] = s.items.as_slice()
+        {
+            let (m, n, code) = (m.head.clone(), n.head.clone(), *code as u64);
+            if let Ok(Value::Global(gid)) = self.global(&m, &n, call.offset, "EXT") {
+                self.shared.ext.insert(code, gid);
             }
         }
     }
@@ -1183,14 +1183,12 @@ fn dtype_itemsize(v: Option<&Value>) -> Option<(bool, u64)> {
         return Some((true, 8));
     }
     // The state tuple carries the element size for flexible types (`U`, `S`, `V`).
-    if let Some(Value::Tuple(state)) = &c.state {
-        if state.items.len() >= 8 {
-            if let Value::Int(n) = &state.items[5] {
-                if *n > 0 {
-                    return Some((false, *n as u64));
-                }
-            }
-        }
+    if let Some(Value::Tuple(state)) = &c.state
+        && state.items.len() >= 8
+        && let Value::Int(n) = &state.items[5]
+        && *n > 0
+    {
+        return Some((false, *n as u64));
     }
     let digits: String = kind
         .chars()
@@ -1205,7 +1203,7 @@ fn dtype_itemsize(v: Option<&Value>) -> Option<(bool, u64)> {
 fn utf8_value(b: &[u8]) -> Value {
     let head = &b[..b.len().min(super::MAX_KEPT_TEXT * 4)];
     let s = String::from_utf8_lossy(head);
-    let mut t = Text::from_str(&s);
+    let mut t = Text::from_text(&s);
     t.len = b.len();
     if t.head.len() == b.len() {
         t.len = t.head.len();
@@ -1239,7 +1237,7 @@ fn parse_int(line: &[u8], at: usize) -> Result<Value, PickleError> {
     }
     let digits = t.strip_prefix(['-', '+']).unwrap_or(t);
     if !digits.is_empty() && digits.bytes().all(|c| c.is_ascii_digit() || c == b'_') {
-        return Ok(Value::Str(Rc::new(Text::from_str(t))));
+        return Ok(Value::Str(Rc::new(Text::from_text(t))));
     }
     Err(PickleError::invalid("invalid literal for int()", at))
 }

@@ -178,8 +178,10 @@ impl Ctx {
         };
         // A zip directory at the end of a file that starts as something else: zip readers
         // (Python's zipfile, numpy.load) open it from the end, so it is a polyglot.
-        if let Some(eocd) = zip::find_eocd(data) {
-            if eocd > 0 {
+        if let Some(eocd) = zip::find_eocd(data)
+            && eocd > 0
+        {
+            {
                 self.push(
                     Finding::new(
                         "zip.polyglot",
@@ -329,7 +331,7 @@ fn is_zlib(data: &[u8]) -> bool {
         [cmf, flg, ..] => {
             cmf & 0x0f == 8
                 && (cmf >> 4) <= 7
-                && ((*cmf as u16) << 8 | *flg as u16) % 31 == 0
+                && ((*cmf as u16) << 8 | *flg as u16).is_multiple_of(31)
                 && flg & 0x20 == 0
         }
         _ => false,

@@ -141,10 +141,10 @@ pub(crate) fn scan(ctx: &mut Ctx, data: &[u8], loc: &str, depth: u8) -> &'static
                 // pax records: "<len> path=<name>\n"
                 let text = String::from_utf8_lossy(body);
                 for rec in text.split('\n') {
-                    if let Some((_, kv)) = rec.split_once(' ') {
-                        if let Some(p) = kv.strip_prefix("path=") {
-                            long_name = Some(p.to_string());
-                        }
+                    if let Some((_, kv)) = rec.split_once(' ')
+                        && let Some(p) = kv.strip_prefix("path=")
+                    {
+                        long_name = Some(p.to_string());
                     }
                 }
             }

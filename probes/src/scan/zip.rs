@@ -126,11 +126,11 @@ fn central_directory(data: &[u8], eocd: usize) -> Result<(Vec<Entry>, u64, bool)
             if id == 1 {
                 let mut b = 0;
                 for field in [&mut usize_, &mut csize, &mut local] {
-                    if *field == 0xffff_ffff {
-                        if let Some(v) = u64_at(body, b) {
-                            *field = v;
-                            b += 8;
-                        }
+                    if *field == 0xffff_ffff
+                        && let Some(v) = u64_at(body, b)
+                    {
+                        *field = v;
+                        b += 8;
                     }
                 }
             }
@@ -276,8 +276,11 @@ pub(crate) fn scan(
         let local_name = lh
             .get(30..30 + nlen as usize)
             .map(|n| String::from_utf8_lossy(n).into_owned());
-        if let Some(ln) = &local_name {
-            if *ln != e.name && !is_hidden {
+        if let Some(ln) = &local_name
+            && *ln != e.name
+            && !is_hidden
+        {
+            {
                 ctx.push(
                     report(
                         "zip.name-mismatch",

@@ -317,10 +317,10 @@ fn result(
     let (member, offset) = split_location(&loc);
     let mut physical = json!({"artifactLocation": {"uri": uri, "index": artifact}});
     // A byte offset is a region of the file itself only when the finding is not in a member.
-    if let Some(off) = offset {
-        if member == base || member.is_empty() {
-            physical["region"] = json!({"byteOffset": off, "byteLength": 1});
-        }
+    if let Some(off) = offset
+        && (member == base || member.is_empty())
+    {
+        physical["region"] = json!({"byteOffset": off, "byteLength": 1});
     }
     let mut location = json!({"physicalLocation": physical});
     if !loc.is_empty() {
