@@ -1,0 +1,54 @@
+#!/usr/bin/env bash
+# The jail's costs, measured side by side in one run:
+#  1. spawn-to-exit of `modelvet jail -- /bin/true` against `bwrap --unshare-all --ro-bind / / /bin/true`
+#     (target: at most 0.5x bwrap's median; must not be slower than bwrap), plus modelvet's own
+#     spawn-to-first-instruction figure (`setup_ms` in the report);
+#  2. the added cost of an allowed syscall (target < 100 ns) and of a recorded one (target < 20 us).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+MV=target/release/modelvet
+EX=target/release/examples/syscall_cost
+command -v bwrap >/dev/null || { echo "installing bubblewrap"; apt-get install -y -qq bubblewrap >/dev/null 2>&1 || (apt-get update -qq && apt-get install -y -qq bubblewrap >/dev/null); }
+RUNS=${RUNS:-60}
+
+median_ms() { # command... -> median wall ms over $RUNS runs
+  python3 - "$RUNS" "$@" <<'PY'
+import subprocess, sys, time, statistics
+runs = int(sys.argv[1]); cmd = sys.argv[2:]
+for _ in range(3):
+    subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+ts = []
+for _ in range(runs):
+    t = time.perf_counter(); subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL); ts.append((time.perf_counter() - t) * 1e3)
+print(f"{statistics.median(ts):.3f}")
+PY
+}
+
+echo "== jail: spawn to exit (median of $RUNS runs, wall ms)"
+base=$(median_ms /bin/true)
+bw=$(median_ms bwrap --unshare-all --ro-bind / / /bin/true)
+mv=$(median_ms $MV jail --format json -- /bin/true)
+setup=$(for i in $(seq 20); do $MV jail --format json -- /bin/true 2>/dev/null; done | python3 -c '
+import sys, json, statistics
+docs = sys.stdin.read().replace("}\n{", "}\x00{").split("\x00")
+print("%.3f" % statistics.median(json.loads(d)["sandbox"]["resources"]["setup_ms"] for d in docs))')
+python3 - "$base" "$bw" "$mv" "$setup" <<'PY'
+import sys
+base, bw, mv, setup = map(float, sys.argv[1:])
+print(f"  /bin/true bare                      {base:8.3f} ms")
+print(f"  bwrap --unshare-all /bin/true       {bw:8.3f} ms")
+print(f"  modelvet jail -- /bin/true          {mv:8.3f} ms   ratio to bwrap {mv/bw:.2f}x (target <= 0.50x, must be <= 1.00x)")
+print(f"  modelvet spawn to first instruction {setup:8.3f} ms   (setup_ms: namespaces, mounts, Landlock, cgroups, seccomp)")
+print(f"  over bare exec: bwrap {bw-base:.3f} ms, modelvet {mv-base:.3f} ms")
+PY
+
+echo "== jail: syscall costs (ns per call, added by the sandbox)"
+bare=$($EX 2000000 20000)
+jailed=$($MV jail --format json -- $EX 2000000 20000 2>&1 >/dev/null | grep allowed_ns)
+python3 - "$bare" "$jailed" <<'PY'
+import sys, json
+b, j = json.loads(sys.argv[1]), json.loads(sys.argv[2])
+da = j["allowed_ns"] - b["allowed_ns"]; dr = j["recorded_ns"] - b["recorded_ns"]
+print(f"  allowed (getppid):  bare {b['allowed_ns']:8.1f} ns  jailed {j['allowed_ns']:8.1f} ns  added {da:8.1f} ns (target < 100 ns)")
+print(f"  recorded (openat):  bare {b['recorded_ns']:8.1f} ns  jailed {j['recorded_ns']:8.1f} ns  added {dr/1000:8.2f} us (target < 20 us)")
+PY
