@@ -936,6 +936,15 @@ fn wasm_findings(session: &Session) -> Vec<Finding> {
         .collect()
 }
 
+/// `[N, 1, 28, 28]`: symbols by name, sizes as numbers.
+fn dims(shape: &[Value]) -> String {
+    let d: Vec<String> = shape
+        .iter()
+        .map(|v| v.as_str().map_or_else(|| v.to_string(), str::to_string))
+        .collect();
+    format!("[{}]", d.join(", "))
+}
+
 fn text_view(
     target: &Target,
     info: Option<&ModelInfo>,
@@ -956,10 +965,10 @@ fn text_view(
     let _ = writeln!(s, "verdict: {}", verdict(findings));
     if let Some(i) = info {
         for t in &i.inputs {
-            let _ = writeln!(s, "input  {} {:?} {}", t.name, t.shape, t.dtype);
+            let _ = writeln!(s, "input  {} {} {}", t.name, dims(&t.shape), t.dtype);
         }
         for t in &i.outputs {
-            let _ = writeln!(s, "output {} {:?} {}", t.name, t.shape, t.dtype);
+            let _ = writeln!(s, "output {} {} {}", t.name, dims(&t.shape), t.dtype);
         }
     }
     if let Some(v) = &p.validation {
