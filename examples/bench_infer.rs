@@ -1,2 +1,206 @@
-//! Placeholder while the host lands.
-fn main() {}
+//! Measures ONNX inference throughput: the same optimised tract plan the model host builds, run
+//! in-process, or (with `--host BIN`) through `BIN __host MODEL` over the socket channel.
+//! Prints one number on stdout: inferences (samples) per second; details go to stderr.
+//! Run: `cargo run --release -p modelvet --example bench_infer -- MODEL.onnx [BATCH] [SECONDS] [--host target/release/modelvet]`
+
+#[allow(dead_code)]
+#[path = "../runner/src/host/channel.rs"]
+mod channel;
+
+use std::os::fd::AsRawFd;
+use std::os::unix::net::UnixStream;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use tract_onnx::prelude::*;
+use tract_onnx::tract_hir::infer::Factoid;
+
+/// Runs before timing starts, so lazy initialisation and caches do not count.
+const WARMUP_RUNS: usize = 5;
+
+struct Args {
+    model: PathBuf,
+    batch: usize,
+    seconds: f64,
+    host: Option<PathBuf>,
+}
+
+fn parse_args() -> Result<Args, String> {
+    let mut positional = Vec::new();
+    let mut host = None;
+    let mut it = std::env::args().skip(1);
+    while let Some(arg) = it.next() {
+        if arg == "--host" {
+            host = Some(PathBuf::from(
+                it.next().ok_or("--host needs the modelvet binary")?,
+            ));
+        } else {
+            positional.push(arg);
+        }
+    }
+    let model = PathBuf::from(
+        positional
+            .first()
+            .ok_or("usage: bench_infer MODEL.onnx [BATCH] [SECONDS] [--host BIN]")?,
+    );
+    let batch = positional
+        .get(1)
+        .map_or(Ok(32), |b| b.parse())
+        .map_err(|e| format!("BATCH: {e}"))?;
+    let seconds = positional
+        .get(2)
+        .map_or(Ok(3.0), |s| s.parse())
+        .map_err(|e| format!("SECONDS: {e}"))?;
+    Ok(Args {
+        model,
+        batch,
+        seconds,
+        host,
+    })
+}
+
+/// The input shape for `batch`: symbolic dims take the batch size, fixed dims stay.
+fn input_shape(fact: &InferenceFact, batch: usize) -> Result<Vec<usize>, String> {
+    let shape: Vec<usize> = fact
+        .shape
+        .dims()
+        .map(|d| {
+            d.concretize()
+                .and_then(|t| t.as_i64())
+                .map(|v| v as usize)
+                .unwrap_or(batch)
+        })
+        .collect();
+    if shape.is_empty() {
+        return Err("the model's input shape is unknown".into());
+    }
+    Ok(shape)
+}
+
+fn input_values(count: usize) -> Vec<f32> {
+    (0..count)
+        .map(|i| ((i * 7919) % 1000) as f32 / 1000.0)
+        .collect()
+}
+
+fn in_process(model: &Path, batch: usize, seconds: f64) -> Result<(f64, Vec<usize>), String> {
+    let inference = tract_onnx::onnx()
+        .model_for_path(model)
+        .map_err(|e| format!("{e:#}"))?;
+    let shape = input_shape(inference.input_fact(0).map_err(|e| e.to_string())?, batch)?;
+    let plan = inference
+        .into_optimized()
+        .and_then(|m| m.into_runnable())
+        .map_err(|e| format!("{e:#}"))?;
+    let mut state = plan.spawn().map_err(|e| e.to_string())?;
+    let values = input_values(shape.iter().product());
+    let run = |state: &mut TypedSimpleState| -> Result<(), String> {
+        let tensor = Tensor::from_shape(&shape, &values).map_err(|e| e.to_string())?;
+        state
+            .run(tvec![tensor.into_tvalue()])
+            .map_err(|e| format!("{e:#}"))?;
+        Ok(())
+    };
+    for _ in 0..WARMUP_RUNS {
+        run(&mut state)?;
+    }
+    let (started, mut runs) = (Instant::now(), 0usize);
+    while started.elapsed().as_secs_f64() < seconds {
+        run(&mut state)?;
+        runs += 1;
+    }
+    Ok((
+        (runs * shape[0]) as f64 / started.elapsed().as_secs_f64(),
+        shape,
+    ))
+}
+
+fn through_host(
+    bin: &Path,
+    model: &Path,
+    batch: usize,
+    seconds: f64,
+) -> Result<(f64, Vec<usize>), String> {
+    let (ours, theirs) = UnixStream::pair().map_err(|e| e.to_string())?;
+    let fd = theirs.as_raw_fd();
+    let mut cmd = Command::new(bin);
+    cmd.arg("__host")
+        .arg(model)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null());
+    // SAFETY: the closure runs between fork and exec and only calls the async-signal-safe
+    // dup2/fcntl; it allocates nothing and takes no lock.
+    unsafe {
+        cmd.pre_exec(move || {
+            let rc = if fd == 3 {
+                libc::fcntl(3, libc::F_SETFD, 0)
+            } else {
+                libc::dup2(fd, 3)
+            };
+            if rc == -1 {
+                Err(std::io::Error::last_os_error())
+            } else {
+                Ok(())
+            }
+        });
+    }
+    let mut child = cmd.spawn().map_err(|e| format!("{}: {e}", bin.display()))?;
+    drop(theirs);
+    let result = (|| {
+        let (mut client, info) = channel::HostClient::connect(ours, Duration::from_secs(60))
+            .map_err(|e| e.to_string())?;
+        let shape: Vec<usize> = info.inputs[0]
+            .shape
+            .iter()
+            .map(|d| d.as_u64().map_or(batch, |v| v as usize))
+            .collect();
+        let values = input_values(shape.iter().product());
+        let mut out = channel::Inference::default();
+        for _ in 0..WARMUP_RUNS {
+            client
+                .infer_into(&values, &shape, &mut out)
+                .map_err(|e| e.to_string())?;
+        }
+        let (started, mut runs) = (Instant::now(), 0usize);
+        while started.elapsed().as_secs_f64() < seconds {
+            client
+                .infer_into(&values, &shape, &mut out)
+                .map_err(|e| e.to_string())?;
+            runs += 1;
+        }
+        let rate = (runs * shape[0]) as f64 / started.elapsed().as_secs_f64();
+        client.close().map_err(|e| e.to_string())?;
+        Ok((rate, shape))
+    })();
+    let _ = child.wait();
+    result
+}
+
+fn main() -> std::process::ExitCode {
+    let result = parse_args().and_then(|args| {
+        let (rate, shape) = match &args.host {
+            Some(bin) => through_host(bin, &args.model, args.batch, args.seconds)?,
+            None => in_process(&args.model, args.batch, args.seconds)?,
+        };
+        let mode = if args.host.is_some() {
+            "through the host channel"
+        } else {
+            "in-process tract"
+        };
+        eprintln!(
+            "{}: {mode}, input {shape:?}: {rate:.0} inferences/s",
+            args.model.display()
+        );
+        println!("{rate:.1}");
+        Ok(())
+    });
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("bench_infer: {e}");
+            std::process::ExitCode::from(2)
+        }
+    }
+}

@@ -12,9 +12,24 @@ use crate::host;
 const CHANNEL_FD: i32 = 3;
 
 pub fn run(args: HostArgs) -> Result<u8> {
+    keep_freed_memory();
     let stream = channel_socket()?;
     host::serve(&args.model, stream).map_err(|e| CliError::Input(e.to_string()))?;
     Ok(0)
+}
+
+/// glibc returns freed heap tops to the kernel eagerly: with a fresh input tensor per request
+/// that is two `brk` calls per inference. Keeping up to this much freed memory stops the churn.
+const MALLOC_TRIM_THRESHOLD_BYTES: i32 = 256 << 20;
+
+fn keep_freed_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: mallopt only adjusts allocator tunables; it is called before this process starts
+    // any thread and before any large allocation, and a refusal (returns 0) is harmless.
+    unsafe {
+        libc::mallopt(libc::M_TRIM_THRESHOLD, MALLOC_TRIM_THRESHOLD_BYTES);
+        libc::mallopt(libc::M_MMAP_THRESHOLD, MALLOC_TRIM_THRESHOLD_BYTES);
+    }
 }
 
 /// Takes ownership of fd 3 after checking it is an open socket.

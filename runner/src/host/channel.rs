@@ -21,6 +21,9 @@ pub const FRAME_CONTROL: u8 = 1;
 pub const FRAME_TENSOR: u8 = 2;
 /// Size of the frame header: u32 length + u8 kind.
 const HEADER_BYTES: usize = 5;
+/// Receive buffer: small frames (header, control, small tensors) arrive in one `read`; payloads
+/// at least this large are read straight into their destination.
+const READ_BUFFER_BYTES: usize = 64 << 10;
 
 /// Model description, serialised as the `model` field of SPEC's probe report.
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
@@ -181,6 +184,9 @@ impl From<serde_json::Error> for ChannelError {
 pub struct FrameIo<S> {
     stream: S,
     control: Vec<u8>,
+    rbuf: Box<[u8]>,
+    rpos: usize,
+    rlen: usize,
 }
 
 impl<S: Read + Write> FrameIo<S> {
@@ -188,6 +194,9 @@ impl<S: Read + Write> FrameIo<S> {
         FrameIo {
             stream,
             control: Vec::with_capacity(1024),
+            rbuf: vec![0; READ_BUFFER_BYTES].into_boxed_slice(),
+            rpos: 0,
+            rlen: 0,
         }
     }
 
@@ -224,27 +233,36 @@ impl<S: Read + Write> FrameIo<S> {
     /// Receives one control message.
     pub fn recv<M: for<'de> Deserialize<'de>>(&mut self) -> Result<M, ChannelError> {
         let len = self.read_header(FRAME_CONTROL)?;
-        self.control.clear();
-        self.control.resize(len, 0);
-        self.stream.read_exact(&mut self.control)?;
+        let mut control = std::mem::take(&mut self.control);
+        control.clear();
+        control.resize(len, 0);
+        let read = self.read_exact(&mut control);
+        self.control = control;
+        read?;
         Ok(serde_json::from_slice(&self.control)?)
     }
 
     /// Receives one tensor frame of exactly `expected` values into `out` (reused buffer).
     pub fn recv_tensor(&mut self, expected: usize, out: &mut Vec<f32>) -> Result<(), ChannelError> {
-        let len = self.read_header(FRAME_TENSOR)?;
-        if len % 4 != 0 || len / 4 != expected {
-            return Err(ChannelError::Protocol(format!(
-                "tensor frame of {len} bytes, expected {expected} f32 values"
-            )));
-        }
         out.clear();
         out.resize(expected, 0.0);
-        // SAFETY: `out` holds `expected` initialised f32s, i.e. `len` bytes; f32 has no padding
-        // and every bit pattern is a valid f32, so viewing it as bytes and writing any bytes into
-        // it is sound; the byte view lives only for this call.
+        self.recv_tensor_into(out)
+    }
+
+    /// Receives one tensor frame of exactly `out.len()` values straight into `out`.
+    pub fn recv_tensor_into(&mut self, out: &mut [f32]) -> Result<(), ChannelError> {
+        let len = self.read_header(FRAME_TENSOR)?;
+        if len % 4 != 0 || len / 4 != out.len() {
+            return Err(ChannelError::Protocol(format!(
+                "tensor frame of {len} bytes, expected {} f32 values",
+                out.len()
+            )));
+        }
+        // SAFETY: `out` is `len` bytes of initialised f32s; f32 has no padding and every bit
+        // pattern is a valid f32, so viewing it as bytes and writing any bytes into it is sound;
+        // the byte view lives only for this call.
         let bytes = unsafe { std::slice::from_raw_parts_mut(out.as_mut_ptr().cast::<u8>(), len) };
-        self.stream.read_exact(bytes)?;
+        self.read_exact(bytes)?;
         #[cfg(not(target_endian = "little"))]
         for v in out.iter_mut() {
             *v = f32::from_bits(u32::from_le(v.to_bits()));
@@ -252,9 +270,36 @@ impl<S: Read + Write> FrameIo<S> {
         Ok(())
     }
 
+    /// `read_exact` through the receive buffer.
+    fn read_exact(&mut self, dst: &mut [u8]) -> io::Result<()> {
+        let mut filled = 0;
+        while filled < dst.len() {
+            if self.rpos == self.rlen {
+                let rest = &mut dst[filled..];
+                if rest.len() >= READ_BUFFER_BYTES {
+                    return self.stream.read_exact(rest);
+                }
+                self.rpos = 0;
+                self.rlen = loop {
+                    match self.stream.read(&mut self.rbuf) {
+                        Ok(0) => return Err(io::ErrorKind::UnexpectedEof.into()),
+                        Ok(n) => break n,
+                        Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                        Err(e) => return Err(e),
+                    }
+                };
+            }
+            let n = (self.rlen - self.rpos).min(dst.len() - filled);
+            dst[filled..filled + n].copy_from_slice(&self.rbuf[self.rpos..self.rpos + n]);
+            self.rpos += n;
+            filled += n;
+        }
+        Ok(())
+    }
+
     fn read_header(&mut self, want: u8) -> Result<usize, ChannelError> {
         let mut header = [0u8; HEADER_BYTES];
-        self.stream.read_exact(&mut header)?;
+        self.read_exact(&mut header)?;
         let len = u32::from_le_bytes([header[0], header[1], header[2], header[3]]) as usize;
         let kind = header[4];
         if kind != want {

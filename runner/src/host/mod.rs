@@ -12,6 +12,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use thiserror::Error;
+use tract_onnx::prelude::Tensor;
 
 use channel::{
     ChannelError, ClientMessage, FrameIo, HostEvent, HostMessage, ModelErrorKind, ModelInfo,
@@ -102,6 +103,41 @@ fn load(path: &Path) -> Result<LoadedModel, String> {
     }
 }
 
+/// One ONNX request: the payload lands straight in tract's input tensor (one copy off the
+/// socket) and the output is written from tract's own buffer. The outer error is the channel's,
+/// the inner one the model's (not yet replied).
+fn serve_onnx(
+    io: &mut FrameIo<UnixStream>,
+    model: &mut onnx::OnnxModel,
+    shape: &[usize],
+) -> Result<Result<(), ModelError>, ChannelError> {
+    let mut tensor = Tensor::zero::<f32>(shape)
+        .map_err(|e| ChannelError::Protocol(format!("shape {shape:?}: {e}")))?;
+    {
+        let mut view = tensor
+            .try_as_plain_ram_mut()
+            .map_err(|e| ChannelError::Protocol(e.to_string()))?;
+        let values = view
+            .as_slice_mut::<f32>()
+            .map_err(|e| ChannelError::Protocol(e.to_string()))?;
+        io.recv_tensor_into(values)?;
+    }
+    let output = match model.run(tensor) {
+        Ok(output) => output,
+        Err(e) => return Ok(Err(e)),
+    };
+    let values = match onnx::f32_slice(&output) {
+        Ok(values) => values,
+        Err(e) => return Ok(Err(e)),
+    };
+    let reply = HostMessage::Output {
+        shape: output.shape().to_vec(),
+        events: Vec::new(),
+    };
+    io.send(&reply, Some(values))?;
+    Ok(Ok(()))
+}
+
 /// Serves `model` on `stream` until the client says goodbye or hangs up. A model that fails to
 /// load is reported to the client (`LoadError`) and is not an error of the host.
 pub fn serve(model: &Path, stream: UnixStream) -> Result<(), HostError> {
@@ -140,19 +176,24 @@ pub fn serve(model: &Path, stream: UnixStream) -> Result<(), HostError> {
             ClientMessage::Infer { shape, deadline_ms } => (shape, deadline_ms),
         };
         let elements = shape_elements(&shape).map_err(ChannelError::Protocol)?;
-        io.recv_tensor(elements, &mut input)?;
         let deadline = deadline_ms.map_or(DEFAULT_CALL_DEADLINE, Duration::from_millis);
         let mut events: Vec<HostEvent> = Vec::new();
         let result = match &mut model {
-            LoadedModel::Onnx(m) => m.infer(&input, &shape, &mut output, &mut out_shape),
-            LoadedModel::Wasm(m) => m.infer(
-                &input,
-                &shape,
-                deadline,
-                &mut output,
-                &mut out_shape,
-                &mut events,
-            ),
+            LoadedModel::Onnx(m) => match serve_onnx(&mut io, m, &shape)? {
+                Ok(()) => continue,
+                Err(e) => Err(e),
+            },
+            LoadedModel::Wasm(m) => {
+                io.recv_tensor(elements, &mut input)?;
+                m.infer(
+                    &input,
+                    &shape,
+                    deadline,
+                    &mut output,
+                    &mut out_shape,
+                    &mut events,
+                )
+            }
         };
         match result {
             Ok(()) => io.send(

@@ -140,7 +140,8 @@ impl OnnxModel {
         &self.info
     }
 
-    /// Runs one batch; the first output is returned as f32.
+    /// Runs one batch; the first output is returned as f32 (used by the unit tests).
+    #[cfg(test)]
     pub fn infer(
         &mut self,
         input: &[f32],
@@ -148,6 +149,19 @@ impl OnnxModel {
         out: &mut Vec<f32>,
         out_shape: &mut Vec<usize>,
     ) -> Result<(), ModelError> {
+        let tensor = Tensor::from_shape(shape, input)
+            .map_err(|e| ModelError::new(ModelErrorKind::Shape, e.to_string()))?;
+        let output = self.run(tensor)?;
+        out.clear();
+        out.extend_from_slice(f32_slice(&output)?);
+        out_shape.clear();
+        out_shape.extend_from_slice(output.shape());
+        Ok(())
+    }
+
+    /// Runs one batch held in an f32 tensor (the host reads the request straight into it);
+    /// returns the first output as an f32 tensor.
+    pub fn run(&mut self, tensor: Tensor) -> Result<TValue, ModelError> {
         if self.input_count != 1 {
             return Err(ModelError::new(
                 ModelErrorKind::Shape,
@@ -157,9 +171,8 @@ impl OnnxModel {
                 ),
             ));
         }
-        self.check_shape(shape)?;
-        let tensor = Tensor::from_shape(shape, input)
-            .map_err(|e| ModelError::new(ModelErrorKind::Shape, e.to_string()))?;
+        let shape = tensor.shape().to_vec();
+        self.check_shape(&shape)?;
         let tensor = if self.input_dt == f32::datum_type() {
             tensor
         } else {
@@ -173,7 +186,7 @@ impl OnnxModel {
                     )
                 })?
         };
-        let state = self.state_for(shape)?;
+        let state = self.state_for(&shape)?;
         let outputs = match catch_unwind(AssertUnwindSafe(|| {
             state.run(tvec![tensor.into_tvalue()])
         })) {
@@ -187,24 +200,19 @@ impl OnnxModel {
                 ));
             }
         };
-        let first = outputs.first().ok_or_else(|| {
+        let first = outputs.into_iter().next().ok_or_else(|| {
             ModelError::new(ModelErrorKind::Runtime, "the model produced no output")
         })?;
+        if first.datum_type() == f32::datum_type() {
+            return Ok(first);
+        }
         let as_f32 = first.cast_to::<f32>().map_err(|e| {
             ModelError::new(
                 ModelErrorKind::Runtime,
                 format!("output is not numeric: {e}"),
             )
         })?;
-        let slice = as_f32
-            .try_as_plain_ram()
-            .and_then(|v| v.as_slice::<f32>())
-            .map_err(|e| ModelError::new(ModelErrorKind::Runtime, e.to_string()))?;
-        out.clear();
-        out.extend_from_slice(slice);
-        out_shape.clear();
-        out_shape.extend_from_slice(as_f32.shape());
-        Ok(())
+        Ok(as_f32.into_owned().into_tvalue())
     }
 
     fn check_shape(&self, shape: &[usize]) -> Result<(), ModelError> {
@@ -279,6 +287,13 @@ impl OnnxModel {
             Plan::PerShape { cached, .. } => cached.clear(),
         }
     }
+}
+
+/// The f32 values of an output produced by `run`.
+pub fn f32_slice(t: &Tensor) -> Result<&[f32], ModelError> {
+    t.try_as_plain_ram()
+        .and_then(|v| v.as_slice::<f32>())
+        .map_err(|e| ModelError::new(ModelErrorKind::Runtime, e.to_string()))
 }
 
 fn tensor_info(name: String, fact: &TypedFact) -> TensorInfo {
