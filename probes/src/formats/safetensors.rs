@@ -60,16 +60,26 @@ struct TensorInfo<'a> {
     data_offsets: (u64, u64),
 }
 
+/// A tensor entry as checked: the shape is a range of `Header::dims`, so parsing a header of
+/// thousands of tensors makes no allocation per tensor.
+#[derive(Debug)]
+struct Tensor<'a> {
+    dtype: Cow<'a, str>,
+    shape: std::ops::Range<usize>,
+    data_offsets: (u64, u64),
+}
+
 /// A header value: `__metadata__` or a tensor.
 #[derive(Debug)]
 enum Entry<'a> {
     Metadata { non_string: Vec<String> },
-    Tensor(TensorInfo<'a>),
+    Tensor(Tensor<'a>),
 }
 
 #[derive(Debug)]
 struct Header<'a> {
     entries: Vec<(Cow<'a, str>, Entry<'a>)>,
+    dims: Vec<u64>,
 }
 
 /// A JSON string borrowed from the header when it has no escapes.
@@ -175,17 +185,25 @@ impl<'de> Deserialize<'de> for Header<'de> {
             }
             fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Header<'de>, A::Error> {
                 let mut entries = Vec::new();
+                let mut dims = Vec::new();
                 while let Some(Key(key)) = map.next_key::<Key<'de>>()? {
                     let entry = if key == "__metadata__" {
                         Entry::Metadata {
                             non_string: map.next_value::<MetadataCheck>()?.0,
                         }
                     } else {
-                        Entry::Tensor(map.next_value::<TensorInfo<'de>>()?)
+                        let info = map.next_value::<TensorInfo<'de>>()?;
+                        let start = dims.len();
+                        dims.extend_from_slice(&info.shape);
+                        Entry::Tensor(Tensor {
+                            dtype: info.dtype,
+                            shape: start..dims.len(),
+                            data_offsets: info.data_offsets,
+                        })
                     };
                     entries.push((key, entry));
                 }
-                Ok(Header { entries })
+                Ok(Header { entries, dims })
             }
         }
         d.deserialize_map(V)
@@ -227,6 +245,22 @@ impl<'a> FastParser<'a> {
     fn string(&mut self) -> Option<&'a str> {
         self.eat(b'"')?;
         let start = self.i;
+        // Eight bytes at a time until one may be a quote, a backslash or a control byte.
+        const ONES: u64 = 0x0101_0101_0101_0101;
+        const HIGHS: u64 = 0x8080_8080_8080_8080;
+        while let Some(chunk) = self.b.get(self.i..self.i + 8) {
+            let mut word = [0u8; 8];
+            word.copy_from_slice(chunk);
+            let x = u64::from_le_bytes(word);
+            let zero = |v: u64| v.wrapping_sub(ONES) & !v & HIGHS;
+            let special = zero(x ^ (ONES * u64::from(b'"')))
+                | zero(x ^ (ONES * u64::from(b'\\')))
+                | (x.wrapping_sub(ONES * 0x20) & !x & HIGHS);
+            if special != 0 {
+                break;
+            }
+            self.i += 8;
+        }
         loop {
             match *self.b.get(self.i)? {
                 b'"' => break,
@@ -257,7 +291,7 @@ impl<'a> FastParser<'a> {
         Some(v)
     }
 
-    fn tensor(&mut self) -> Option<TensorInfo<'a>> {
+    fn tensor(&mut self, dims: &mut Vec<u64>) -> Option<Tensor<'a>> {
         self.eat(b'{')?;
         let (mut dtype, mut shape, mut offsets) = (None, None, None);
         loop {
@@ -269,7 +303,7 @@ impl<'a> FastParser<'a> {
                 "shape" if shape.is_none() => {
                     self.eat(b':')?;
                     self.eat(b'[')?;
-                    let mut dims = Vec::new();
+                    let first = dims.len();
                     if self.peek()? == b']' {
                         self.i += 1;
                     } else {
@@ -285,7 +319,7 @@ impl<'a> FastParser<'a> {
                             }
                         }
                     }
-                    shape = Some(dims);
+                    shape = Some(first..dims.len());
                 }
                 "data_offsets" if offsets.is_none() => {
                     self.eat(b':')?;
@@ -307,7 +341,7 @@ impl<'a> FastParser<'a> {
                 _ => return None,
             }
         }
-        Some(TensorInfo {
+        Some(Tensor {
             dtype: Cow::Borrowed(dtype?),
             shape: shape?,
             data_offsets: offsets?,
@@ -342,6 +376,7 @@ impl<'a> FastParser<'a> {
     fn header(mut self) -> Option<Header<'a>> {
         self.eat(b'{')?;
         let mut entries = Vec::new();
+        let mut dims = Vec::new();
         if self.peek()? == b'}' {
             self.i += 1;
         } else {
@@ -351,7 +386,7 @@ impl<'a> FastParser<'a> {
                 let entry = if key == "__metadata__" {
                     self.metadata()?
                 } else {
-                    Entry::Tensor(self.tensor()?)
+                    Entry::Tensor(self.tensor(&mut dims)?)
                 };
                 entries.push((Cow::Borrowed(key), entry));
                 match self.peek()? {
@@ -365,7 +400,7 @@ impl<'a> FastParser<'a> {
             }
         }
         self.ws();
-        (self.i == self.b.len()).then_some(Header { entries })
+        (self.i == self.b.len()).then_some(Header { entries, dims })
     }
 }
 
@@ -501,6 +536,7 @@ fn check_header(header: &[u8], data_len: u64, location: &str, out: &mut Findings
             }
             Entry::Tensor(info) => info,
         };
+        let shape = &parsed.dims[info.shape.clone()];
         let (start, end) = info.data_offsets;
         if start > end {
             out.push(
@@ -535,10 +571,7 @@ fn check_header(header: &[u8], data_len: u64, location: &str, out: &mut Findings
             );
             continue;
         };
-        let numel = info
-            .shape
-            .iter()
-            .try_fold(1u64, |acc, &d| acc.checked_mul(d));
+        let numel = shape.iter().try_fold(1u64, |acc, &d| acc.checked_mul(d));
         let nbits = numel.and_then(|n| n.checked_mul(bits));
         let Some(nbits) = nbits else {
             out.push(
@@ -547,7 +580,7 @@ fn check_header(header: &[u8], data_len: u64, location: &str, out: &mut Findings
                     "shape x dtype overflows 64 bits",
                     at(),
                 )
-                .with_evidence(format!("shape={:?} dtype={}", info.shape, info.dtype)),
+                .with_evidence(format!("shape={shape:?} dtype={}", info.dtype)),
             );
             continue;
         };
@@ -560,7 +593,7 @@ fn check_header(header: &[u8], data_len: u64, location: &str, out: &mut Findings
                 )
                 .with_evidence(format!(
                     "shape={:?} dtype={} needs {} bits, range holds {} bytes",
-                    info.shape,
+                    shape,
                     info.dtype,
                     nbits,
                     end - start
@@ -713,6 +746,74 @@ mod tests {
         );
     }
 
+    type Canon = Vec<(String, Option<(String, Vec<u64>, (u64, u64))>)>;
+
+    fn canon(h: &Header) -> Canon {
+        h.entries
+            .iter()
+            .map(|(k, e)| {
+                let t = match e {
+                    Entry::Metadata { non_string } => {
+                        assert!(non_string.is_empty());
+                        None
+                    }
+                    Entry::Tensor(t) => Some((
+                        t.dtype.to_string(),
+                        h.dims[t.shape.clone()].to_vec(),
+                        t.data_offsets,
+                    )),
+                };
+                (k.to_string(), t)
+            })
+            .collect()
+    }
+
+    /// The fast path may decline a header but never disagree with serde_json on one it accepts.
+    #[test]
+    fn fast_path_agrees_with_serde_on_mutated_headers() {
+        use rand::{Rng, SeedableRng};
+        let base = format!("{BENIGN}  ").into_bytes();
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(7);
+        let alphabet = b"{}[],:\" 0123456789.eE-+\\u_aFBI";
+        let (mut accepted, mut declined) = (0, 0);
+        for _ in 0..20_000 {
+            let mut h = base.clone();
+            for _ in 0..rng.gen_range(1..4) {
+                let i = rng.gen_range(0..h.len());
+                match rng.gen_range(0..3) {
+                    0 => h[i] = alphabet[rng.gen_range(0..alphabet.len())],
+                    1 => {
+                        h.remove(i);
+                    }
+                    _ => h.insert(i, alphabet[rng.gen_range(0..alphabet.len())]),
+                }
+            }
+            let Ok(text) = std::str::from_utf8(&h) else {
+                continue;
+            };
+            let fast = FastParser {
+                s: text,
+                b: &h,
+                i: 0,
+            }
+            .header();
+            let slow: Result<Header, _> = serde_json::from_slice(&h);
+            match fast {
+                Some(f) => {
+                    accepted += 1;
+                    let slow = slow
+                        .unwrap_or_else(|e| panic!("fast accepted, serde refused ({e}): {text}"));
+                    assert_eq!(canon(&f), canon(&slow), "{text}");
+                }
+                None => declined += 1,
+            }
+        }
+        assert!(
+            accepted > 100 && declined > 100,
+            "{accepted} accepted, {declined} declined"
+        );
+    }
+
     /// Header parsing speed on a realistic header (a 7B-style model with ~3000 tensors).
     #[test]
     fn header_parsing_is_fast() {
@@ -728,14 +829,18 @@ mod tests {
         }
         h.pop();
         h.push('}');
-        let start = std::time::Instant::now();
-        let rounds = 20;
-        for _ in 0..rounds {
-            let f = scan_header(h.as_bytes(), off, "m");
-            assert!(f.is_empty(), "{f:?}");
+        // Best of several batches: the machine is shared, the best batch is the one core's speed.
+        let rounds = 10;
+        let mut best = f64::MAX;
+        for _ in 0..7 {
+            let start = std::time::Instant::now();
+            for _ in 0..rounds {
+                let f = scan_header(h.as_bytes(), off, "m");
+                assert!(f.is_empty(), "{f:?}");
+            }
+            best = best.min(start.elapsed().as_secs_f64());
         }
-        let secs = start.elapsed().as_secs_f64();
-        let mbps = (h.len() * rounds) as f64 / secs / 1e6;
+        let mbps = (h.len() * rounds) as f64 / best / 1e6;
         eprintln!("safetensors header parsing: {mbps:.0} MB/s of header JSON");
         // A loose floor so a loaded CI machine does not flake; `make bench` measures for real.
         assert!(mbps > 20.0, "{mbps} MB/s");
