@@ -274,6 +274,21 @@ fn onnx_outputs_equal_an_in_process_tract_run_at_several_batch_sizes() {
         other => panic!("expected a shape error, got {other:?}"),
     }
     assert!(client.infer(&[0.5; 64], &[1, 64]).is_ok());
+    // An empty batch and non-finite values are answers or model errors, never a dead host.
+    match client.infer(&[], &[0, 64]) {
+        Ok(got) => assert_eq!(got.shape, vec![0, 10]),
+        Err(ChannelError::Model { .. }) => {}
+        Err(e) => panic!("empty batch: {e}"),
+    }
+    let odd: Vec<f32> = [
+        f32::NAN,
+        f32::INFINITY,
+        f32::NEG_INFINITY,
+        f32::MIN_POSITIVE / 4.0,
+    ]
+    .repeat(16);
+    let got = client.infer(&odd, &[1, 64]).unwrap();
+    assert_eq!(got.shape, vec![1, 10]);
     client.close().unwrap();
     let (status, stdout, _) = host.finish(Duration::from_secs(10));
     assert!(status.success(), "{status}");
@@ -491,6 +506,7 @@ fn hostile_loop_times_out_within_the_deadline_and_the_host_survives() {
 fn hostile_grow_is_stopped_at_the_memory_cap() {
     let mut host = Host::spawn(&wasm_example("hostile_grow.wat"));
     let (mut client, _) = host.connect(Duration::from_secs(30)).unwrap();
+    let started = Instant::now();
     match client.infer(&[0.0; 64], &[1, 64]) {
         Err(ChannelError::Model {
             kind: ModelErrorKind::Memory,
@@ -501,6 +517,12 @@ fn hostile_grow_is_stopped_at_the_memory_cap() {
         }
         other => panic!("expected a memory error, got {other:?}"),
     }
+    // Growth must not copy the memory each time (it did with a zero reservation: 20 s).
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "took {:?}",
+        started.elapsed()
+    );
     client.close().unwrap();
     assert!(host.finish(Duration::from_secs(10)).0.success());
 }
