@@ -689,6 +689,19 @@ fn has_dunder(s: &str) -> bool {
     })
 }
 
+/// Whether the `[` at `i` subscripts a value (after a name, a call, a literal or another
+/// subscript) rather than opening a list literal.
+fn is_subscript(toks: &[Tok], i: usize) -> bool {
+    match i.checked_sub(1).and_then(|p| toks.get(p)) {
+        Some(Tok::Ident(n)) => !matches!(
+            n.as_str(),
+            "in" | "and" | "or" | "not" | "if" | "else" | "is" | "set"
+        ),
+        Some(Tok::Str { .. }) | Some(Tok::Op(')' | ']')) => true,
+        _ => false,
+    }
+}
+
 fn is_danger_name(s: &str) -> bool {
     NAME_DANGER.contains(&s) || ATTR_DANGER.contains(&s) || s.starts_with("__")
 }
@@ -793,7 +806,68 @@ fn judge_region(toks: &[Tok], statement: bool) -> Vec<(Severity, String)> {
                     ));
                 }
             }
+            Tok::Op('[') if is_subscript(toks, i) => {
+                // x[a ~ 'b'], x['a' + b], x[parts|join]: Jinja's subscript falls back to
+                // getattr, so a computed string key is attribute access by a hidden name.
+                let mut depth = 0usize;
+                let mut end = toks.len();
+                for (j, t) in toks.iter().enumerate().skip(i) {
+                    match t {
+                        Tok::Op('[') => depth += 1,
+                        Tok::Op(']') => {
+                            depth -= 1;
+                            if depth == 0 {
+                                end = j;
+                                break;
+                            }
+                        }
+                        _ => {}
+                    }
+                }
+                let inner = &toks[i + 1..end];
+                let has_str = inner.iter().any(|t| matches!(t, Tok::Str { .. }));
+                let computed = inner.iter().any(|t| match t {
+                    Tok::Op('~') => true,
+                    Tok::Op('+') => has_str,
+                    Tok::Ident(n) => matches!(
+                        n.as_str(),
+                        "join" | "format" | "replace" | "string" | "reverse"
+                    ),
+                    _ => false,
+                });
+                if computed {
+                    why.push((
+                        Severity::Critical,
+                        "subscript with a computed string name (getattr in disguise)".to_string(),
+                    ));
+                }
+            }
             Tok::Num | Tok::Op(_) => {}
+        }
+        if let Tok::Ident(name) = t {
+            if name == "replace"
+                && toks[i + 1..]
+                    .iter()
+                    .take(6)
+                    .any(|t| matches!(t, Tok::Str { value, .. } if !value.is_empty() && value.chars().all(|c| c == '_')))
+            {
+                why.push((Severity::Critical, "manufactures underscores with replace".to_string()));
+            }
+            if name == "string" && i > 0 && op(i - 1, '|') {
+                let mut j = i + 1;
+                while op(j, ')') {
+                    j += 1;
+                }
+                if op(j, '[')
+                    || (op(j, '|')
+                        && matches!(toks.get(j + 1), Some(Tok::Ident(n)) if matches!(n.as_str(), "list" | "first" | "last" | "batch" | "slice")))
+                {
+                    why.push((
+                        Severity::Critical,
+                        "picks characters out of an object's string form".to_string(),
+                    ));
+                }
+            }
         }
     }
     if why.is_empty() {
@@ -921,11 +995,44 @@ mod tests {
         "{{ __import__('os') }}",
         "{{ subprocess }}",
         "{{ x.__builtins__ }}",
+        "{% set u = 'x'|replace('x','_') %}",
+        "{{ ()[d ~ 'class' ~ d] }}",
+        "{{ x['glob' + 'als'] }}",
+        "{{ (()|select|string)[24] }}",
+        "{{ ()|select|string|list }}",
     ];
+
+    const GEMMA: &str = "{{ bos_token }}{% if messages[0]['role'] == 'system' %}{{ raise_exception('System role not supported') }}{% endif %}{% for message in messages %}{% if (message['role'] == 'user') != (loop.index0 % 2 == 0) %}{{ raise_exception('Conversation roles must alternate user/assistant/user/assistant/...') }}{% endif %}{% if (message['role'] == 'assistant') %}{% set role = 'model' %}{% else %}{% set role = message['role'] %}{% endif %}{{ '<start_of_turn>' + role + '\n' + message['content'] | trim + '<end_of_turn>\n' }}{% endfor %}{% if add_generation_prompt %}{{'<start_of_turn>model\n'}}{% endif %}";
+
+    const PHI3: &str = "{% for message in messages %}{% if message['role'] == 'system' %}{{'<|system|>\n' + message['content'] + '<|end|>\n'}}{% elif message['role'] == 'user' %}{{'<|user|>\n' + message['content'] + '<|end|>\n'}}{% elif message['role'] == 'assistant' %}{{'<|assistant|>\n' + message['content'] + '<|end|>\n'}}{% endif %}{% endfor %}{% if add_generation_prompt %}{{ '<|assistant|>\n' }}{% else %}{{ eos_token }}{% endif %}";
+
+    const MISTRAL_TOOLS: &str = r#"{%- if messages[0]["role"] == "system" %}{%- set system_message = messages[0]["content"] %}{%- set loop_messages = messages[1:] %}{%- else %}{%- set loop_messages = messages %}{%- endif %}{%- if not tools is defined %}{%- set tools = none %}{%- endif %}{%- set user_messages = loop_messages | selectattr("role", "equalto", "user") | list %}{{- bos_token }}{%- for message in loop_messages %}{%- if message["role"] == "user" %}{%- if tools is not none and (message == user_messages[-1]) %}{{- "[AVAILABLE_TOOLS] [" }}{%- for tool in tools %}{%- set tool = tool.function %}{{- '{"type": "function", "function": {' }}{%- for key, val in tool.items() if key != "return" %}{%- if val is string %}{{- '"' + key + '": "' + val + '"' }}{%- else %}{{- '"' + key + '": ' + val|tojson }}{%- endif %}{%- if not loop.last %}{{- ", " }}{%- endif %}{%- endfor %}{{- "}}" }}{%- endfor %}{{- "[/AVAILABLE_TOOLS]" }}{%- endif %}{{- "[INST] " + message["content"] + "[/INST]" }}{%- elif message.tool_calls is defined and message.tool_calls is not none %}{%- for tool_call in message.tool_calls %}{%- if not tool_call.id is defined or tool_call.id|length != 9 %}{{- raise_exception("Tool call IDs should be alphanumeric strings with length 9!") }}{%- endif %}{{- ', "id": "' + tool_call.id + '"}' }}{%- endfor %}{%- elif message["role"] == "assistant" %}{{- " " + message["content"]|trim + eos_token}}{%- endif %}{%- endfor %}"#;
+
+    const LLAMA31_TOOLS: &str = r#"{{- bos_token }}{%- if custom_tools is defined %}{%- set tools = custom_tools %}{%- endif %}{%- if not date_string is defined %}{%- set date_string = "26 Jul 2024" %}{%- endif %}{%- if builtin_tools is defined or tools is not none %}{{- "Environment: ipython
+" }}{%- endif %}{%- if builtin_tools is defined %}{{- "Tools: " + builtin_tools | reject('equalto', 'code_interpreter') | join(", ") + "
+
+"}}{%- endif %}{{- "Cutting Knowledge Date: December 2023
+" }}{{- "Today Date: " + date_string + "
+
+" }}{%- for message in messages %}{%- if 'tool_calls' in message %}{%- set tool_call = message.tool_calls[0].function %}{%- if builtin_tools is defined and tool_call.name in builtin_tools %}{{- '<|start_header_id|>assistant<|end_header_id|>
+
+' -}}{{- "<|python_tag|>" + tool_call.name + ".call(" }}{%- for arg_name, arg_val in tool_call.arguments | items %}{{- arg_name + '="' + arg_val + '"' }}{%- if not loop.last %}{{- ", " }}{%- endif %}{%- endfor %}{{- ")" }}{%- else %}{{- '{"name": "' + tool_call.name + '", ' }}{{- '"parameters": ' }}{{- tool_call.arguments | tojson }}{{- "}" }}{%- endif %}{%- endif %}{%- endfor %}"#;
+
+    const DEEPSEEK: &str = "{% if not add_generation_prompt is defined %}{% set add_generation_prompt = false %}{% endif %}{% set ns = namespace(is_first=false, is_tool=false, is_output_first=true, system_prompt='', is_first_sp=true) %}{%- for message in messages %}{%- if message['role'] == 'system' %}{%- if ns.is_first_sp %}{% set ns.system_prompt = ns.system_prompt + message['content'] %}{% set ns.is_first_sp = false %}{%- else %}{% set ns.system_prompt = ns.system_prompt + '\n\n' + message['content'] %}{%- endif %}{%- endif %}{%- endfor %}{{ bos_token }}{{ ns.system_prompt }}{%- for message in messages %}{%- if message['role'] == 'assistant' and message['content'] is not none %}{% set content = message['content'] %}{% if '</think>' in content %}{% set content = content.split('</think>')[-1] %}{% endif %}{{'<｜Assistant｜>' + content + '<｜end▁of▁sentence｜>'}}{%- endif %}{%- if message['role'] == 'tool' %}{{'<｜tool▁output▁begin｜>' + message['content'] + '<｜tool▁output▁end｜>'}}{%- endif %}{%- endfor -%}";
 
     #[test]
     fn benign_templates_are_clean() {
-        for t in [CHATML, LLAMA2, LLAMA3, QWEN_TOOLS] {
+        for t in [
+            CHATML,
+            LLAMA2,
+            LLAMA3,
+            QWEN_TOOLS,
+            GEMMA,
+            PHI3,
+            MISTRAL_TOOLS,
+            LLAMA31_TOOLS,
+            DEEPSEEK,
+        ] {
             assert_eq!(scan_chat_template(t, "t"), Vec::new(), "{t}");
         }
     }
