@@ -27,8 +27,14 @@ const ARCH: TargetArch = TargetArch::aarch64;
 /// Compiles the filter: syscalls of `allow` pass in-kernel, every other syscall of the native
 /// architecture is sent to the supervisor, any other architecture kills the process.
 pub fn build(allow: &[(i64, &str)]) -> Result<Vec<libc::sock_filter>, FilterError> {
-    let rules: BTreeMap<i64, Vec<seccompiler::SeccompRule>> =
-        allow.iter().map(|&(nr, _)| (nr, vec![])).collect();
+    // write(2) always passes: the child reports the listener's number with it after installing
+    // the filter, before the supervisor can answer anything.
+    let rules: BTreeMap<i64, Vec<seccompiler::SeccompRule>> = allow
+        .iter()
+        .map(|&(nr, _)| nr)
+        .chain(std::iter::once(libc::SYS_write))
+        .map(|nr| (nr, vec![]))
+        .collect();
     // Trace(0) marks "notify"; it is rewritten below.
     let filter = SeccompFilter::new(rules, SeccompAction::Trace(0), SeccompAction::Allow, ARCH)?;
     let prog: BpfProgram = filter.try_into()?;
