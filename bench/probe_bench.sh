@@ -43,7 +43,10 @@ STARTED=$(date +%s)
 # --- the Python reference: onnxruntime and numpy in their own venv (never a test dependency) -----
 if ! "$VENV/bin/python" -c 'import onnxruntime, numpy' 2>/dev/null; then
   python3 -m venv "$VENV" >/dev/null
-  "$VENV/bin/pip" install --quiet --disable-pip-version-check onnxruntime numpy >/dev/null
+  "$VENV/bin/pip" install --quiet --disable-pip-version-check onnxruntime numpy >/dev/null || {
+    echo "probe bench: cannot install onnxruntime and numpy into $VENV (pip needs PyPI)" >&2
+    exit 1
+  }
 fi
 PY="$VENV/bin/python"
 ORT_VERSION=$("$PY" -c 'import onnxruntime; print(onnxruntime.__version__)')
