@@ -350,6 +350,11 @@ mod tests {
             rules(&scan_zip_member("config.json", b"{\"a\": ", "m")),
             ["keras.bad-config"]
         );
+        let mut flood = HDF5_SIGNATURE.to_vec();
+        for _ in 0..=MAX_H5_CANDIDATES {
+            flood.extend_from_slice(b"{\"class_name\": 1}");
+        }
+        assert_eq!(rules(&scan(&flood, "m.h5")), ["keras.config-limit"]);
         let deep = "[".repeat(100_000);
         assert_eq!(
             rules(&scan_zip_member("config.json", deep.as_bytes(), "m")),
