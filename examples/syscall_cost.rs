@@ -5,7 +5,10 @@
 use std::time::Instant;
 
 fn main() {
-    let args: Vec<u64> = std::env::args().skip(1).filter_map(|a| a.parse().ok()).collect();
+    let args: Vec<u64> = std::env::args()
+        .skip(1)
+        .filter_map(|a| a.parse().ok())
+        .collect();
     let allowed_n = args.first().copied().unwrap_or(200_000);
     let recorded_n = args.get(1).copied().unwrap_or(20_000);
 
@@ -20,7 +23,11 @@ fn main() {
     for _ in 0..recorded_n {
         // SAFETY: a NUL-terminated path; the fd is closed right away.
         unsafe {
-            let fd = libc::openat(libc::AT_FDCWD, c"/dev/null".as_ptr(), libc::O_RDONLY | libc::O_CLOEXEC);
+            let fd = libc::openat(
+                libc::AT_FDCWD,
+                c"/dev/null".as_ptr(),
+                libc::O_RDONLY | libc::O_CLOEXEC,
+            );
             if fd >= 0 {
                 libc::close(fd);
             }
