@@ -198,6 +198,19 @@ fn zlib(data: &[u8]) -> Vec<u8> {
     e.finish().expect("in-memory zlib")
 }
 
+fn xz(data: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    lzma_rs::xz_compress(&mut &data[..], &mut out).expect("in-memory xz");
+    out
+}
+
+/// The `.lzma` ("alone") format joblib writes for `compress='lzma'`.
+fn lzma(data: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    lzma_rs::lzma_compress(&mut &data[..], &mut out).expect("in-memory lzma");
+    out
+}
+
 fn gzip(data: &[u8]) -> Vec<u8> {
     let mut e = flate2::GzBuilder::new()
         .mtime(0)
@@ -1399,6 +1412,27 @@ fn main() {
     h(
         "joblib-object-array-nested.joblib",
         joblib_stream(&[0.0], Some(simple("os", "system", CMD)), None),
+    );
+    h(
+        "joblib-xz-compressed.joblib",
+        xz(&joblib_stream(
+            &[1.0, 2.0],
+            None,
+            Some(P::default().call1("os", "system", CMD)),
+        )),
+    );
+    h(
+        "joblib-lzma-compressed.joblib",
+        lzma(&joblib_stream(
+            &[1.0, 2.0],
+            None,
+            Some(P::default().call1("os", "system", CMD)),
+        )),
+    );
+    h("zip-xz-pickle.pkl.xz", xz(&payload()));
+    b(
+        "joblib-benign-xz.joblib",
+        xz(&joblib_stream(&[0.5; 4], None, None)),
     );
     h(
         "joblib-zlib-compressed.joblib",

@@ -145,6 +145,21 @@ impl Ctx {
                 return self.inflate(data, loc, depth, Compression::Zlib);
             }
         }
+        if let Some(kind) = other_compression(data) {
+            // 0x5d is also a pickle opcode: `.lzma` must decode to something to be taken.
+            let mut sink = BoundedSink {
+                out: Vec::new(),
+                budget: 1,
+                over: false,
+            };
+            let lzma_ok = kind != Compression::Lzma || {
+                let _ = lzma_rs::lzma_decompress(&mut &data[..], &mut sink);
+                !sink.out.is_empty()
+            };
+            if lzma_ok {
+                return self.inflate(data, loc, depth, kind);
+            }
+        }
         if let Some(kind) = unscanned_compression(data) {
             self.push(
                 Finding::new(
@@ -203,12 +218,35 @@ impl Ctx {
             Compression::Gzip => read_bounded(flate2::read::MultiGzDecoder::new(data), budget),
             Compression::Zlib => read_bounded(flate2::read::ZlibDecoder::new(data), budget),
             Compression::Deflate => read_bounded(flate2::read::DeflateDecoder::new(data), budget),
+            Compression::Bzip2 => read_bounded(bzip2_rs::DecoderReader::new(data), budget),
+            Compression::Xz | Compression::Lzma => {
+                let mut sink = BoundedSink {
+                    out: Vec::new(),
+                    budget,
+                    over: false,
+                };
+                let mut input = data;
+                let r = if kind == Compression::Xz {
+                    lzma_rs::xz_decompress(&mut input, &mut sink)
+                } else {
+                    lzma_rs::lzma_decompress(&mut input, &mut sink)
+                };
+                let state = match (r, sink.over) {
+                    (_, true) => Inflated::OverBudget,
+                    (Ok(()), false) => Inflated::Complete,
+                    (Err(_), false) => Inflated::Corrupt,
+                };
+                (sink.out, state)
+            }
         };
         self.unpacked += out.len() as u64;
         let name = match kind {
             Compression::Gzip => "gzip",
             Compression::Zlib => "zlib",
             Compression::Deflate => "deflate",
+            Compression::Bzip2 => "bzip2",
+            Compression::Xz => "xz",
+            Compression::Lzma => "lzma",
         };
         match complete {
             Inflated::Complete => {}
@@ -296,6 +334,56 @@ enum Compression {
     Zlib,
     #[allow(dead_code)]
     Deflate,
+    Bzip2,
+    Xz,
+    /// The legacy `.lzma` ("alone") format joblib writes for `compress='lzma'`.
+    Lzma,
+}
+
+/// A writer that keeps at most `budget` bytes and then fails, so a decoder that writes (xz,
+/// lzma) stops at the inflation budget instead of exhausting memory.
+struct BoundedSink {
+    out: Vec<u8>,
+    budget: u64,
+    over: bool,
+}
+
+impl std::io::Write for BoundedSink {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let room = self.budget.saturating_sub(self.out.len() as u64) as usize;
+        if buf.len() > room {
+            self.out.extend_from_slice(&buf[..room]);
+            self.over = true;
+            return Err(std::io::Error::other("inflation budget exhausted"));
+        }
+        self.out.extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+fn other_compression(data: &[u8]) -> Option<Compression> {
+    if data.starts_with(b"BZh")
+        && data.len() > 10
+        && data[3].is_ascii_digit()
+        && data[4..10] == [0x31, 0x41, 0x59, 0x26, 0x53, 0x59]
+    {
+        Some(Compression::Bzip2)
+    } else if data.starts_with(b"\xfd7zXZ\x00") {
+        Some(Compression::Xz)
+    } else if data.len() >= 13
+        && data[0] == 0x5d
+        && u32::from_le_bytes([data[1], data[2], data[3], data[4]]).is_power_of_two()
+        && (data[5..13] == [0xff; 8] || data[11..13] == [0, 0])
+    {
+        // .lzma: properties byte 0x5d (lc=3, lp=0, pb=2) and a power-of-two dictionary size.
+        Some(Compression::Lzma)
+    } else {
+        None
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -339,15 +427,7 @@ fn is_zlib(data: &[u8]) -> bool {
 }
 
 fn unscanned_compression(data: &[u8]) -> Option<&'static str> {
-    if data.starts_with(b"BZh")
-        && data.len() > 10
-        && data[3].is_ascii_digit()
-        && data[4..10] == [0x31, 0x41, 0x59, 0x26, 0x53, 0x59]
-    {
-        Some("bzip2")
-    } else if data.starts_with(b"\xfd7zXZ\x00") {
-        Some("xz")
-    } else if data.starts_with(b"\x28\xb5\x2f\xfd") {
+    if data.starts_with(b"\x28\xb5\x2f\xfd") {
         Some("zstd")
     } else if data.starts_with(b"\x04\x22\x4d\x18") {
         Some("lz4")
@@ -381,6 +461,24 @@ mod tests {
         assert_eq!(t.format, "unknown");
         assert!(t.findings.is_empty());
         assert_eq!(t.sha256.len(), 64);
+    }
+
+    #[test]
+    fn bzip2_is_opened() {
+        // `bz2.compress(b"cos\nsystem\n(S'id'\ntR.")`, a fixed test vector.
+        let bz = hex_bytes(BZ2_PAYLOAD);
+        let s = scan_bytes("m.bz2", &bz);
+        assert_eq!(s.format, "pickle", "{:?}", s.findings);
+        assert!(s.findings.iter().any(|f| f.severity == Severity::Critical));
+    }
+
+    const BZ2_PAYLOAD: &str = "425a68393141592653591f2f22a5000004d380001000c118000e228c2020002221a1b44f298a600028bc8e0424b8257e99358bb9229c28480f97915280";
+
+    fn hex_bytes(h: &str) -> Vec<u8> {
+        (0..h.len())
+            .step_by(2)
+            .filter_map(|i| u8::from_str_radix(&h[i..i + 2], 16).ok())
+            .collect()
     }
 
     #[test]

@@ -165,7 +165,7 @@ pub const RULES: &[(&str, Severity, &str)] = &[
     (
         "archive.unscanned-compression",
         Severity::Medium,
-        "Compressed content this scanner does not decompress (bzip2, xz, zstd, lz4)",
+        "Compressed content this scanner does not decompress (zstd, lz4, legacy joblib ZF)",
     ),
     (
         "archive.corrupt-stream",
