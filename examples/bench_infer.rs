@@ -130,22 +130,25 @@ fn through_host(
         .arg(model)
         .stdin(Stdio::null())
         .stdout(Stdio::null());
-    // SAFETY: the closure runs between fork and exec and only calls the async-signal-safe
-    // dup2/fcntl; it allocates nothing and takes no lock.
-    unsafe {
-        cmd.pre_exec(move || {
-            let rc = if fd == 3 {
-                libc::fcntl(3, libc::F_SETFD, 0)
-            } else {
-                libc::dup2(fd, 3)
-            };
-            if rc == -1 {
-                Err(std::io::Error::last_os_error())
-            } else {
-                Ok(())
-            }
-        });
-    }
+    let hook = move || -> std::io::Result<()> {
+        let rc = if fd == 3 {
+            // SAFETY: fcntl on fd 3, already the channel: only drops close-on-exec. It is
+            // async-signal-safe, as required between fork and exec.
+            unsafe { libc::fcntl(3, libc::F_SETFD, 0) }
+        } else {
+            // SAFETY: dup2 of the channel's fd onto 3 (the new fd has no close-on-exec); it is
+            // async-signal-safe, as required between fork and exec.
+            unsafe { libc::dup2(fd, 3) }
+        };
+        if rc == -1 {
+            Err(std::io::Error::last_os_error())
+        } else {
+            Ok(())
+        }
+    };
+    // SAFETY: the hook runs between fork and exec and only calls dup2/fcntl; it allocates
+    // nothing and takes no lock.
+    unsafe { cmd.pre_exec(hook) };
     let mut child = cmd.spawn().map_err(|e| format!("{}: {e}", bin.display()))?;
     drop(theirs);
     let result = (|| {

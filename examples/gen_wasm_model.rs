@@ -58,6 +58,7 @@ impl Mlp {
     }
 
     /// The forward pass exactly as the WAT computes it: same order of f32 adds, ReLU by select.
+    #[allow(clippy::needless_range_loop)] // index loops mirror the WAT's, term for term
     fn forward(&self, x: &[f32], hidden: &mut [f32; HIDDEN], out: &mut [f32; CLASSES]) {
         for j in 0..HIDDEN {
             let mut acc = self.b1[j];
@@ -76,6 +77,7 @@ impl Mlp {
     }
 
     /// One SGD step on softmax cross-entropy.
+    #[allow(clippy::needless_range_loop)] // the same index loops as the forward pass
     fn step(&mut self, x: &[f32], label: usize) {
         let (mut hidden, mut out) = ([0.0f32; HIDDEN], [0.0f32; CLASSES]);
         self.forward(x, &mut hidden, &mut out);

@@ -46,21 +46,25 @@ impl Host {
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
-        // SAFETY: between fork and exec the closure only calls dup2 and fcntl, which are
-        // async-signal-safe, and touches no allocator or lock.
-        unsafe {
-            cmd.pre_exec(move || {
-                if fd == 3 {
-                    // Already in place: just drop close-on-exec.
-                    if libc::fcntl(3, libc::F_SETFD, 0) == -1 {
-                        return Err(std::io::Error::last_os_error());
-                    }
-                } else if libc::dup2(fd, 3) == -1 {
-                    return Err(std::io::Error::last_os_error());
-                }
+        let hook = move || -> std::io::Result<()> {
+            let rc = if fd == 3 {
+                // SAFETY: fcntl on fd 3, already the channel: only drops close-on-exec. It is
+                // async-signal-safe, as required between fork and exec.
+                unsafe { libc::fcntl(3, libc::F_SETFD, 0) }
+            } else {
+                // SAFETY: dup2 of the channel's fd onto 3 (the new fd has no close-on-exec); it is
+                // async-signal-safe, as required between fork and exec.
+                unsafe { libc::dup2(fd, 3) }
+            };
+            if rc == -1 {
+                Err(std::io::Error::last_os_error())
+            } else {
                 Ok(())
-            });
-        }
+            }
+        };
+        // SAFETY: the hook runs between fork and exec and only calls dup2/fcntl; it allocates
+        // nothing and takes no lock.
+        unsafe { cmd.pre_exec(hook) };
         let child = cmd.spawn().unwrap();
         drop(theirs);
         Host {

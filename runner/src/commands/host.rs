@@ -22,15 +22,17 @@ pub fn run(args: HostArgs) -> Result<u8> {
 /// that is two `brk` calls per inference. Keeping up to this much freed memory stops the churn.
 const MALLOC_TRIM_THRESHOLD_BYTES: i32 = 256 << 20;
 
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
 fn keep_freed_memory() {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    // SAFETY: mallopt only adjusts allocator tunables; it is called before this process starts
-    // any thread and before any large allocation, and a refusal (returns 0) is harmless.
-    unsafe {
-        libc::mallopt(libc::M_TRIM_THRESHOLD, MALLOC_TRIM_THRESHOLD_BYTES);
-        libc::mallopt(libc::M_MMAP_THRESHOLD, MALLOC_TRIM_THRESHOLD_BYTES);
-    }
+    // SAFETY: mallopt only adjusts allocator tunables; it runs before this process starts any
+    // thread or makes a large allocation, and a refusal (returns 0) is harmless.
+    unsafe { libc::mallopt(libc::M_TRIM_THRESHOLD, MALLOC_TRIM_THRESHOLD_BYTES) };
+    // SAFETY: as above.
+    unsafe { libc::mallopt(libc::M_MMAP_THRESHOLD, MALLOC_TRIM_THRESHOLD_BYTES) };
 }
+
+#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+fn keep_freed_memory() {}
 
 /// Takes ownership of fd 3 after checking it is an open socket.
 fn channel_socket() -> Result<UnixStream> {
