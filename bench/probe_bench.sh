@@ -67,6 +67,13 @@ least() { calc "min(x for x in [${1:-1e309}, ${2:-1e309}])"; }  # lowest, ignori
 fmt() { "$PY" -c 'import sys
 try: print(format(float(sys.argv[1]), sys.argv[2]))
 except Exception: print("n/a")' "$1" "$2"; }
+# cpu_of CMD...: the CPU seconds (user + system) CMD's process tree took; its stdout goes to
+# $WORK/cpu_of.out.
+cpu_of() { "$PY" -c 'import resource, subprocess, sys
+with open(sys.argv[1], "w") as out:
+    subprocess.run(sys.argv[2:], stdout=out, stderr=subprocess.DEVNULL)
+ru = resource.getrusage(resource.RUSAGE_CHILDREN)
+print(ru.ru_utime + ru.ru_stime)' "$WORK/cpu_of.out" "$@"; }
 # A probe run whose report we keep; its exit code is a verdict (a backdoor finding is 1), not a failure.
 probe() {
   rm -f "$WORK/report.json"
@@ -81,27 +88,37 @@ x, y, work, rows = np.load(sys.argv[1]), np.load(sys.argv[2]), sys.argv[3], int(
 reps = -(-rows // len(x))
 np.save(f"{work}/rows_x.npy", np.tile(x, (reps,) + (1,) * (x.ndim - 1))[:rows])
 np.save(f"{work}/rows_y.npy", np.tile(y, reps)[:rows])
+np.save(f"{work}/small_x.npy", x[:256])
+np.save(f"{work}/small_y.npy", y[:256])
 EOF
 
 echo "probe benchmark (batch $BATCH; best of $REPEATS interleaved runs per side; onnxruntime $ORT_VERSION, 1 thread)"
 echo "1. inference throughput, same model and batch ($ROWS MNIST rows, inferences/s)"
 for m in "${THROUGHPUT_MODELS[@]}"; do
   model="$MODELS/$m.onnx"
-  sandbox="" inproc="" plain="" host="" ort="" per_cpu=""
+  sandbox="" inproc="" plain="" host="" ort="" per_cpu="" inproc_cpu=""
   for _ in $(seq 1 "$REPEATS"); do
-    v=$(GLIBC_TUNABLES="$HOST_MALLOC" "$INFER" "$model" "$BATCH" "$INFER_SECONDS" 2>/dev/null || true)
+    # In-process: inferences/s of wall time, and per CPU second net of loading and warm-up (a
+    # run of 0 s does only those).
+    c=$(GLIBC_TUNABLES="$HOST_MALLOC" cpu_of "$INFER" "$model" "$BATCH" "$INFER_SECONDS")
+    v=$(cat "$WORK/cpu_of.out")
+    c0=$(GLIBC_TUNABLES="$HOST_MALLOC" cpu_of "$INFER" "$model" "$BATCH" 0)
     inproc=$(best "$inproc" "$v")
+    inproc_cpu=$(best "$inproc_cpu" "$(calc "$v * $INFER_SECONDS / ($c - $c0)")")
     v=$("$INFER" "$model" "$BATCH" "$INFER_SECONDS" 2>/dev/null || true)
     plain=$(best "$plain" "$v")
     v=$("$INFER" "$model" "$BATCH" "$INFER_SECONDS" --host "$BIN" 2>/dev/null || true)
     host=$(best "$host" "$v")
+    # Sandboxed: the report's per_second, and the host's CPU per inference net of loading (the
+    # difference with a one-batch run): what the jail costs in compute, whatever share of the
+    # cores other processes took meanwhile.
+    probe "$model" --inputs "$WORK/small_x.npy" --labels "$WORK/small_y.npy" --probes validation
+    small=$(get "$WORK/report.json" "(d['probes']['performance']['inferences'], d['sandbox']['resources']['cpu_user_ms'] + d['sandbox']['resources']['cpu_sys_ms'])")
     probe "$model" --inputs "$WORK/rows_x.npy" --labels "$WORK/rows_y.npy" --probes validation
     v=$(get "$WORK/report.json" "d['probes']['performance']['per_second']")
     [ -n "$v" ] || { echo "  $m: modelvet probe failed:"; tail -3 "$WORK/probe.err"; }
     sandbox=$(best "$sandbox" "$v")
-    # Inferences per CPU second of the sandboxed host (model loading included): what the jail
-    # costs in compute, whatever share of the cores other processes took during the run.
-    v=$(get "$WORK/report.json" "d['probes']['performance']['inferences'] * 1e3 / (d['sandbox']['resources']['cpu_user_ms'] + d['sandbox']['resources']['cpu_sys_ms'])")
+    v=$(get "$WORK/report.json" "(d['probes']['performance']['inferences'] - ${small:-(0, 0)}[0]) * 1e3 / (d['sandbox']['resources']['cpu_user_ms'] + d['sandbox']['resources']['cpu_sys_ms'] - ${small:-(0, 0)}[1])")
     per_cpu=$(best "$per_cpu" "$v")
     "$PY" "$ROOT/bench/ort_infer.py" "$model" "$WORK/rows_x.npy" --batch "$BATCH" >"$WORK/ort.json"
     ort=$(best "$ort" "$(get "$WORK/ort.json" "d['per_second']")")
@@ -112,8 +129,8 @@ for m in "${THROUGHPUT_MODELS[@]}"; do
     "" "$(fmt "$ort" .0f)" "$(fmt "$(calc "$sandbox / $ort")" .2f)"
   printf '  %-18s   where the gap is: host over the channel without the jail %s/s (jail %sx, channel %sx);\n' \
     "" "$(fmt "$host" .0f)" "$(fmt "$(calc "$sandbox / $host")" .2f)" "$(fmt "$(calc "$host / $inproc")" .2f)"
-  printf '  %-18s   sandboxed host per CPU second (load-independent, model loading included) %s/s;\n' \
-    "" "$(fmt "$per_cpu" .0f)"
+  printf '  %-18s   per CPU second, net of loading (load-independent): sandboxed host %s/s, in-process %s/s, ratio %sx\n' \
+    "" "$(fmt "$per_cpu" .0f)" "$(fmt "$inproc_cpu" .0f)" "$(fmt "$(calc "$per_cpu / $inproc_cpu")" .2f)"
   printf '  %-18s   in-process tract with glibc malloc defaults %s/s\n' "" "$(fmt "$plain" .0f)"
 done
 
