@@ -240,12 +240,21 @@ impl Group {
         d
     }
 
-    /// Moves `pid` into every group (before it runs anything untrusted).
+    /// Moves `pid` into every group but the unified one, which it joined at clone time
+    /// (CLONE_INTO_CGROUP), before it runs anything untrusted.
     pub fn attach(&self, pid: i32) -> Result<(), CgroupError> {
         for d in self.dirs() {
+            if Some(d) == self.unified.as_deref() {
+                continue;
+            }
             write(&d.join("cgroup.procs"), &pid.to_string())?;
         }
         Ok(())
+    }
+
+    /// The v2 group, to clone into.
+    pub fn unified_dir(&self) -> Option<&Path> {
+        self.unified.as_deref()
     }
 
     pub fn has_memory(&self) -> bool {

@@ -65,6 +65,8 @@ impl Step {
 
 pub const MSG_READY: u8 = b'R';
 pub const MSG_GO: u8 = b'G';
+/// The parent has moved us into our cgroups: limits hold from here on.
+pub const MSG_CGROUPS: u8 = b'C';
 pub const MSG_LISTENER: u8 = b'L';
 pub const MSG_ERROR: u8 = b'E';
 
@@ -127,6 +129,11 @@ pub fn run(plan: &ChildPlan) -> ! {
     );
     landlock(plan);
     or_fail(Step::Capabilities, sys::drop_all_capabilities());
+    // Nothing untrusted runs before the cgroup limits apply.
+    match sys::read_raw(sock, &mut go) {
+        Ok(1) if go[0] == MSG_CGROUPS => {}
+        _ => sys::exit_now(127),
+    }
 
     // From here on every syscall goes through the filter; write(2) is in the allow tier.
     let listener = match sys::seccomp_install_listener(&plan.filter) {

@@ -352,6 +352,11 @@ pub fn spawn_with(mut config: Config, support: &HostSupport) -> Result<Running, 
         sock: child_sock.as_raw_fd(),
     };
 
+    // Born into its v2 group (no migration); v1 groups are joined during the handshake.
+    let unified_fd = group
+        .as_ref()
+        .and_then(cgroup::Group::unified_dir)
+        .and_then(|d| std::fs::File::open(d).ok());
     let mut pidfd: RawFd = -1;
     let mut args = sys::CloneArgs {
         flags: (libc::CLONE_NEWUSER
@@ -366,6 +371,10 @@ pub fn spawn_with(mut config: Config, support: &HostSupport) -> Result<Running, 
         exit_signal: libc::SIGCHLD as u64,
         ..Default::default()
     };
+    if let Some(f) = &unified_fd {
+        args.flags |= sys::CLONE_INTO_CGROUP;
+        args.cgroup = f.as_raw_fd() as u64;
+    }
     // SAFETY: the child only runs `child::run`, which makes raw syscalls on the precomputed plan
     // and ends in execve or _exit.
     let pid = match unsafe { sys::clone3(&mut args) } {
@@ -498,10 +507,13 @@ fn setup_handshake(
         .map_err(|e| setup_err("writing uid_map", e))?;
     std::fs::write(proc.join("gid_map"), format!("0 {} 1\n", outer.1))
         .map_err(|e| setup_err("writing gid_map", e))?;
+    // The child builds its root while we move it into its cgroups (a v1 attach can take
+    // milliseconds); it waits for MSG_CGROUPS before it installs the filter and execs.
+    sys::write_all_raw(sock.as_raw_fd(), &[child::MSG_GO])?;
     if let Some(g) = group {
         g.attach(pid)?;
     }
-    sys::write_all_raw(sock.as_raw_fd(), &[child::MSG_GO])?;
+    sys::write_all_raw(sock.as_raw_fd(), &[child::MSG_CGROUPS])?;
 
     if !sys::poll_in(sock.as_raw_fd(), 10_000)? {
         return Err(setup_err(
