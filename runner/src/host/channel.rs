@@ -216,7 +216,8 @@ impl<S: Read + Write> FrameIo<S> {
         let json_len = self.control.len() - HEADER_BYTES;
         put_header(&mut self.control[..HEADER_BYTES], json_len, FRAME_CONTROL)?;
         match tensor {
-            None => self.stream.write_all(&self.control)?,
+            // writev even for one buffer: the host's hot syscalls stay recvfrom + writev.
+            None => write_all_vectored(&mut self.stream, &[&self.control])?,
             Some(values) => {
                 let payload = f32_bytes(values);
                 let mut header = [0u8; HEADER_BYTES];
@@ -428,6 +429,14 @@ impl HostClient {
     /// Imports the model called while loading.
     pub fn load_events(&self) -> &[HostEvent] {
         &self.load_events
+    }
+
+    /// Changes the socket timeout (connect's `timeout`) that detects a hung host.
+    pub fn set_timeout(&mut self, timeout: Duration) -> Result<(), ChannelError> {
+        let timeout = timeout.max(Duration::from_millis(1));
+        self.io.get_ref().set_read_timeout(Some(timeout))?;
+        self.io.get_ref().set_write_timeout(Some(timeout))?;
+        Ok(())
     }
 
     /// The deadline the host enforces on each call it can interrupt (WASM).
