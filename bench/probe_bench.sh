@@ -100,7 +100,7 @@ STRIP_MANY="${STRIP_MANY:-1000}"
 STRIP_FEW=20
 
 echo "probe benchmark (batch $BATCH; best of $REPEATS interleaved runs per side; onnxruntime $ORT_VERSION, 1 thread)"
-echo "1. inference throughput, same model and batch ($ROWS MNIST rows, inferences/s)"
+echo "1. inference throughput, same model and batch ($ROWS MNIST rows, inferences/s; in-process tract with the host's malloc settings)"
 for m in "${THROUGHPUT_MODELS[@]}"; do
   model="$MODELS/$m.onnx"
   sandbox="" inproc="" plain="" host="" ort="" per_cpu="" inproc_cpu=""
