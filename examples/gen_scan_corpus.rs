@@ -802,6 +802,44 @@ fn main() {
         "pkl-dotted-pathlib-os.pkl",
         simple4("pathlib", "os.system", CMD),
     );
+    // Operand names spelled with escapes inside protocol-0 STRING literals: a scanner that
+    // matches raw bytes for "os"/"system" sees neither.
+    h(
+        "pkl-escaped-string-operands.pkl",
+        [
+            b"S'\\x6f\\163'\nS'sys\\x74em'\n\x93".to_vec(),
+            format!("(S'{CMD}'\ntR.").into_bytes(),
+        ]
+        .concat(),
+    );
+    // The payload is built at load time by an allowed callable (_codecs.encode) and handed to
+    // a nested pickle.loads.
+    h("pkl-codecs-built-nested-loads.pkl", {
+        P::new(2)
+            .global("pickle", "loads")
+            .global("_codecs", "encode")
+            .bu(&format!("cos\nsystem\n(S'{CMD}'\ntR."))
+            .bu("latin1")
+            .t2()
+            .reduce()
+            .t1()
+            .reduce()
+            .stop()
+            .bytes()
+    });
+    // Replace a module the loader imports next: sys.modules['torch._utils'] = os.
+    h("pkl-sys-modules-overwrite.pkl", {
+        P::new(2)
+            .global("sys", "modules")
+            .bu("torch._utils")
+            .global("importlib", "import_module")
+            .bu("os")
+            .t1()
+            .reduce()
+            .op(b's')
+            .stop()
+            .bytes()
+    });
     h(
         "pkl-dotted-logging-os.pkl",
         simple4("logging", "os.system", CMD),
