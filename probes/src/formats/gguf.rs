@@ -497,6 +497,9 @@ const GADGET_ROOTS: &[&str] = &[
     "url_for",
     "get_flashed_messages",
 ];
+/// Reasons kept per template region: one region of a hostile template can hold millions of
+/// dunders, and the finding must stay small.
+const MAX_REASONS: usize = 16;
 /// Statements that load other templates: meaningless in a chat template.
 const LOADER_STATEMENTS: &[&str] = &["include", "import", "extends", "from"];
 
@@ -722,7 +725,24 @@ fn judge_region(toks: &[Tok], statement: bool) -> Vec<(Severity, String)> {
             ));
         }
     }
+    // The matching `]` of every `[` (unmatched: the end), found in one pass.
+    let mut close = vec![toks.len(); toks.len()];
+    let mut open = Vec::new();
+    for (j, t) in toks.iter().enumerate() {
+        match t {
+            Tok::Op('[') => open.push(j),
+            Tok::Op(']') => {
+                if let Some(o) = open.pop() {
+                    close[o] = j;
+                }
+            }
+            _ => {}
+        }
+    }
     for (i, t) in toks.iter().enumerate() {
+        if why.len() >= MAX_REASONS {
+            break;
+        }
         let after_dot = i > 0 && op(i - 1, '.');
         match t {
             Tok::Ident(name) => {
@@ -809,22 +829,18 @@ fn judge_region(toks: &[Tok], statement: bool) -> Vec<(Severity, String)> {
             Tok::Op('[') if is_subscript(toks, i) => {
                 // x[a ~ 'b'], x['a' + b], x[parts|join]: Jinja's subscript falls back to
                 // getattr, so a computed string key is attribute access by a hidden name.
-                let mut depth = 0usize;
-                let mut end = toks.len();
-                for (j, t) in toks.iter().enumerate().skip(i) {
-                    match t {
-                        Tok::Op('[') => depth += 1,
-                        Tok::Op(']') => {
-                            depth -= 1;
-                            if depth == 0 {
-                                end = j;
-                                break;
-                            }
-                        }
-                        _ => {}
+                // Only the tokens directly inside (nested brackets are judged on their own),
+                // so nested subscripts cost linear time.
+                let mut inner = Vec::new();
+                let mut k = i + 1;
+                while k < close[i] {
+                    if matches!(toks[k], Tok::Op('[')) {
+                        k = close[k].saturating_add(1);
+                        continue;
                     }
+                    inner.push(&toks[k]);
+                    k += 1;
                 }
-                let inner = &toks[i + 1..end];
                 let has_str = inner.iter().any(|t| matches!(t, Tok::Str { .. }));
                 let computed = inner.iter().any(|t| match t {
                     Tok::Op('~') => true,
@@ -1034,6 +1050,26 @@ mod tests {
             DEEPSEEK,
         ] {
             assert_eq!(scan_chat_template(t, "t"), Vec::new(), "{t}");
+        }
+    }
+
+    /// Nested and unclosed subscripts, and floods of dunders, take linear time and give one
+    /// bounded finding per region.
+    #[test]
+    fn pathological_templates_stay_linear() {
+        for t in [
+            format!("{{{{ {} }}}}", "x[".repeat(200_000)),
+            format!("{{{{ {}{} }}}}", "x[".repeat(100_000), "]".repeat(100_000)),
+            format!("{{{{ {} }}}}", "x.__class__ ".repeat(100_000)),
+        ] {
+            let start = std::time::Instant::now();
+            let f = scan_chat_template(&t, "t");
+            assert!(
+                start.elapsed() < std::time::Duration::from_secs(2),
+                "{:?}",
+                start.elapsed()
+            );
+            assert!(f.len() <= 1 && f.iter().all(|f| f.message.len() < 4096));
         }
     }
 

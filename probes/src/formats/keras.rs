@@ -4,6 +4,7 @@
 //! The zip itself is read by the archive reader, which hands each member to
 //! [`scan_zip_member`]; `.h5` files are found by content and searched for the JSON bytes.
 
+use serde::de::IgnoredAny;
 use serde_json::Value;
 
 use super::Findings;
@@ -17,6 +18,10 @@ pub const MAX_CONFIG_BYTES: usize = 64 << 20;
 /// JSON objects parsed per `.h5` file while searching for model configs: bounds the work a
 /// file full of `{"class_name"` fragments can cause.
 pub const MAX_H5_CANDIDATES: usize = 4096;
+
+/// Bytes spent on candidate JSON parses that fail, per `.h5` file: without it, thousands of
+/// fragments nested in one long unterminated JSON text would each re-parse it.
+pub const MAX_H5_FAILED_PARSE_BYTES: usize = 64 << 20;
 
 /// Module roots whose objects Keras itself ships or officially extends.
 const KERAS_MODULES: &[&str] = &["keras", "keras_hub", "keras_nlp", "keras_cv", "tf_keras"];
@@ -122,6 +127,7 @@ fn scan_config(data: &[u8], location: &str, out: &mut Findings) {
 fn scan_h5(data: &[u8], location: &str, out: &mut Findings) {
     let mut i = 0;
     let mut candidates = 0;
+    let mut failed_work = 0usize;
     while let Some(p) = data[i..].iter().position(|&b| b == b'{') {
         let start = i + p;
         let rest = &data[start..];
@@ -148,15 +154,52 @@ fn scan_h5(data: &[u8], location: &str, out: &mut Findings) {
             return;
         }
         let window = &rest[..rest.len().min(MAX_CONFIG_BYTES)];
-        let mut stream = serde_json::Deserializer::from_slice(window).into_iter::<Value>();
+        // Validate without building anything first: most candidates in binary data fail,
+        // and a failing parse into `Value` would allocate for everything before the error.
+        let mut stream = serde_json::Deserializer::from_slice(window).into_iter::<IgnoredAny>();
         match stream.next() {
-            Some(Ok(v)) => {
-                walk(&v, &format!("{location}@{start}"), "", false, out);
-                i = start + stream.byte_offset().max(1);
+            Some(Ok(_)) => {
+                let end = stream.byte_offset().max(1);
+                if let Ok(v) = serde_json::from_slice::<Value>(&window[..end]) {
+                    walk(&v, &format!("{location}@{start}"), "", false, out);
+                }
+                i = start + end;
             }
-            _ => i = start + 1,
+            Some(Err(e)) => {
+                // Fragments nested in one long broken JSON text each re-parse it: bound the
+                // bytes spent on parses that fail.
+                failed_work += error_offset(window, e.line(), e.column());
+                if failed_work > MAX_H5_FAILED_PARSE_BYTES {
+                    out.push(
+                        Finding::new(
+                            "keras.config-limit",
+                            Severity::High,
+                            Category::Integrity,
+                            format!(
+                                "broken JSON config fragments cost more than {MAX_H5_FAILED_PARSE_BYTES} bytes of parsing"
+                            ),
+                        )
+                        .at(format!("{location}@{start}")),
+                    );
+                    return;
+                }
+                i = start + 1;
+            }
+            None => i = start + 1,
         }
     }
+}
+
+/// Byte offset of a serde_json error position (1-based line and byte column) in `text`.
+fn error_offset(text: &[u8], line: usize, column: usize) -> usize {
+    let mut offset = 0;
+    for _ in 1..line {
+        match text[offset..].iter().position(|&b| b == b'\n') {
+            Some(p) => offset += p + 1,
+            None => return text.len(),
+        }
+    }
+    (offset + column).min(text.len())
 }
 
 fn module_root(module: &str) -> &str {
@@ -355,6 +398,14 @@ mod tests {
             flood.extend_from_slice(b"{\"class_name\": 1}");
         }
         assert_eq!(rules(&scan(&flood, "m.h5")), ["keras.config-limit"]);
+        let mut broken = HDF5_SIGNATURE.to_vec();
+        for _ in 0..200 {
+            broken.extend_from_slice(b"{\"class_name\": [");
+        }
+        broken.extend_from_slice(&b"1,".repeat(4 << 20));
+        let start = std::time::Instant::now();
+        assert_eq!(rules(&scan(&broken, "m.h5")), ["keras.config-limit"]);
+        assert!(start.elapsed() < std::time::Duration::from_secs(5));
         let deep = "[".repeat(100_000);
         assert_eq!(
             rules(&scan_zip_member("config.json", deep.as_bytes(), "m")),
