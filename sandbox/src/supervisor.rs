@@ -375,9 +375,6 @@ impl Supervisor {
             stderr,
             echo,
         } = self;
-        if sys::set_nonblocking(listener.as_raw_fd()).is_err() {
-            // Not fatal: readiness comes from poll, RECV is only called when a notification waits.
-        }
         let mut rec = Recorder {
             start,
             tiers: policy::tiers(),
@@ -395,58 +392,44 @@ impl Supervisor {
         };
         rec.ns_pids.insert(pid as u32, 1);
 
+        // Notifications are answered on a dedicated thread blocked in poll(2) on the listener:
+        // the fewest syscalls per notification, and the one SYNC_WAKE_UP wakes on the same CPU.
+        let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let done_flag = done.clone();
+        let notifier = std::thread::Builder::new()
+            .name("modelvet-notify".into())
+            .spawn(move || {
+                notify_loop(&listener, &mut rec, &done_flag);
+                rec
+            });
+        let notifier = match notifier {
+            Ok(h) => h,
+            Err(_) => return Supervisor::fallback_outcome(start, pid),
+        };
+
         let out_task = stdout.map(|fd| tokio::spawn(relay(fd, echo)));
         let err_task = stderr.map(|fd| tokio::spawn(relay(fd, echo)));
 
-        // SAFETY: both are OwnedFds moved into the AsyncFd, which owns them until dropped, so the
+        // SAFETY: the OwnedFd is moved into the AsyncFd, which owns it until dropped, so the
         // descriptor stays open and the same for the AsyncFd's whole life.
-        let notify =
-            unsafe { AsyncFd::register_with_interest(listener, tokio::io::Interest::READABLE) }
-                .ok();
-        // SAFETY: as above.
         let exited =
             unsafe { AsyncFd::register_with_interest(pidfd, tokio::io::Interest::READABLE) };
         let deadline = tokio::time::Instant::from_std(start + timeout);
         let mut tick = tokio::time::interval(POLL_INTERVAL);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
         let mut forced: Option<ExitStatus> = None;
-        let mut notify_open = notify.is_some();
 
         let exited = match exited {
             Ok(e) => e,
-            Err(_) => return Supervisor::fallback_outcome(start, pid),
+            Err(_) => {
+                done.store(true, std::sync::atomic::Ordering::Relaxed);
+                return Supervisor::fallback_outcome(start, pid);
+            }
         };
 
         loop {
             tokio::select! {
                 biased;
-                r = async { notify.as_ref().map(|n| n.readable()).expect("guarded by notify_open").await }, if notify_open => {
-                    match r {
-                        Ok(mut guard) => {
-                            let fd = guard.get_inner();
-                            // Drain every pending notification; POLLHUP alone means no task is
-                            // left under the filter.
-                            loop {
-                                match poll_revents(fd.as_raw_fd()) {
-                                    Some(ev) if ev & libc::POLLIN != 0 => {
-                                        match sys::notif_recv(fd) {
-                                            Ok(n) => {
-                                                if let Some(resp) = rec.handle(fd, &n) {
-                                                    let _ = sys::notif_send(fd, &resp);
-                                                }
-                                            }
-                                            Err(e) if e.errno == libc::ENOENT || e.errno == libc::EINTR => {}
-                                            Err(_) => { notify_open = false; break; }
-                                        }
-                                    }
-                                    Some(ev) if ev & (libc::POLLHUP | libc::POLLERR) != 0 => { notify_open = false; break; }
-                                    _ => { guard.clear_ready(); break; }
-                                }
-                            }
-                        }
-                        Err(_) => notify_open = false,
-                    }
-                }
                 _ = exited.readable() => break,
                 _ = tokio::time::sleep_until(deadline), if forced.is_none() => {
                     forced = Some(ExitStatus::Timeout);
@@ -465,6 +448,12 @@ impl Supervisor {
                 }
             }
         }
+        kill_tree(&group, exited.get_ref());
+        done.store(true, std::sync::atomic::Ordering::Relaxed);
+        let rec = match notifier.join() {
+            Ok(rec) => rec,
+            Err(_) => return Supervisor::fallback_outcome(start, pid),
+        };
         let wall = start.elapsed();
         // The target was pid 1 of its namespace: its death took every other process with it.
         // cgroup.kill makes sure, even of processes mid-fork.
@@ -569,15 +558,43 @@ fn kill_tree(group: &Option<Group>, pidfd: &OwnedFd) {
     }
 }
 
-fn poll_revents(fd: i32) -> Option<i16> {
-    let mut pfd = libc::pollfd {
-        fd,
-        events: libc::POLLIN,
-        revents: 0,
-    };
-    // SAFETY: one valid pollfd, zero timeout.
-    let r = unsafe { libc::poll(&mut pfd, 1, 0) };
-    (r >= 0).then_some(pfd.revents)
+/// Answers notifications until no task is left under the filter (POLLHUP) or the run is over.
+fn notify_loop(listener: &OwnedFd, rec: &mut Recorder, done: &std::sync::atomic::AtomicBool) {
+    let fd = listener.as_raw_fd();
+    loop {
+        let mut pfd = libc::pollfd {
+            fd,
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        // SAFETY: one valid pollfd; the timeout lets us notice `done` if HUP never comes.
+        let r = unsafe { libc::poll(&mut pfd, 1, 100) };
+        if r < 0 {
+            if std::io::Error::last_os_error().raw_os_error() == Some(libc::EINTR) {
+                continue;
+            }
+            return;
+        }
+        if r == 0 {
+            if done.load(std::sync::atomic::Ordering::Relaxed) {
+                return;
+            }
+            continue;
+        }
+        if pfd.revents & libc::POLLIN != 0 {
+            match sys::notif_recv(listener) {
+                Ok(n) => {
+                    if let Some(resp) = rec.handle(listener, &n) {
+                        let _ = sys::notif_send(listener, &resp);
+                    }
+                }
+                Err(e) if e.errno == libc::ENOENT || e.errno == libc::EINTR => {}
+                Err(_) => return,
+            }
+        } else if pfd.revents & (libc::POLLHUP | libc::POLLERR | libc::POLLNVAL) != 0 {
+            return;
+        }
+    }
 }
 
 /// Copies the program's output to our stderr (never stdout: JSON reports go there), keeping the tail.
