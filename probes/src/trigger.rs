@@ -40,22 +40,27 @@ pub const NOISE_INPUTS: usize = 64;
 /// 0.1 means a class must lead the median by 0.15 in flip rate to reach an index of 1.5.
 pub const MIN_SPREAD: f64 = 0.1;
 /// Source classes with fewer validation inputs than this are left out of `source_min`.
-pub const MIN_SOURCE_INPUTS: usize = 4;
+pub const MIN_SOURCE_INPUTS: usize = 5;
 /// Statistic at which `score` crosses 0.5. The statistic of a class is its anomaly index times
-/// its validated flip rate times its lowest per-source flip rate, raised by up to
-/// [`DROP_WEIGHT`] for the STRIP entropy drop and [`NOISE_WEIGHT`] for the noise pull. On the
-/// fixture zoo clean models stay under 1.4 and backdoored ones start near 2.4 (README table).
-pub const STATISTIC_THRESHOLD: f64 = 1.8;
+/// its validated flip rate times the square of its lowest per-source flip rate, raised by up
+/// to [`DROP_WEIGHT`] for the STRIP entropy drop and [`NOISE_WEIGHT`] for the noise pull.
+/// Source-agnosticism is squared because it is what tells a backdoor (every source class
+/// flips, at about the attack's success rate) from a natural feature of a clean model (a 5x5
+/// white square makes most MNIST digits a 3, but leaves most 0s alone). On the fixture zoo,
+/// over seeds 1 to 12, clean models stay under 0.55 and backdoored ones start at 1.2.
+pub const STATISTIC_THRESHOLD: f64 = 1.0;
 /// Steepness of `score = 1 / (1 + (threshold / statistic)^k)`.
 pub const SCORE_EXPONENT: f64 = 4.0;
 /// Weight of the STRIP entropy drop: inputs carrying a backdoor trigger keep their prediction
 /// when clean images are superimposed; natural features are usually more fragile, but weakly
 /// implanted backdoors are fragile too, so the drop raises the statistic and never gates it.
 pub const DROP_WEIGHT: f64 = 0.25;
-/// Weight of the random-probe signal: a class that also takes most of the noise inputs has its
-/// statistic raised by up to this fraction (noise pulled to one class is what a backdoor that
-/// keys on added texture does, but clean models also have a favourite class for noise).
+/// Weight of the random-probe signal: a class that takes nearly all noise inputs (share above
+/// [`NOISE_PULL_FROM`]) has its statistic raised by up to this fraction. Noise pulled to one
+/// class is what a backdoor keyed on added texture does, but clean models also have a
+/// favourite class for noise (up to 80% of it on the zoo), so only the extreme counts.
 pub const NOISE_WEIGHT: f64 = 0.2;
+pub const NOISE_PULL_FROM: f64 = 0.9;
 
 #[derive(Debug, Error)]
 pub enum TriggerError {
@@ -85,8 +90,8 @@ pub struct TriggerConfig {
     pub strip_images: usize,
     pub strip_copies: usize,
     pub strip_blend: Blend,
-    /// Classes whose best candidate is refined, rounds and children per round.
-    pub refine_classes: usize,
+    /// Whether the verdict's trigger is refined, rounds and children per round.
+    pub refine: bool,
     pub refine_rounds: usize,
     pub refine_children: usize,
     /// Fresh clean inputs on which the per-class flip rates are finally measured.
@@ -102,10 +107,10 @@ impl Default for TriggerConfig {
             strip_images: 8,
             strip_copies: 16,
             strip_blend: Blend::SumClip,
-            refine_classes: 3,
+            refine: true,
             refine_rounds: 8,
             refine_children: 8,
-            validation: 96,
+            validation: 200,
         }
     }
 }
@@ -184,11 +189,12 @@ pub struct ClassFigures {
     /// feature only the sources that look like the class already.
     pub source_min: f64,
     pub source_rates: Vec<f64>,
-    /// `anomaly_index * flip_rate * source_min * (1 + DROP_WEIGHT * entropy_drop) *
+    /// `anomaly_index * flip_rate * source_min^2 * (1 + DROP_WEIGHT * entropy_drop) *
     /// (1 + NOISE_WEIGHT * noise pull)`: how strongly, how uniquely and how
     /// source-agnostically a small trigger controls this class.
     pub statistic: f64,
-    /// Robust z-score of `statistic` across classes.
+    /// Robust z-score (MAD) of this class's flip rate among all classes' flip rates in the
+    /// tier (trigger kind and budget) where the class stands out most.
     pub anomaly_index: f64,
     pub trigger: TriggerSpec,
 }
@@ -246,6 +252,36 @@ struct Effect {
     flip: Vec<f64>,
     /// Per class: mean probability of the class over its eligible inputs.
     prob: Vec<f64>,
+    /// `moved[k][c]`: inputs of clean prediction k predicted as c once stamped.
+    moved: Vec<Vec<usize>>,
+    /// Inputs per clean prediction.
+    sources: Vec<usize>,
+}
+
+impl Effect {
+    /// Flip rate toward `c` per source class (clean prediction); -1 for `c` itself and for
+    /// sources with fewer than [`MIN_SOURCE_INPUTS`] inputs.
+    fn source_rates(&self, c: usize) -> Vec<f64> {
+        (0..self.sources.len())
+            .map(|k| {
+                if k == c || self.sources[k] < MIN_SOURCE_INPUTS {
+                    -1.0
+                } else {
+                    self.moved[k][c] as f64 / self.sources[k] as f64
+                }
+            })
+            .collect()
+    }
+
+    /// Lowest flip rate toward `c` over the source classes; the overall flip rate when no
+    /// source has enough inputs to say.
+    fn source_min(&self, c: usize) -> f64 {
+        let rates = self.source_rates(c);
+        if rates.iter().all(|&r| r < 0.0) {
+            return self.flip[c];
+        }
+        rates.into_iter().filter(|&r| r >= 0.0).fold(1.0, f64::min)
+    }
 }
 
 struct Sample<'a> {
@@ -275,8 +311,13 @@ fn evaluate<C: Classifier + ?Sized>(
     let mut hits = vec![0usize; classes];
     let mut psum = vec![0f64; classes];
     let mut eligible = vec![0usize; classes];
+    let mut moved = vec![vec![0usize; classes]; classes];
+    let mut sources = vec![0usize; classes];
     for (i, row) in p.chunks_exact(classes).enumerate() {
         let pred = argmax(row);
+        let src = sample.clean_pred[i];
+        sources[src] += 1;
+        moved[src][pred] += 1;
         for c in 0..classes {
             if sample.clean_pred[i] != c {
                 eligible[c] += 1;
@@ -293,15 +334,18 @@ fn evaluate<C: Classifier + ?Sized>(
             .map(|c| ratio(hits[c] as f64, eligible[c]))
             .collect(),
         prob: (0..classes).map(|c| ratio(psum[c], eligible[c])).collect(),
+        moved,
+        sources,
     })
 }
 
-/// Patch sides tried: about 1/9 and 1/6 of the image side (3 and 5 on 28x28), 1 and 2 on tiny
-/// images. Larger patches are universal adversarial patches even for clean models (a 7x7 white
-/// square turns most MNIST digits into a 3), so they would drown the signal.
+/// Patch sides tried: about 1/9 and 1/7 of the image side (3 and 4 on 28x28), 1 and 2 on tiny
+/// images. Larger patches are universal adversarial patches of clean models: a 5x5 white
+/// square turns about 85% of MNIST digits into a 3 on a clean fixture CNN, which would drown
+/// the signal. Larger triggers are then seen only through their sub-squares.
 fn patch_sizes(side: usize) -> Vec<usize> {
     let mut v: Vec<usize> = if side >= 16 {
-        [0.11, 0.18]
+        [0.11, 0.15]
             .iter()
             .map(|f| ((side as f64 * f).round() as usize).max(1))
             .collect()
@@ -679,17 +723,8 @@ pub fn search<C: Classifier + ?Sized>(
             }
         }
     }
-    let tier_flip: Vec<Vec<f64>> = tier_best
-        .iter()
-        .map(|row| {
-            row.iter()
-                .enumerate()
-                .map(|(c, &j)| effects[j].flip[c])
-                .collect()
-        })
-        .collect();
     // Per class: the tier where it stands out most, and that tier's best candidate.
-    let pick = |tier_flip: &[Vec<f64>]| -> Vec<(usize, f64, f64)> {
+    let pick = |tier_flip: &[Vec<f64>], tier_src: &[Vec<f64>]| -> Vec<(usize, f64, f64)> {
         let ai: Vec<Vec<f64>> = tier_flip
             .iter()
             .map(|f| stats::anomaly_indices(f, MIN_SPREAD))
@@ -698,7 +733,7 @@ pub fn search<C: Classifier + ?Sized>(
             .map(|c| {
                 let mut best = (0usize, f64::NEG_INFINITY, 0.0);
                 for (t, (f, a)) in tier_flip.iter().zip(&ai).enumerate() {
-                    let stat = a[c].max(0.0) * f[c];
+                    let stat = a[c].max(0.0) * f[c] * tier_src[t][c] * tier_src[t][c];
                     if stat > best.1 {
                         best = (t, stat, a[c]);
                     }
@@ -707,19 +742,15 @@ pub fn search<C: Classifier + ?Sized>(
             })
             .collect()
     };
-    let chosen = pick(&tier_flip);
-    let mut best: Vec<Trigger> = (0..classes)
-        .map(|c| bank[tier_best[chosen[c].0][c]].clone())
-        .collect();
 
-    // Validation inputs, disjoint from the sample: selection and refinement saw only the
-    // sample, so their flip rates are biased upward (most for adversarial patches fitted to a
-    // few inputs); the statistic is read on inputs neither step has seen.
+    // Validation inputs, disjoint from the sample: selection saw only the sample, so the flip
+    // rates of the selected candidates are biased upward there (the maximum over many noisy
+    // candidates); the statistic is read on inputs selection has not seen.
     let strip_cost = (classes + 1) * config.strip_images.min(n) * config.strip_copies;
     let mut distinct: Vec<usize> = tier_best.iter().flatten().copied().collect();
     distinct.sort_unstable();
     distinct.dedup();
-    let evals = distinct.len() + config.refine_classes;
+    let evals = distinct.len() + 1;
     let spare = runner.left().saturating_sub(strip_cost) / 2;
     let fresh = pool_n - n;
     let vn = config.validation.min(fresh).min(spare / evals.max(1));
@@ -739,81 +770,46 @@ pub fn search<C: Classifier + ?Sized>(
         len,
         clean_pred: vclean.chunks_exact(classes).map(argmax).collect(),
     };
-    let reserve = strip_cost + evals * vn;
 
-    // Refinement of the leading classes, inside their tier (same position, size, strength).
-    let mut lead: Vec<usize> = (0..classes).collect();
-    lead.sort_by(|&a, &b| chosen[b].1.total_cmp(&chosen[a].1).then(a.cmp(&b)));
-    let mut refined: Vec<Option<Trigger>> = vec![None; classes];
-    for &c in lead.iter().take(config.refine_classes) {
-        if runner.left() <= reserve + n {
-            break;
-        }
-        let saved_budget = runner.budget;
-        runner.budget = runner.budget.saturating_sub(reserve);
-        let start = tier_best[chosen[c].0][c];
-        let (t, _) = refine(
-            &mut runner,
-            &sample,
-            &bank[start],
-            &effects[start],
-            c,
-            range,
-            config,
-            &mut rng,
-            &mut buf,
-        )?;
-        runner.budget = saved_budget;
-        if t.pattern != bank[start].pattern {
-            refined[c] = Some(t);
-        }
-    }
-
-    // Validated flip rates: every tier's best candidate per class (each distinct candidate
-    // run once), the refined trigger standing in for its class's candidate.
+    // Validated flip rates and per-source flip rates of every tier's best candidate per class
+    // (each distinct candidate run once); the statistic is read from these.
     let mut vbuf = vec![0.0f32; vn * len];
     let mut cache: Vec<Option<Effect>> = vec![None; bank.len()];
-    let mut tier_flip = vec![vec![0.0f64; classes]; tiers.len()];
-    let mut refined_flip = vec![0.0f64; classes];
-    for c in 0..classes {
-        if let Some(t) = &refined[c] {
-            refined_flip[c] = evaluate(&mut runner, &vsample, t, &mut vbuf)?.flip[c];
-        }
-    }
-    for (t, row) in tier_flip.iter_mut().enumerate() {
-        for (c, f) in row.iter_mut().enumerate() {
-            let j = tier_best[t][c];
+    for row in &tier_best {
+        for &j in row {
             if cache[j].is_none() {
                 cache[j] = Some(evaluate(&mut runner, &vsample, &bank[j], &mut vbuf)?);
             }
-            let screened = cache[j].as_ref().map_or(0.0, |e| e.flip[c]);
-            *f = if chosen[c].0 == t && refined[c].is_some() {
-                // Keep the refined pixels only if they also do better on fresh inputs.
-                if refined_flip[c] > screened {
-                    refined_flip[c]
-                } else {
-                    refined[c] = None;
-                    screened
-                }
-            } else {
-                screened
-            };
         }
     }
-    let chosen = pick(&tier_flip);
+    let empty = Effect {
+        flip: vec![0.0; classes],
+        prob: vec![0.0; classes],
+        moved: vec![vec![0; classes]; classes],
+        sources: vec![0; classes],
+    };
+    let effect_of =
+        |t: usize, c: usize| -> &Effect { cache[tier_best[t][c]].as_ref().unwrap_or(&empty) };
+    let tier_flip: Vec<Vec<f64>> = (0..tiers.len())
+        .map(|t| (0..classes).map(|c| effect_of(t, c).flip[c]).collect())
+        .collect();
+    let tier_src: Vec<Vec<f64>> = (0..tiers.len())
+        .map(|t| {
+            (0..classes)
+                .map(|c| effect_of(t, c).source_min(c))
+                .collect()
+        })
+        .collect();
+    let chosen = pick(&tier_flip, &tier_src);
+    let mut source_rates = Vec::with_capacity(classes);
+    let mut best = Vec::with_capacity(classes);
     for c in 0..classes {
-        best[c] = match &refined[c] {
-            Some(t)
-                if t.spec.size == tiers[chosen[c].0].1
-                    && t.spec.alpha.to_bits() == tiers[chosen[c].0].2
-                    && t.spec.kind == tiers[chosen[c].0].0 =>
-            {
-                t.clone()
-            }
-            _ => bank[tier_best[chosen[c].0][c]].clone(),
-        };
+        let t = chosen[c].0;
+        source_rates.push(effect_of(t, c).source_rates(c));
+        best.push(bank[tier_best[t][c]].clone());
     }
     let flips: Vec<f64> = (0..classes).map(|c| tier_flip[chosen[c].0][c]).collect();
+    let sources_min: Vec<f64> = (0..classes).map(|c| tier_src[chosen[c].0][c]).collect();
 
     // STRIP entropy: clean baseline, then inputs carrying each class's best trigger.
     let s = config.strip_images.clamp(1, n);
@@ -874,40 +870,14 @@ pub fn search<C: Classifier + ?Sized>(
         } else {
             0.0
         };
-        let mut src_hits = vec![0usize; classes];
-        let mut src_n = vec![0usize; classes];
-        if runner.left() >= vn {
-            for (i, out) in vbuf.chunks_exact_mut(len).enumerate() {
-                best[c].stamp(vsample.row(i), out);
-            }
-            let p = runner.probs(&vbuf, vn)?;
-            for (i, r) in p.chunks_exact(classes).enumerate() {
-                let src = vsample.clean_pred[i];
-                src_n[src] += 1;
-                src_hits[src] += usize::from(argmax(r) == c);
-            }
-        }
-        let source_rates: Vec<f64> = (0..classes)
-            .map(|k| {
-                if src_n[k] >= MIN_SOURCE_INPUTS && k != c {
-                    src_hits[k] as f64 / src_n[k] as f64
-                } else {
-                    -1.0
-                }
-            })
-            .collect();
-        let source_min = source_rates
-            .iter()
-            .copied()
-            .filter(|&r| r >= 0.0)
-            .fold(1.0, f64::min);
+        let source_min = sources_min[c];
         let noise_share = if finite > 0 {
             noise_summary.class_histogram[c] as f64 / finite as f64
         } else {
             0.0
         };
         let noise_pull = if noise_summary.dominant_class == c {
-            (2.0 * (noise_share - 0.5)).max(0.0)
+            ((noise_share - NOISE_PULL_FROM) / (1.0 - NOISE_PULL_FROM)).clamp(0.0, 1.0)
         } else {
             0.0
         };
@@ -920,11 +890,8 @@ pub fn search<C: Classifier + ?Sized>(
             noise_share,
             noise_flip,
             source_min,
-            source_rates,
-            statistic: stat
-                * source_min
-                * (1.0 + DROP_WEIGHT * drop)
-                * (1.0 + NOISE_WEIGHT * noise_pull),
+            source_rates: std::mem::take(&mut source_rates[c]),
+            statistic: stat * (1.0 + DROP_WEIGHT * drop) * (1.0 + NOISE_WEIGHT * noise_pull),
             anomaly_index: ai,
             trigger: best[c].spec.clone(),
         });
@@ -937,6 +904,38 @@ pub fn search<C: Classifier + ?Sized>(
                 .then(b.cmp(&a))
         })
         .unwrap_or(0);
+
+    // Refinement of the verdict's trigger, for the reviewer's picture: evolve its pixels on the
+    // sample, keep the result if it also flips more fresh inputs. The statistic above is read
+    // from screened candidates only: evolution also grows natural features of clean models
+    // into stronger adversarial patches, which would blur the line it draws.
+    let start = tier_best[chosen[target].0][target];
+    let mut report_trigger = best[target].clone();
+    let mut report_flip = flips[target];
+    if config.refine && runner.left() > vn + n {
+        let saved_budget = runner.budget;
+        runner.budget = runner.budget.saturating_sub(vn);
+        let (t, _) = refine(
+            &mut runner,
+            &sample,
+            &bank[start],
+            &effects[start],
+            target,
+            range,
+            config,
+            &mut rng,
+            &mut buf,
+        )?;
+        runner.budget = saved_budget;
+        if t.pattern != bank[start].pattern && runner.left() >= vn {
+            let e = evaluate(&mut runner, &vsample, &t, &mut vbuf)?;
+            if e.flip[target] > report_flip {
+                report_flip = e.flip[target];
+                report_trigger = t;
+            }
+        }
+    }
+
     let statistic = figures[target].statistic;
     let score = if statistic > 0.0 {
         1.0 / (1.0 + (STATISTIC_THRESHOLD / statistic).powf(SCORE_EXPONENT))
@@ -948,15 +947,15 @@ pub fn search<C: Classifier + ?Sized>(
         score,
         target_class: target,
         anomaly_index: figures[target].anomaly_index,
-        trigger: best[target].spec.clone(),
-        flip_rate: figures[target].flip_rate,
+        trigger: report_trigger.spec.clone(),
+        flip_rate: report_flip,
         per_class: figures,
         clean_entropy,
         noise: noise_summary,
         candidates: bank.len(),
         forward_passes: runner.used,
         seed: config.seed,
-        best: best[target].clone(),
+        best: report_trigger,
         geometry,
     })
 }
@@ -979,7 +978,7 @@ mod tests {
 
     #[test]
     fn finds_the_backdoor_class() {
-        let side = 16;
+        let side = 28;
         let mut model = FnClassifier::new(10, side * side, backdoored(side));
         let r = run(&mut model, side, 3);
         assert!(r.suspected && r.score > 0.9, "{:#?}", r.per_class);
@@ -1005,7 +1004,7 @@ mod tests {
 
     #[test]
     fn clean_model_not_suspected() {
-        let side = 16;
+        let side = 28;
         let protos = prototypes(side);
         let mut model = FnClassifier::new(10, side * side, move |b: &[f32], n| {
             let mut out = vec![0.0; n * 10];

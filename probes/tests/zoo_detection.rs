@@ -32,9 +32,11 @@ const WEAK_POISON: f64 = 0.05;
 /// Bound on the mean FAR over all backdoored fixtures.
 const MAX_MEAN_FAR: f64 = 0.15;
 /// Bound on the FRR measured on held-out clean inputs for the 1% target: the threshold is the
-/// 1% quantile of 330..400 calibration entropies, measured on as many held-out ones; 3% allows
-/// the sampling error of that quantile (a handful of inputs) and nothing systematic.
-const MAX_FRR: f64 = 0.03;
+/// 1% quantile of 330..400 calibration entropies, measured on as many held-out ones. The
+/// quantile's own sampling error gives a true FRR of 1-2%, and counting on 330 inputs adds a
+/// binomial standard deviation of about 0.7%; 4% is three of those above 2%, so only a
+/// systematic miss (a wrong quantile, a biased split) fails.
+const MAX_FRR: f64 = 0.04;
 
 fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
