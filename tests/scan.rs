@@ -366,3 +366,40 @@ fn report_file_is_written_whole() {
     assert_eq!(v["version"], "2.1.0");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Snapshots of the three views on two files, so a change in a stable output is a visible diff.
+/// Regenerate with `UPDATE_SNAPSHOTS=1 cargo test --release -p modelvet --test scan`.
+#[test]
+fn outputs_match_snapshots() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let files = [
+        "tests/fixtures/scan/hostile/pkl-p0-os-system.pkl",
+        "tests/fixtures/scan/hostile/zip-torch-data-txt.pt",
+    ];
+    let version = env!("CARGO_PKG_VERSION");
+    for format in ["text", "json", "sarif"] {
+        let out = Command::new(env!("CARGO_BIN_EXE_modelvet"))
+            .current_dir(&root)
+            .args(["scan", "--format", format])
+            .args(files)
+            .output()
+            .expect("run modelvet");
+        let got =
+            String::from_utf8_lossy(&out.stdout).replace(&format!("\"{version}\""), "\"VERSION\"");
+        let snap = root.join(format!("tests/snapshots/scan.{format}"));
+        if std::env::var_os("UPDATE_SNAPSHOTS").is_some() {
+            std::fs::write(&snap, &got).expect("write snapshot");
+            continue;
+        }
+        let want = std::fs::read_to_string(&snap).unwrap_or_else(|e| {
+            panic!(
+                "{}: {e}; run with UPDATE_SNAPSHOTS=1 to create it",
+                snap.display()
+            )
+        });
+        assert_eq!(
+            got, want,
+            "{format} view changed; if intended, regenerate the snapshot"
+        );
+    }
+}

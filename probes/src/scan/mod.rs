@@ -463,6 +463,15 @@ mod tests {
         assert_eq!(t.sha256.len(), 64);
     }
 
+    /// Issue 5 regression: `(S'` (MARK, STRING) passes the zlib header check, so a
+    /// protocol-0 INST pickle was routed to zlib, failed to inflate and went unscanned.
+    #[test]
+    fn issue5_inst_pickle_is_not_taken_for_zlib() {
+        let s = scan_bytes("m.pkl", b"(S'id'\nios\nsystem\n.");
+        assert_eq!(s.format, "pickle");
+        assert!(s.findings.iter().any(|f| f.severity == Severity::Critical));
+    }
+
     #[test]
     fn bzip2_is_opened() {
         // `bz2.compress(b"cos\nsystem\n(S'id'\ntR.")`, a fixed test vector.
