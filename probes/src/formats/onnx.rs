@@ -459,7 +459,7 @@ impl<'l> Walker<'l> {
                 Severity::Low,
                 "ONNX Runtime contrib operator (com.microsoft)",
             )
-        } else if domain.starts_with("com.microsoft.") {
+        } else if domain.starts_with("com.microsoft.") || domain.starts_with("com.ms.internal.") {
             (
                 "onnx.vendor-op-domain",
                 Severity::Medium,
