@@ -405,6 +405,24 @@ fn check_graph(
             let bytes = declared_bytes(values.into_iter(), 4, &what)?;
             over_budget(bytes, budget, &what)?;
         }
+        // Range(start, limit, delta) with constant operands: its length is data too.
+        if node.op_type == "Range" && node.input.len() == 3 {
+            let operands: Option<Vec<f64>> = node
+                .input
+                .iter()
+                .map(|name| constant_scalar(graph, name))
+                .collect();
+            if let Some([start, limit, delta]) = operands.as_deref() {
+                let count = ((limit - start) / delta).ceil();
+                let count = if count.is_finite() {
+                    count.max(0.0)
+                } else {
+                    f64::MAX
+                };
+                let what = format!("Range node '{}'", node.name);
+                over_budget((count * 8.0).min(u64::MAX as f64) as u64, budget, &what)?;
+            }
+        }
     }
     Ok(())
 }
@@ -444,8 +462,9 @@ fn check_value_info(value: &pb::ValueInfoProto, budget: u64) -> Result<(), Strin
 }
 
 /// The int64 values of an initializer or Constant output named `name`, if it is one.
-fn constant_ints(graph: &pb::GraphProto, name: &str) -> Option<Vec<i64>> {
-    let tensor = graph
+/// The initializer or Constant node value named `name`, if it is one.
+fn constant_tensor<'g>(graph: &'g pb::GraphProto, name: &str) -> Option<&'g pb::TensorProto> {
+    graph
         .initializer
         .iter()
         .find(|t| t.name == name)
@@ -455,7 +474,40 @@ fn constant_ints(graph: &pb::GraphProto, name: &str) -> Option<Vec<i64>> {
                 .iter()
                 .filter(|n| n.op_type == "Constant" && n.output.iter().any(|o| o == name))
                 .find_map(|n| n.attribute.iter().find_map(|a| a.t.as_ref()))
-        })?;
+        })
+}
+
+/// A constant scalar (int32/int64/float/double) named `name`, as f64.
+fn constant_scalar(graph: &pb::GraphProto, name: &str) -> Option<f64> {
+    use pb::tensor_proto::DataType as T;
+    let t = constant_tensor(graph, name)?;
+    let raw = |n: usize| t.raw_data.get(..n);
+    match T::try_from(t.data_type).ok()? {
+        T::Int64 => t.int64_data.first().map(|v| *v as f64).or_else(|| {
+            raw(8).map(|b| {
+                i64::from_le_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]]) as f64
+            })
+        }),
+        T::Int32 => t
+            .int32_data
+            .first()
+            .map(|v| *v as f64)
+            .or_else(|| raw(4).map(|b| i32::from_le_bytes([b[0], b[1], b[2], b[3]]) as f64)),
+        T::Float => t
+            .float_data
+            .first()
+            .map(|v| *v as f64)
+            .or_else(|| raw(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]) as f64)),
+        T::Double => t.double_data.first().copied().or_else(|| {
+            raw(8).map(|b| f64::from_le_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]]))
+        }),
+        _ => None,
+    }
+}
+
+/// The int64 values of an initializer or Constant output named `name`, if it is one.
+fn constant_ints(graph: &pb::GraphProto, name: &str) -> Option<Vec<i64>> {
+    let tensor = constant_tensor(graph, name)?;
     if !tensor.int64_data.is_empty() {
         return Some(tensor.int64_data.clone());
     }
@@ -705,5 +757,37 @@ pub(crate) mod tests {
         };
         let err = check_budget(&proto, ONNX_MEMORY_BUDGET_BYTES).unwrap_err();
         assert!(err.contains("ConstantOfShape"), "{err}");
+    }
+
+    #[test]
+    fn constant_ranges_count_against_the_budget() {
+        let scalar = |name: &str, v: i64| pb::TensorProto {
+            name: name.into(),
+            data_type: DataType::Int64 as i32,
+            int64_data: vec![v],
+            ..Default::default()
+        };
+        let graph = |limit: i64| pb::GraphProto {
+            initializer: vec![
+                scalar("start", 0),
+                scalar("limit", limit),
+                scalar("delta", 1),
+            ],
+            node: vec![pb::NodeProto {
+                op_type: "Range".into(),
+                name: "r".into(),
+                input: vec!["start".into(), "limit".into(), "delta".into()],
+                output: vec!["out".into()],
+                ..Default::default()
+            }],
+            ..Default::default()
+        };
+        let proto = |limit| pb::ModelProto {
+            graph: Some(graph(limit)),
+            ..Default::default()
+        };
+        let err = check_budget(&proto(1 << 40), ONNX_MEMORY_BUDGET_BYTES).unwrap_err();
+        assert!(err.contains("Range node 'r'"), "{err}");
+        assert!(check_budget(&proto(1000), ONNX_MEMORY_BUDGET_BYTES).is_ok());
     }
 }
