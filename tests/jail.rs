@@ -348,3 +348,27 @@ fn text_view_names_the_verdict_and_findings() {
     assert!(text.contains("sandbox.file-outside"), "{text}");
     assert_eq!(out.status.code(), Some(1));
 }
+
+#[test]
+fn sarif_view_carries_the_findings_with_security_severity() {
+    let out = Command::new(modelvet())
+        .args(["jail", "--format", "sarif", "--"])
+        .arg(hostile())
+        .arg("raw")
+        .output()
+        .unwrap();
+    let doc: Value = serde_json::from_slice(&out.stdout).expect("SARIF is JSON");
+    assert_eq!(doc["version"], "2.1.0");
+    let results = doc["runs"][0]["results"].as_array().unwrap();
+    let r = results
+        .iter()
+        .find(|r| r["ruleId"] == "sandbox.dangerous-syscall")
+        .expect("dangerous syscall result");
+    assert_eq!(r["properties"]["security-severity"], "9.5");
+    assert!(
+        r["partialFingerprints"]
+            .as_object()
+            .is_some_and(|f| !f.is_empty())
+    );
+    assert_eq!(out.status.code(), Some(1));
+}

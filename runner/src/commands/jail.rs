@@ -78,7 +78,24 @@ pub fn run(args: JailArgs) -> Result<u8> {
                 sandbox: SandboxReport::new(&outcome, &host),
             };
             if args.common.format == Format::Sarif {
-                return Err(CliError::Input("jail reports come as text or json".into()));
+                let program = args
+                    .command
+                    .first()
+                    .map(|a| a.to_string_lossy().into_owned())
+                    .unwrap_or_default();
+                let (sha, len) = program_digest(&program);
+                return finish(
+                    &args,
+                    &findings,
+                    report::sarif_target::render(
+                        "modelvet.jail/1",
+                        &program,
+                        "unknown",
+                        &sha,
+                        len,
+                        &findings,
+                    ),
+                );
             }
             let mut s =
                 serde_json::to_string_pretty(&r).map_err(|e| CliError::Input(e.to_string()))?;
@@ -103,6 +120,28 @@ pub fn run(args: JailArgs) -> Result<u8> {
             s
         }
     };
+    finish(&args, &findings, rendered)
+}
+
+/// sha256 and size of the program file (looked up in PATH like the sandbox does).
+fn program_digest(program: &str) -> (String, u64) {
+    use sha2::{Digest, Sha256};
+    let path = if program.contains('/') {
+        Some(std::path::PathBuf::from(program))
+    } else {
+        std::env::var_os("PATH").and_then(|p| {
+            std::env::split_paths(&p)
+                .map(|d| d.join(program))
+                .find(|p| p.is_file())
+        })
+    };
+    match path.and_then(|p| std::fs::read(p).ok()) {
+        Some(bytes) => (format!("{:x}", Sha256::digest(&bytes)), bytes.len() as u64),
+        None => (format!("{:x}", Sha256::digest(program.as_bytes())), 0),
+    }
+}
+
+fn finish(args: &JailArgs, findings: &[probes::finding::Finding], rendered: String) -> Result<u8> {
     report::emit(args.common.output.as_deref(), &rendered)?;
-    Ok(report::exit_code(&findings, args.common.fail_on.0))
+    Ok(report::exit_code(findings, args.common.fail_on.0))
 }

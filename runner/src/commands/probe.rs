@@ -305,7 +305,21 @@ pub fn run(args: ProbeArgs) -> Result<u8> {
     let rendered = match args.common.format {
         Format::Json | Format::Sarif => {
             if args.common.format == Format::Sarif {
-                return Err(CliError::Input("probe reports come as text or json".into()));
+                let format = if target.format == "wasm" {
+                    "wasm"
+                } else {
+                    "onnx"
+                };
+                let s = report::sarif_target::render(
+                    "modelvet.probe/1",
+                    &target.path,
+                    format,
+                    &target.sha256,
+                    target.bytes,
+                    &findings,
+                );
+                report::emit(args.common.output.as_deref(), &s)?;
+                return Ok(report::exit_code(&findings, args.common.fail_on.0));
             }
             let r = ProbeReport {
                 schema: "modelvet.probe/1",

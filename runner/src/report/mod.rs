@@ -9,6 +9,7 @@ use serde::Serialize;
 
 pub mod sandbox;
 pub mod sarif;
+pub mod sarif_target;
 pub mod scan_text;
 pub mod text;
 
