@@ -16,7 +16,8 @@ use probes::strip::{Strip, StripConfig};
 use probes::trigger::{self, TriggerConfig};
 use serde_json::{Value, json};
 use tract_onnx::prelude::{
-    Framework, InferenceModelExt, IntoRunnable, Tensor, TractResult, TypedRunnableModel, tvec,
+    Datum, Framework, InferenceFact, InferenceModel, InferenceModelExt, IntoRunnable, Tensor,
+    TractResult, TypedRunnableModel, tvec,
 };
 
 fn models_dir() -> PathBuf {
@@ -29,21 +30,24 @@ fn read_x(rel: &str) -> Result<Vec<f32>> {
     Ok(a.iter().copied().collect())
 }
 
-/// An ONNX model run by tract in-process, batch dimension symbolic.
+/// An ONNX model run by tract in-process, with one optimised plan per batch size: a plan for a
+/// concrete batch runs the fixture CNNs several times faster than one over a symbolic batch,
+/// and the searches use only a handful of batch sizes.
 struct TractClassifier {
-    plan: Arc<TypedRunnableModel>,
+    model: InferenceModel,
+    plans: Vec<(usize, Arc<TypedRunnableModel>)>,
     tail: Vec<usize>,
     classes: usize,
     input_len: usize,
 }
 
+/// Plans kept per model (batch sizes seen: sample, validation, noise, STRIP copies...).
+const MAX_PLANS: usize = 16;
+
 impl TractClassifier {
     fn load(model: &Value) -> TractResult<TractClassifier> {
         let file = model["file"].as_str().unwrap_or_default();
-        let plan = tract_onnx::onnx()
-            .model_for_path(models_dir().join(file))?
-            .into_optimized()?
-            .into_runnable()?;
+        let inference = tract_onnx::onnx().model_for_path(models_dir().join(file))?;
         let tail: Vec<usize> = model["input_shape"]
             .as_array()
             .map(|a| {
@@ -55,11 +59,31 @@ impl TractClassifier {
             })
             .unwrap_or_default();
         Ok(TractClassifier {
-            plan,
+            model: inference,
+            plans: Vec::new(),
             input_len: tail.iter().product(),
             tail,
             classes: model["classes"].as_u64().unwrap_or(0) as usize,
         })
+    }
+
+    fn plan(&mut self, n: usize) -> TractResult<Arc<TypedRunnableModel>> {
+        if let Some((_, p)) = self.plans.iter().find(|(k, _)| *k == n) {
+            return Ok(p.clone());
+        }
+        let mut shape = vec![n];
+        shape.extend_from_slice(&self.tail);
+        let plan = self
+            .model
+            .clone()
+            .with_input_fact(0, InferenceFact::dt_shape(f32::datum_type(), &shape))?
+            .into_optimized()?
+            .into_runnable()?;
+        if self.plans.len() >= MAX_PLANS {
+            self.plans.remove(0);
+        }
+        self.plans.push((n, plan.clone()));
+        Ok(plan)
     }
 }
 
@@ -73,9 +97,10 @@ impl Classifier for TractClassifier {
     fn predict(&mut self, batch: &[f32], n: usize) -> Result<Vec<f32>, ClassifierError> {
         let mut shape = vec![n];
         shape.extend_from_slice(&self.tail);
-        let run = || -> TractResult<Vec<f32>> {
+        let mut run = || -> TractResult<Vec<f32>> {
+            let plan = self.plan(n)?;
             let t = Tensor::from_shape(&shape, batch)?;
-            let out = self.plan.run(tvec!(t.into()))?;
+            let out = plan.run(tvec!(t.into()))?;
             Ok(out[0]
                 .to_plain_array_view::<f32>()?
                 .iter()

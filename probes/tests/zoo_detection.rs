@@ -13,7 +13,8 @@ use probes::strip::{Strip, StripConfig, StripReport};
 use probes::trigger::{self, TriggerConfig, TriggerReport};
 use serde_json::Value;
 use tract_onnx::prelude::{
-    Framework, InferenceModelExt, IntoRunnable, Tensor, TractResult, TypedRunnableModel, tvec,
+    Datum, Framework, InferenceFact, InferenceModel, InferenceModelExt, IntoRunnable, Tensor,
+    TractResult, TypedRunnableModel, tvec,
 };
 
 /// Bound on STRIP's false acceptance rate (triggered inputs not flagged) at a 1% FRR target for
@@ -64,31 +65,54 @@ fn read_y(rel: &str) -> Vec<i64> {
     a.to_vec()
 }
 
-/// An ONNX model run by tract in-process, batch dimension symbolic.
+/// An ONNX model run by tract in-process, with one optimised plan per batch size: a plan for a
+/// concrete batch runs the fixture CNNs several times faster than one over a symbolic batch,
+/// and the searches use only a handful of batch sizes.
 struct TractClassifier {
-    plan: Arc<TypedRunnableModel>,
+    model: InferenceModel,
+    plans: Vec<(usize, Arc<TypedRunnableModel>)>,
     tail: Vec<usize>,
     classes: usize,
     input_len: usize,
 }
 
+/// Plans kept per model (batch sizes seen: sample, validation, noise, STRIP copies...).
+const MAX_PLANS: usize = 16;
+
 impl TractClassifier {
     fn load(model: &Value) -> TractResult<TractClassifier> {
         let path = models_dir().join(model["file"].as_str().expect("file"));
-        let plan = tract_onnx::onnx()
-            .model_for_path(&path)?
-            .into_optimized()?
-            .into_runnable()?;
+        let inference = tract_onnx::onnx().model_for_path(&path)?;
         let tail: Vec<usize> = model["input_shape"].as_array().expect("input_shape")[1..]
             .iter()
             .map(|d| d.as_u64().expect("numeric dim") as usize)
             .collect();
         Ok(TractClassifier {
-            plan,
+            model: inference,
+            plans: Vec::new(),
             input_len: tail.iter().product(),
             tail,
             classes: model["classes"].as_u64().expect("classes") as usize,
         })
+    }
+
+    fn plan(&mut self, n: usize) -> TractResult<Arc<TypedRunnableModel>> {
+        if let Some((_, p)) = self.plans.iter().find(|(k, _)| *k == n) {
+            return Ok(p.clone());
+        }
+        let mut shape = vec![n];
+        shape.extend_from_slice(&self.tail);
+        let plan = self
+            .model
+            .clone()
+            .with_input_fact(0, InferenceFact::dt_shape(f32::datum_type(), &shape))?
+            .into_optimized()?
+            .into_runnable()?;
+        if self.plans.len() >= MAX_PLANS {
+            self.plans.remove(0);
+        }
+        self.plans.push((n, plan.clone()));
+        Ok(plan)
     }
 }
 
@@ -102,9 +126,10 @@ impl Classifier for TractClassifier {
     fn predict(&mut self, batch: &[f32], n: usize) -> Result<Vec<f32>, ClassifierError> {
         let mut shape = vec![n];
         shape.extend_from_slice(&self.tail);
-        let run = || -> TractResult<Vec<f32>> {
+        let mut run = || -> TractResult<Vec<f32>> {
+            let plan = self.plan(n)?;
             let t = Tensor::from_shape(&shape, batch)?;
-            let out = self.plan.run(tvec!(t.into()))?;
+            let out = plan.run(tvec!(t.into()))?;
             Ok(out[0]
                 .to_plain_array_view::<f32>()?
                 .iter()
