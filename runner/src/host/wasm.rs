@@ -417,8 +417,8 @@ impl WasmModel {
                 format!("a batch of {n} exceeds the memory cap"),
             ));
         }
-        self.in_buf = self.reserve(self.in_buf, in_bytes)?;
-        self.out_buf = self.reserve(self.out_buf, out_bytes)?;
+        self.in_buf = self.reserve(self.in_buf, in_bytes, deadline)?;
+        self.out_buf = self.reserve(self.out_buf, out_bytes, deadline)?;
 
         let (in_ptr, out_ptr) = (self.in_buf.0, self.out_buf.0);
         {
@@ -478,6 +478,7 @@ impl WasmModel {
         &mut self,
         current: (usize, usize),
         bytes: usize,
+        deadline: Duration,
     ) -> Result<(usize, usize), ModelError> {
         if current.1 >= bytes && current.1 > 0 {
             return Ok(current);
@@ -485,7 +486,8 @@ impl WasmModel {
         let want = bytes.max(4);
         let asked = i32::try_from(want)
             .map_err(|_| ModelError::new(ModelErrorKind::Memory, "buffer too large"))?;
-        self.store.set_epoch_deadline(deadline_ticks(LOAD_DEADLINE));
+        // mv_alloc is model code too: it gets the call's deadline.
+        self.store.set_epoch_deadline(deadline_ticks(deadline));
         let ptr = self
             .alloc
             .call(&mut self.store, asked)
