@@ -32,6 +32,10 @@ pub const MAX_PICKLE_NESTING: u8 = 4;
 /// Items of a container and characters of a string kept for evidence; the rest is counted.
 pub const MAX_KEPT_ITEMS: usize = 16;
 pub const MAX_KEPT_TEXT: usize = 200;
+/// Length up to which bytes and string literals are kept whole, so a payload handed to a
+/// nested `pickle.loads` can be scanned too (nested payloads are small; model data is not
+/// passed to loaders).
+pub const MAX_NESTED_LITERAL: usize = 64 << 10;
 /// Characters of one piece of evidence.
 pub const MAX_EVIDENCE_CHARS: usize = 400;
 /// Structural notes kept per file: a hostile file can make one fire at every opcode.
@@ -108,9 +112,40 @@ pub fn scan_with(data: &[u8], location: &str, limits: &Limits) -> PickleScan {
 /// When a read straddles a FRAME's end, the file is scanned a second time the way
 /// `pickle.load(file)` reads it, and the findings of both readings are reported.
 pub fn scan_from(data: &[u8], start: usize, location: &str, limits: &Limits) -> PickleScan {
-    let (mut out, crossed) = run_streams(data, start, location, limits, ReadMode::Linear);
+    scan_nested(data, start, location, limits, 0)
+}
+
+fn scan_nested(
+    data: &[u8],
+    start: usize,
+    location: &str,
+    limits: &Limits,
+    depth: u8,
+) -> PickleScan {
+    let (mut out, crossed, nested) = run_streams(data, start, location, limits, ReadMode::Linear);
+    // Payloads handed to a nested pickle.loads: scanned as pickles of their own.
+    for (off, payload) in nested {
+        let loc = format!("{location}@{off}:loads");
+        if depth + 1 >= limits.max_pickle_nesting {
+            out.findings.push(
+                Finding::new(
+                    "pickle.limit-exceeded",
+                    Severity::High,
+                    Category::Resource,
+                    format!(
+                        "pickles nested more than {} deep: the innermost is not scanned",
+                        limits.max_pickle_nesting
+                    ),
+                )
+                .at(loc),
+            );
+            continue;
+        }
+        let inner = scan_nested(&payload, 0, &loc, limits, depth + 1);
+        out.findings.extend(inner.findings);
+    }
     if let Some(off) = crossed {
-        let (file, _) = run_streams(data, start, location, limits, ReadMode::File);
+        let (file, _, _) = run_streams(data, start, location, limits, ReadMode::File);
         for f in file.findings {
             if !out.findings.contains(&f) {
                 out.findings.push(f);
@@ -137,7 +172,7 @@ fn run_streams(
     location: &str,
     limits: &Limits,
     mode: ReadMode,
-) -> (PickleScan, Option<usize>) {
+) -> (PickleScan, Option<usize>, Vec<(usize, std::rc::Rc<[u8]>)>) {
     let mut crossed = None;
     let mut shared = Shared::default();
     let head = data.get(start..).unwrap_or_default();
@@ -173,7 +208,7 @@ fn run_streams(
                     recognized: false,
                     ..PickleScan::default()
                 };
-                return (none, None);
+                return (none, None, Vec::new());
             }
         } else if s.error.is_some() && !s.saw_code {
             // Bytes after the last STOP that do not form a pickle: ignored by every loader.
@@ -213,7 +248,8 @@ fn run_streams(
     out.joblib = shared.joblib;
     out.findings = findings(&shared, &at);
     out.findings.extend(extra);
-    (out, crossed)
+    let nested = std::mem::take(&mut shared.nested);
+    (out, crossed, nested)
 }
 
 fn error_finding(e: &PickleError, at: &dyn Fn(usize) -> String, ran_unsafe: bool) -> Finding {
@@ -375,6 +411,37 @@ mod tests {
             s.findings
                 .iter()
                 .any(|f| f.evidence.as_deref() == Some("os.system('id')"))
+        );
+    }
+
+    #[test]
+    fn nested_loads_payloads_are_scanned() {
+        // pickle.loads(b"...subprocess.getoutput('id')...") and the same via _codecs.encode.
+        let inner = b"csubprocess\ngetoutput\n(S'id'\ntR.";
+        let mut p = b"\x80\x02cpickle\nloads\nC".to_vec();
+        p.push(inner.len() as u8);
+        p.extend(inner);
+        p.extend(b"\x85R.");
+        let s = scan(&p, "x");
+        assert!(
+            s.findings.iter().any(
+                |f| f.evidence.as_deref() == Some("subprocess.getoutput('id')")
+                    && f.location.as_deref().is_some_and(|l| l.starts_with("x@"))
+            ),
+            "{:?}",
+            s.findings
+        );
+        let mut q = b"\x80\x02cpickle\nloads\nc_codecs\nencode\nX".to_vec();
+        q.extend((inner.len() as u32).to_le_bytes());
+        q.extend(inner);
+        q.extend(b"X\x06\x00\x00\x00latin1\x86R\x85R.");
+        let s = scan(&q, "x");
+        assert!(
+            s.findings
+                .iter()
+                .any(|f| f.evidence.as_deref() == Some("subprocess.getoutput('id')")),
+            "{:?}",
+            s.findings
         );
     }
 

@@ -6,7 +6,11 @@
 use std::fmt::Write;
 use std::rc::Rc;
 
-use super::{MAX_KEPT_ITEMS, MAX_KEPT_TEXT};
+use super::{MAX_KEPT_ITEMS, MAX_KEPT_TEXT, MAX_NESTED_LITERAL};
+
+pub(crate) fn keep_raw(b: &[u8]) -> Option<Rc<[u8]>> {
+    (b.len() <= MAX_NESTED_LITERAL).then(|| Rc::from(b))
+}
 
 #[derive(Debug, Clone)]
 pub enum Value {
@@ -38,6 +42,9 @@ pub enum Value {
 pub struct Text {
     pub head: String,
     pub len: usize,
+    /// The whole value when it is short enough to be a nested payload (see
+    /// `MAX_NESTED_LITERAL`): bytes as read, strings as UTF-8.
+    pub raw: Option<Rc<[u8]>>,
 }
 
 impl Text {
@@ -51,13 +58,21 @@ impl Text {
             }
             s[..end].to_string()
         };
-        Text { head, len: s.len() }
+        Text {
+            head,
+            len: s.len(),
+            raw: None,
+        }
     }
 
     /// Bytes are kept as latin-1 characters, the way `repr(bytes)` shows them.
     pub fn from_bytes(b: &[u8]) -> Text {
         let head = b.iter().take(MAX_KEPT_TEXT).map(|&c| c as char).collect();
-        Text { head, len: b.len() }
+        Text {
+            head,
+            len: b.len(),
+            raw: keep_raw(b),
+        }
     }
 
     pub fn complete(&self) -> bool {

@@ -88,6 +88,9 @@ pub struct Shared {
     pub notes: Vec<Note>,
     pub joblib: bool,
     pub calls: u64,
+    /// Literal payloads handed to a nested loader (`pickle.loads(b'...')`), with the offset of
+    /// the call: scanned as pickles of their own.
+    pub nested: Vec<(usize, Rc<[u8]>)>,
 }
 
 impl Shared {
@@ -506,7 +509,56 @@ impl<'a, 's> Vm<'a, 's> {
             }
         }
         self.extension_registration(&call);
+        if let Some(payload) = self.nested_payload(&call)
+            && self.shared.nested.len() < super::MAX_NOTES
+        {
+            self.shared.nested.push((at, payload));
+        }
         Ok(Value::Call(Rc::new(call)))
+    }
+
+    fn global_name(&self, v: &Value) -> Option<String> {
+        let Value::Global(id) = v else { return None };
+        let g = self.shared.globals.get(*id as usize)?;
+        Some(format!(
+            "{}.{}",
+            policy::canonical_module(&g.module),
+            g.name
+        ))
+    }
+
+    /// The bytes a nested loader call would unpickle, when the pickle spells them out: a bytes
+    /// literal, or `_codecs.encode(str, 'latin1')` of a string literal (how protocol 2 writes
+    /// bytes).
+    fn nested_payload(&self, call: &Call) -> Option<Rc<[u8]>> {
+        let callee = self.global_name(&call.callee)?;
+        if !NESTED_LOADERS.contains(&callee.as_str()) {
+            return None;
+        }
+        let Value::Tuple(args) = &call.args else {
+            return None;
+        };
+        match args.items.first()? {
+            Value::Bytes(t) => t.raw.clone(),
+            Value::Call(inner) => {
+                let f = self.global_name(&inner.callee)?;
+                let Value::Tuple(a) = &inner.args else {
+                    return None;
+                };
+                match (f.as_str(), a.items.as_slice()) {
+                    ("_codecs.encode" | "codecs.encode", [Value::Str(s), Value::Str(enc)])
+                        if matches!(enc.head.as_str(), "latin1" | "latin-1" | "iso-8859-1") =>
+                    {
+                        let text = std::str::from_utf8(s.raw.as_deref()?).ok()?;
+                        let bytes: Option<Vec<u8>> =
+                            text.chars().map(|c| u8::try_from(c as u32).ok()).collect();
+                        bytes.map(Rc::from)
+                    }
+                    _ => None,
+                }
+            }
+            _ => None,
+        }
     }
 
     /// `copyreg.add_extension(module, name, code)` made by the pickle itself: later EXT opcodes
@@ -674,6 +726,7 @@ impl<'a, 's> Vm<'a, 's> {
                     let s = raw_unicode_escape(line);
                     self.push(
                         Value::Str(Rc::new(Text {
+                            raw: None,
                             len: line.len(),
                             head: s,
                         })),
@@ -1170,6 +1223,18 @@ impl<'a, 's> Vm<'a, 's> {
     }
 }
 
+/// Callables that unpickle their first argument.
+const NESTED_LOADERS: &[&str] = &[
+    "pickle.loads",
+    "_pickle.loads",
+    "pickle._loads",
+    "dill.loads",
+    "dill._dill.loads",
+    "cloudpickle.loads",
+    "numpy.core.numeric.loads",
+    "numpy.loads",
+];
+
 /// `(is_object, itemsize)` of a pickled `numpy.dtype(...)` call.
 fn dtype_itemsize(v: Option<&Value>) -> Option<(bool, u64)> {
     let Some(Value::Call(c)) = v else { return None };
@@ -1204,6 +1269,7 @@ fn utf8_value(b: &[u8]) -> Value {
     let head = &b[..b.len().min(super::MAX_KEPT_TEXT * 4)];
     let s = String::from_utf8_lossy(head);
     let mut t = Text::from_text(&s);
+    t.raw = value::keep_raw(b);
     t.len = b.len();
     if t.head.len() == b.len() {
         t.len = t.head.len();
