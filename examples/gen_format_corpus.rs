@@ -67,7 +67,7 @@ impl Rng {
 fn st_file(header: &str, data: &[u8]) -> Vec<u8> {
     // Writers pad the header with spaces to a multiple of 8 bytes.
     let mut h = header.to_string();
-    while (8 + h.len()) % 8 != 0 {
+    while !(8 + h.len()).is_multiple_of(8) {
         h.push(' ');
     }
     let mut out = (h.len() as u64).to_le_bytes().to_vec();
@@ -336,7 +336,7 @@ fn if_node(name: &str, then: Msg, otherwise: Msg) -> Msg {
 }
 
 fn onnx(c: &mut Corpus) -> std::io::Result<()> {
-    let mut rng = Rng(0x0_0_99_1234);
+    let mut rng = Rng(0x0099_1234);
     c.benign("onnx-mlp.onnx", &model(mlp_graph(&mut rng), &[]))?;
     // An If with two branches, and an ONNX Runtime contrib op (com.microsoft: low, not high).
     let then = Msg::default()
@@ -494,7 +494,7 @@ impl Gguf {
     }
     /// Adds a tensor whose data is `bytes`, placed at the next 32-aligned offset.
     fn tensor(mut self, name: &str, dims: &[u64], ggml_type: u32, bytes: &[u8]) -> Self {
-        while self.data.len() % 32 != 0 {
+        while !self.data.len().is_multiple_of(32) {
             self.data.push(0);
         }
         let offset = self.data.len() as u64;
@@ -520,7 +520,7 @@ impl Gguf {
         out.extend_from_slice(&self.nkv.to_le_bytes());
         out.extend_from_slice(&self.kv);
         out.extend_from_slice(&self.tensors);
-        while out.len() % 32 != 0 {
+        while !out.len().is_multiple_of(32) {
             out.push(0);
         }
         out.extend_from_slice(&self.data);
