@@ -62,6 +62,11 @@ pub const DROP_WEIGHT: f64 = 0.25;
 pub const NOISE_WEIGHT: f64 = 0.2;
 pub const NOISE_PULL_FROM: f64 = 0.9;
 
+/// Upper bound on the class count the search accepts: per-candidate figures are kept per
+/// class, and a hostile model declaring millions of outputs must not make us allocate
+/// gigabytes. Image classifiers vetted here have tens to thousands of classes.
+pub const MAX_CLASSES: usize = 4096;
+
 #[derive(Debug, Error)]
 pub enum TriggerError {
     #[error(transparent)]
@@ -75,7 +80,7 @@ pub enum TriggerError {
         geometry: Geometry,
         input_len: usize,
     },
-    #[error("the model has {0} classes; the search needs at least 3")]
+    #[error("the model has {0} classes; the search needs 3 to {MAX_CLASSES}")]
     Classes(usize),
 }
 
@@ -252,8 +257,9 @@ struct Effect {
     flip: Vec<f64>,
     /// Per class: mean probability of the class over its eligible inputs.
     prob: Vec<f64>,
-    /// `moved[k][c]`: inputs of clean prediction k predicted as c once stamped.
-    moved: Vec<Vec<usize>>,
+    /// Per input: (clean prediction, prediction once stamped). Kept per input rather than as a
+    /// classes x classes matrix so memory stays linear in the class count.
+    moved: Vec<(u32, u32)>,
     /// Inputs per clean prediction.
     sources: Vec<usize>,
 }
@@ -262,12 +268,18 @@ impl Effect {
     /// Flip rate toward `c` per source class (clean prediction); -1 for `c` itself and for
     /// sources with fewer than [`MIN_SOURCE_INPUTS`] inputs.
     fn source_rates(&self, c: usize) -> Vec<f64> {
+        let mut hits = vec![0usize; self.sources.len()];
+        for &(src, pred) in &self.moved {
+            if pred as usize == c {
+                hits[src as usize] += 1;
+            }
+        }
         (0..self.sources.len())
             .map(|k| {
                 if k == c || self.sources[k] < MIN_SOURCE_INPUTS {
                     -1.0
                 } else {
-                    self.moved[k][c] as f64 / self.sources[k] as f64
+                    hits[k] as f64 / self.sources[k] as f64
                 }
             })
             .collect()
@@ -311,13 +323,13 @@ fn evaluate<C: Classifier + ?Sized>(
     let mut hits = vec![0usize; classes];
     let mut psum = vec![0f64; classes];
     let mut eligible = vec![0usize; classes];
-    let mut moved = vec![vec![0usize; classes]; classes];
+    let mut moved = Vec::with_capacity(sample.n);
     let mut sources = vec![0usize; classes];
     for (i, row) in p.chunks_exact(classes).enumerate() {
         let pred = argmax(row);
         let src = sample.clean_pred[i];
         sources[src] += 1;
-        moved[src][pred] += 1;
+        moved.push((src as u32, pred as u32));
         for c in 0..classes {
             if sample.clean_pred[i] != c {
                 eligible[c] += 1;
@@ -625,7 +637,7 @@ pub fn search<C: Classifier + ?Sized>(
 ) -> Result<TriggerReport, TriggerError> {
     let len = model.input_len();
     let classes = model.classes();
-    if classes < 3 {
+    if !(3..=MAX_CLASSES).contains(&classes) {
         return Err(TriggerError::Classes(classes));
     }
     if geometry.len() != len || len == 0 {
@@ -785,7 +797,7 @@ pub fn search<C: Classifier + ?Sized>(
     let empty = Effect {
         flip: vec![0.0; classes],
         prob: vec![0.0; classes],
-        moved: vec![vec![0; classes]; classes],
+        moved: Vec::new(),
         sources: vec![0; classes],
     };
     let effect_of =
@@ -1052,5 +1064,16 @@ mod tests {
         assert!(search(&mut model, &[0.0; 64], Geometry::from_len(49), r, &c).is_err());
         let mut two = FnClassifier::new(2, 64, |_b: &[f32], n| vec![0.0; n * 2]);
         assert!(search(&mut two, &[0.0; 64], Geometry::from_len(64), r, &c).is_err());
+        let huge = MAX_CLASSES + 1;
+        let mut many = FnClassifier::new(huge, 64, move |_b: &[f32], n| vec![0.0; n * huge]);
+        assert!(matches!(
+            search(&mut many, &[0.0; 64], Geometry::from_len(64), r, &c),
+            Err(TriggerError::Classes(_))
+        ));
+        // A model answering NaN everywhere is searched without panicking, and not suspected.
+        let mut nan = FnClassifier::new(10, 64, |_b: &[f32], n| vec![f32::NAN; n * 10]);
+        let pool = crate::strip::tests::clean_pool(8, 40, 1);
+        let rep = search(&mut nan, &pool, Geometry::from_len(64), r, &c).unwrap();
+        assert!(!rep.suspected);
     }
 }
