@@ -436,6 +436,34 @@ fn a_payload_before_garbage_runs_and_the_error_is_reported() {
     assert!(err["message"].as_str().unwrap().contains("Error"));
 }
 
+#[test]
+fn a_payload_that_ends_the_interpreter_leaves_no_summary_and_is_reported() {
+    let d = workdir("exit");
+    // os._exit(7): the harness never gets to write its summary.
+    let f = write(&d, "exit.pkl", b"\x80\x02cos\n_exit\nK\x07\x85R.");
+    let r = detonate(&f, &[]);
+    assert_eq!(r.report["sandbox"]["exit"]["code"], 7);
+    assert!(r.report["load"].is_null());
+    assert!(
+        rules(&r).contains(&("detonate.no-summary".into(), "medium".into())),
+        "{:#}",
+        r.report["findings"]
+    );
+    assert_eq!(r.report["verdict"], "warn");
+    assert_eq!(r.code, 0, "medium is below the default --fail-on high");
+}
+
+#[test]
+fn a_payload_that_hangs_is_killed_at_the_timeout() {
+    let d = workdir("sleep");
+    let f = write(&d, "sleep.pkl", b"\x80\x02ctime\nsleep\nKx\x85R."); // time.sleep(120)
+    let started = std::time::Instant::now();
+    let r = detonate(&f, &["--timeout", "2"]);
+    assert!(started.elapsed().as_secs() < 20);
+    assert_eq!(r.report["sandbox"]["exit"]["status"], "timeout");
+    assert!(has(&r, "resource.timeout"));
+}
+
 // ---- benign ---------------------------------------------------------------------------------
 
 #[test]
