@@ -312,7 +312,9 @@ class VictimUnpickler(pickle.Unpickler):
 
 
 def itemsize(dt):
-    """Bytes per item of a stand-in numpy dtype ('f8' -> 8), None if unknown."""
+    """Bytes per item of a numpy dtype or its stand-in ('f8' -> 8), None if unknown."""
+    if numpy is not None and isinstance(dt, numpy.dtype):
+        return dt.itemsize
     s = getattr(dt, "_args", None)
     code = s[0] if s else None
     if not isinstance(code, str):
@@ -515,7 +517,8 @@ def load_pickles(f, size, where):
         status = run_load(name, lambda: VictimUnpickler(f).load())
         if summary["streams"][-1]["status"] != "loaded":
             return
-        if i == 0 and status == LEGACY_MAGIC and type(status) is int:
+        # Type first: `==` on a loaded object could call the payload's __eq__.
+        if i == 0 and type(status) is int and status == LEGACY_MAGIC:
             summary["loader"] = "torch-legacy"
 
 
