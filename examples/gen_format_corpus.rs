@@ -226,6 +226,7 @@ impl Msg {
 }
 
 const FLOAT: u64 = 1;
+const BOOL: u64 = 9;
 
 /// TensorProto with raw float data.
 fn tensor(name: &str, dims: &[u64], raw: &[u8]) -> Msg {
@@ -321,6 +322,9 @@ fn one_node_graph(extra: Msg, init: Option<Msg>) -> Msg {
 }
 
 fn if_node(name: &str, then: Msg, otherwise: Msg) -> Msg {
+    // Subgraphs must be named.
+    let then = then.str(2, "then");
+    let otherwise = otherwise.str(2, "else");
     node("If", "", &["cond"], &["y"], name)
         .msg(
             5,
@@ -345,12 +349,14 @@ fn onnx(c: &mut Corpus) -> std::io::Result<()> {
     let otherwise = Msg::default()
         .msg(1, node("Relu", "", &["x"], &["e"], "relu"))
         .msg(12, value_info("e", &[Some(1), Some(4)]));
+    let cond = Msg::default().str(1, "cond").msg(
+        2,
+        Msg::default().msg(1, Msg::default().int(1, BOOL).msg(2, Msg::default())),
+    );
+    let branch_graph = one_node_graph(if_node("branch", then, otherwise), None).msg(11, cond);
     c.benign(
         "onnx-if-contrib-op.onnx",
-        &model(
-            one_node_graph(if_node("branch", then, otherwise), None),
-            &[("com.microsoft", 1)],
-        ),
+        &model(branch_graph, &[("com.microsoft", 1)]),
     )?;
 
     let relu = || node("Relu", "", &["x"], &["y"], "relu");
