@@ -80,7 +80,8 @@ pub struct Global {
     pub name: String,
     /// real (imported and resolved), stand-in (a torch/numpy data helper answered by a stub),
     /// emulated (torch's `_load_from_bytes` and `_rebuild_from_type`), unresolved (this Python
-    /// cannot import it; a stand-in took its place).
+    /// cannot import it; a stand-in took its place), resolved (by an unpickler the payload
+    /// made itself, e.g. a nested `pickle.loads`, seen through the audit hook).
     pub how: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
@@ -848,6 +849,66 @@ mod tests {
         // `open` must not swallow `openpty`-like names, nor `exec` the `execve` of os.
         assert_eq!(audit_rule("opened"), None);
         assert_eq!(audit_rule("pickle.find_class"), None);
+    }
+
+    fn outcome(events: Vec<sandbox::Event>, code: Option<i32>) -> Outcome {
+        Outcome {
+            exit: sandbox::Exit {
+                status: ExitStatus::Exited,
+                code,
+                signal: None,
+            },
+            resources: Default::default(),
+            syscalls: Default::default(),
+            events,
+            events_dropped: 0,
+            stdout_tail: Vec::new(),
+            stderr_tail: b"Fatal Python error: boom\n".to_vec(),
+        }
+    }
+
+    fn file_event(detail: serde_json::Value) -> sandbox::Event {
+        sandbox::Event {
+            t_ms: 1.0,
+            pid: 1,
+            kind: EventKind::File,
+            syscall: "openat".into(),
+            action: sandbox::Action::Allowed,
+            detail,
+        }
+    }
+
+    #[test]
+    fn scratch_writes_are_findings_and_device_writes_are_not() {
+        let o = outcome(
+            vec![
+                file_event(serde_json::json!({"path": "/tmp/x", "write": true})),
+                file_event(serde_json::json!({"path": "/tmp/x", "write": true})),
+                file_event(serde_json::json!({"path": "/dev/null", "write": true})),
+                file_event(serde_json::json!({"path": "/usr/lib/a.py", "write": false})),
+                // Outside: the sandbox's own findings cover it.
+                file_event(serde_json::json!({"path": "/home/a", "write": true, "outside": true})),
+            ],
+            Some(0),
+        );
+        let s = LoadSummary {
+            opened: true,
+            ..Default::default()
+        };
+        let f = load_findings(&o, Some(&s), "python3");
+        assert_eq!(f.len(), 1, "{f:?}");
+        assert_eq!(f[0].rule, "detonate.file-write");
+        assert!(f[0].message.contains("/tmp/x"));
+    }
+
+    #[test]
+    fn no_summary_is_a_medium_finding_with_the_last_stderr_line() {
+        let f = load_findings(&outcome(Vec::new(), Some(7)), None, "python3");
+        assert_eq!(f.len(), 1);
+        assert_eq!(f[0].rule, "detonate.no-summary");
+        assert_eq!(f[0].severity, Severity::Medium);
+        assert!(f[0].message.contains("exit code 7"));
+        assert_eq!(f[0].evidence.as_deref(), Some("Fatal Python error: boom"));
     }
 
     #[test]
