@@ -262,6 +262,29 @@ fn os_system_payload_is_recorded_and_contained() {
 }
 
 #[test]
+fn with_allow_exec_the_command_runs_inside_and_its_write_stays_in_the_scratch() {
+    let d = workdir("allow-exec");
+    let scratch = format!("/tmp/modelvet-detonate-{}-allow-exec", std::process::id());
+    let f = write(
+        &d,
+        "touch.pkl",
+        &call1("os", "system", &format!("touch {scratch}")),
+    );
+    let r = detonate(&f, &["--allow-exec"]);
+    assert_fail(&r, "allow-exec");
+    // The shell ran and so did touch: both execs are recorded, and the write they made.
+    assert!(exec_with(&r, "/usr/bin/touch") || exec_with(&r, "\"touch\""));
+    let wrote = r.report["findings"].as_array().unwrap().iter().any(|f| {
+        f["rule"] == "detonate.file-write" && f["message"].as_str().unwrap().contains(&scratch)
+    });
+    assert!(wrote, "{:#}", r.report["findings"]);
+    assert!(
+        !Path::new(&scratch).exists(),
+        "the write reached the host's /tmp"
+    );
+}
+
+#[test]
 fn subprocess_popen_payload_is_recorded() {
     let d = workdir("popen");
     let target = d.join("pwned-by-popen");
