@@ -372,3 +372,17 @@ fn sarif_view_carries_the_findings_with_security_severity() {
     );
     assert_eq!(out.status.code(), Some(1));
 }
+
+/// Regression (issue 3, found by the model-host engineer): a target under the host's /tmp was
+/// hidden by the scratch tmpfs mounted over /tmp after the binds.
+#[test]
+fn a_file_under_host_tmp_stays_visible_over_the_scratch() {
+    let dir = std::env::temp_dir().join(format!("modelvet-jail-tmp-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let f = dir.join("model.bin");
+    std::fs::write(&f, b"weights").unwrap();
+    let r = jail(&[], &["/bin/cat", f.to_str().unwrap()]);
+    assert!(r.stderr.contains("weights"), "{}", r.stderr);
+    assert_eq!(r.report["sandbox"]["exit"]["code"], 0);
+    std::fs::remove_dir_all(&dir).unwrap();
+}

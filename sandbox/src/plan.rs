@@ -373,7 +373,14 @@ pub fn mounts(inp: &MountInputs) -> Result<(Vec<Op>, PathRules), PlanError> {
 
     let c = |p: PathBuf| cstr(p.as_os_str());
     let mut ops = Vec::new();
-    // Phase 1: the skeleton in the new root's tmpfs.
+    // Phase 0: the scratch first, so targets bound under /tmp land on top of it, not under it.
+    let scratch = format!("mode=1777,size={}", inp.scratch_bytes.max(1 << 20));
+    ops.push(Op::Mkdir(c(in_new(Path::new("/tmp")))?));
+    ops.push(Op::Tmpfs {
+        dst: c(in_new(Path::new("/tmp")))?,
+        data: cstr(scratch)?,
+    });
+    // Phase 1: the skeleton in the new root's tmpfs (and the scratch).
     for d in &dirs {
         ops.push(Op::Mkdir(c(in_new(d))?));
     }
@@ -433,11 +440,6 @@ pub fn mounts(inp: &MountInputs) -> Result<(Vec<Op>, PathRules), PlanError> {
             link: c(in_new(&Path::new("/dev").join(link)))?,
         });
     }
-    let scratch = format!("mode=1777,size={}", inp.scratch_bytes.max(1 << 20));
-    ops.push(Op::Tmpfs {
-        dst: c(in_new(Path::new("/tmp")))?,
-        data: cstr(scratch)?,
-    });
     Ok((ops, rules))
 }
 
