@@ -764,7 +764,10 @@ def finish():
 
 
 def main():
-    sys.addaudithook(hook)
+    if hasattr(sys, "addaudithook"):  # Python 3.8+; before it, only the sandbox's record
+        sys.addaudithook(hook)
+    else:
+        summary["audit_unavailable"] = True
     if not TARGET:
         summary["error"] = "usage: harness FILE"
         return
