@@ -1,18 +1,27 @@
 //! Black-box trigger search: does the model have a backdoor at all, judged with forward passes
 //! only. Following B3D (Dong et al., ICCV 2021) a backdoor target class is one that a much
-//! smaller, input-agnostic perturbation reaches than any other class; following Neural Cleanse
+//! smaller input-agnostic perturbation reaches than any other class; following Neural Cleanse
 //! (Wang et al., S&P 2019) the outlier is found with a median-absolute-deviation anomaly index
-//! across classes; and, since backdoors make triggered inputs robust to superimposition (STRIP),
-//! the entropy drop of the best trigger per class is part of the statistic.
+//! across classes, compared at equal trigger budget; and a backdoor overrides every source
+//! class, where a natural feature of a clean model only moves the look-alike ones.
 //!
-//! The search: stamp a bank of candidate triggers (patches: solid, checker, random; several
-//! sizes; corners, edge midpoints and centre; full-image blends: noise, stripes, checker at a
-//! few strengths) on a seeded sample of clean inputs; per class keep the candidate that flips
-//! the most inputs to it; refine the leading classes' candidates with a (1 + lambda) evolution
-//! strategy on the trigger pixels (B3D uses natural evolution strategies for the same job);
-//! measure the STRIP entropy of inputs carrying each class's best trigger; fold in where noise
-//! inputs land (the random probe); score the top class with the MAD anomaly index.
-//! Everything is seeded (ChaCha8) and bounded by a budget of forward passes.
+//! The search: stamp a bank of candidate triggers (patches: solid, two checker phases, random;
+//! 3 and 4 px on 28x28, 1 and 2 on 8x8; corners, edge midpoints and centre at margins 0-2;
+//! full-image blends: noise, stripes, checker at strengths 0.1 and 0.2) on a seeded sample of
+//! clean inputs. Per tier (kind and budget) and class keep the candidate that flips the most
+//! inputs to the class; re-measure those on fresh validation inputs, overall and per source
+//! class; per class take the tier maximising `anomaly index * flip rate * min-source rate^2`;
+//! raise that by the STRIP entropy drop of inputs carrying the trigger and by the pull of noise
+//! inputs to the class (the random probe); the top class is the verdict. Its trigger is then
+//! refined with a (1 + lambda) evolution strategy on its pixels (B3D uses natural evolution
+//! strategies for the same job) for the reviewer's picture, kept only if it also does better
+//! on the validation inputs. Everything is seeded (ChaCha8) and bounded by a budget of
+//! forward passes.
+//!
+//! What it cannot see: patch triggers larger than the bank's patches (seen only through their
+//! sub-squares), blends stronger or of other shapes than tried, input-specific (sample-wise,
+//! warping) triggers, source-specific backdoors (they fail the min-source test by design), and
+//! targets whose trigger also needs content the clean inputs lack.
 
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
