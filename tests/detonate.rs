@@ -488,6 +488,19 @@ fn a_payload_that_ends_the_interpreter_leaves_no_summary_and_is_reported() {
 }
 
 #[test]
+fn a_payload_that_closes_the_summary_pipe_does_not_hide_the_load() {
+    let d = workdir("close3");
+    // os.close(3), then os.system: the harness falls back to stdout for its summary.
+    let mut p = b"\x80\x02cos\nclose\nK\x03\x85R0".to_vec();
+    p.extend(&call1("os", "system", "id # after-close")[2..]);
+    let f = write(&d, "close3.pkl", &p);
+    let r = detonate(&f, &[]);
+    assert_fail(&r, "close(3)");
+    assert!(exec_with(&r, "after-close"));
+    assert_eq!(r.report["load"]["opened"], true, "{:#}", r.report);
+}
+
+#[test]
 fn a_payload_that_hangs_is_killed_at_the_timeout() {
     let d = workdir("sleep");
     let f = write(&d, "sleep.pkl", b"\x80\x02ctime\nsleep\nKx\x85R."); // time.sleep(120)

@@ -499,7 +499,8 @@ pub fn run(args: DetonateArgs) -> Result<u8> {
     let reader = read_summary_pipe(summary_r);
     let outcome = running.wait();
     let summary_bytes = reader.join().unwrap_or_default();
-    let summary = parse_summary(&summary_bytes);
+    // fd 3 first; stdout is where the harness falls back when a payload closed fd 3.
+    let summary = parse_summary(&summary_bytes).or_else(|| parse_summary(&outcome.stdout_tail));
     if let Some(s) = summary.as_ref().filter(|s| !s.opened) {
         // Nothing was loaded: a clean record would prove nothing, so this is no report.
         return Err(CliError::Sandbox(format!(
