@@ -66,6 +66,9 @@ pub struct Resources {
     /// From the start of `spawn` to the moment the program's first instruction may run (its
     /// execve answered): the cost of building the sandbox.
     pub setup_ms: f64,
+    /// The part of `setup_ms` spent moving the program into its cgroup-v1 groups (a
+    /// synchronize_rcu in the kernel; zero on pure v2 hosts, where it is born in its group).
+    pub cgroup_attach_ms: f64,
     /// Peak of the memory cgroup (page cache and tmpfs included), when the host has one.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub peak_memory_bytes: Option<u64>,

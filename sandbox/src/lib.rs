@@ -399,7 +399,7 @@ pub fn spawn_with(mut config: Config, support: &HostSupport) -> Result<Running, 
 
     // The supervisor thread starts now, building its runtime while the child sets up; it gets
     // the listener and the cgroup once the handshake is done.
-    let (tx, rx) = std::sync::mpsc::channel::<Option<(OwnedFd, Option<cgroup::Group>)>>();
+    let (tx, rx) = std::sync::mpsc::channel::<Option<(OwnedFd, Option<cgroup::Group>, f64)>>();
     let timeout = config.timeout;
     let allow_exec = config.allow_exec;
     let echo = config.echo_output;
@@ -414,7 +414,7 @@ pub fn spawn_with(mut config: Config, support: &HostSupport) -> Result<Running, 
             let rt = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build();
-            let Ok(Some((listener, group))) = rx.recv() else {
+            let Ok(Some((listener, group, attach_ms))) = rx.recv() else {
                 return supervisor::Supervisor::fallback_outcome(start, pid);
             };
             let sup = supervisor::Supervisor {
@@ -423,6 +423,7 @@ pub fn spawn_with(mut config: Config, support: &HostSupport) -> Result<Running, 
                 pidfd: sup_pidfd,
                 listener,
                 group,
+                attach_ms,
                 timeout,
                 allow_exec,
                 rules,
@@ -449,20 +450,21 @@ pub fn spawn_with(mut config: Config, support: &HostSupport) -> Result<Running, 
         Ok(h) => h,
         Err(e) => return Err(abort(e)),
     };
-    let listener = match setup_handshake(pid, &parent_sock, &pidfd, group.as_ref(), &cplan) {
-        Ok(l) => l,
-        Err(e) => {
-            let _ = tx.send(None);
-            let e = abort(e);
-            let _ = handle.join();
-            return Err(e);
-        }
-    };
+    let (listener, attach_ms) =
+        match setup_handshake(pid, &parent_sock, &pidfd, group.as_ref(), &cplan) {
+            Ok(l) => l,
+            Err(e) => {
+                let _ = tx.send(None);
+                let e = abort(e);
+                let _ = handle.join();
+                return Err(e);
+            }
+        };
     drop(cplan);
     if sys::notif_set_sync_wakeup(&listener).is_err() {
         // Kernels before 6.6 lack it: notifications still work, only slower.
     }
-    let _ = tx.send(Some((listener, group)));
+    let _ = tx.send(Some((listener, group, attach_ms)));
     Ok(Running { pid, pidfd, handle })
 }
 
@@ -473,7 +475,7 @@ fn setup_handshake(
     pidfd: &OwnedFd,
     group: Option<&cgroup::Group>,
     cplan: &ChildPlan,
-) -> Result<OwnedFd, SandboxError> {
+) -> Result<(OwnedFd, f64), SandboxError> {
     let setup_err = |step: &'static str, e: std::io::Error| SandboxError::Setup {
         step,
         error: e,
@@ -510,9 +512,11 @@ fn setup_handshake(
     // The child builds its root while we move it into its cgroups (a v1 attach can take
     // milliseconds); it waits for MSG_CGROUPS before it installs the filter and execs.
     sys::write_all_raw(sock.as_raw_fd(), &[child::MSG_GO])?;
+    let t = Instant::now();
     if let Some(g) = group {
         g.attach(pid)?;
     }
+    let attach_ms = t.elapsed().as_secs_f64() * 1e3;
     sys::write_all_raw(sock.as_raw_fd(), &[child::MSG_CGROUPS])?;
 
     if !sys::poll_in(sock.as_raw_fd(), 10_000)? {
@@ -524,7 +528,7 @@ fn setup_handshake(
     let n = sys::read_raw(sock.as_raw_fd(), &mut buf)?;
     if n == 5 && buf[0] == child::MSG_LISTENER {
         let fd = i32::from_le_bytes([buf[1], buf[2], buf[3], buf[4]]);
-        return sys::pidfd_getfd(pidfd.as_raw_fd(), fd).map_err(|e| SandboxError::Unsupported {
+        return sys::pidfd_getfd(pidfd.as_raw_fd(), fd).map(|l| (l, attach_ms)).map_err(|e| SandboxError::Unsupported {
             what: format!("cannot take the seccomp listener from the child: {e}"),
             hint: "pidfd_getfd needs Linux 5.6+ and ptrace access to our own child (kernel.yama.ptrace_scope <= 1)".into(),
         });

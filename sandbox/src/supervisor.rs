@@ -39,6 +39,8 @@ pub(crate) struct Supervisor {
     pub pidfd: OwnedFd,
     pub listener: OwnedFd,
     pub group: Option<Group>,
+    /// How long moving the child into its cgroups took (part of `setup_ms`).
+    pub attach_ms: f64,
     pub timeout: Duration,
     pub allow_exec: bool,
     pub rules: PathRules,
@@ -368,6 +370,7 @@ impl Supervisor {
             pidfd,
             listener,
             group,
+            attach_ms,
             timeout,
             allow_exec,
             rules,
@@ -480,6 +483,7 @@ impl Supervisor {
         };
         let mut resources = Resources {
             wall_ms: wall.as_millis() as u64,
+            cgroup_attach_ms: (attach_ms * 1000.0).round() / 1000.0,
             setup_ms: rec
                 .first_exec_at
                 .map_or(0.0, |t| ((t - start).as_secs_f64() * 1e6).round() / 1e3),
