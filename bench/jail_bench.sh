@@ -31,14 +31,15 @@ mv=$(median_ms $MV jail --format json -- /bin/true)
 setup=$(for i in $(seq 20); do $MV jail --format json -- /bin/true 2>/dev/null; done | python3 -c '
 import sys, json, statistics
 docs = sys.stdin.read().replace("}\n{", "}\x00{").split("\x00")
-print("%.3f" % statistics.median(json.loads(d)["sandbox"]["resources"]["setup_ms"] for d in docs))')
-python3 - "$base" "$bw" "$mv" "$setup" <<'PY'
+rs = [json.loads(d)["sandbox"]["resources"] for d in docs]
+print("%.3f %.3f" % (statistics.median(r["setup_ms"] for r in rs), statistics.median(r.get("cgroup_attach_ms", 0) for r in rs)))')
+python3 - "$base" "$bw" "$mv" $setup <<'PY'
 import sys
-base, bw, mv, setup = map(float, sys.argv[1:])
+base, bw, mv, setup, attach = map(float, sys.argv[1:])
 print(f"  /bin/true bare                      {base:8.3f} ms")
 print(f"  bwrap --unshare-all /bin/true       {bw:8.3f} ms")
 print(f"  modelvet jail -- /bin/true          {mv:8.3f} ms   ratio to bwrap {mv/bw:.2f}x (target <= 0.50x, must be <= 1.00x)")
-print(f"  modelvet spawn to first instruction {setup:8.3f} ms   (setup_ms: namespaces, mounts, Landlock, cgroups, seccomp)")
+print(f"  modelvet spawn to first instruction {setup:8.3f} ms   (setup_ms: namespaces, mounts, Landlock, cgroups, seccomp; of which cgroup-v1 attach {attach:.3f} ms)")
 print(f"  over bare exec: bwrap {bw-base:.3f} ms, modelvet {mv-base:.3f} ms")
 PY
 
