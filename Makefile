@@ -20,5 +20,13 @@ bench: build
 
 fixtures:
 	$(CARGO) run --release --example train_fixtures
+	$(CARGO) run --release --example gen_wasm_model
+	$(CARGO) run --release --example gen_scan_corpus
+	$(CARGO) run --release --example gen_format_corpus
+
+# Each fuzz target for FUZZ_SECONDS (libFuzzer on the stable toolchain, see fuzz/run_stable.sh).
+FUZZ_SECONDS ?= 60
+fuzz:
+	for t in pickle_vm zip_route safetensors gguf onnx keras; do bash fuzz/run_stable.sh $$t $(FUZZ_SECONDS) || exit 1; done
 
 -include mk/*.mk
