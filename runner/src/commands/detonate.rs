@@ -197,33 +197,6 @@ fn find_python(p: &Path) -> Option<PathBuf> {
         .find(|c| ok(c))
 }
 
-/// Directories the sandbox mounts its own file systems over: a file there cannot be bound.
-const SCRATCH_COVERED: &[&str] = &["/tmp"];
-
-/// A sealed in-memory copy of `path` (no writes, no resizing once made).
-fn sealed_copy(path: &Path) -> std::io::Result<OwnedFd> {
-    use std::os::fd::{AsRawFd, FromRawFd};
-    // SAFETY: memfd_create with a NUL-terminated static name; the result is checked below.
-    let fd = unsafe {
-        libc::memfd_create(
-            c"modelvet-detonate".as_ptr(),
-            libc::MFD_CLOEXEC | libc::MFD_ALLOW_SEALING,
-        )
-    };
-    if fd < 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    // SAFETY: `fd` is a fresh descriptor nothing else owns.
-    let mut copy = std::fs::File::from(unsafe { OwnedFd::from_raw_fd(fd) });
-    std::io::copy(&mut std::fs::File::open(path)?, &mut copy)?;
-    let seals = libc::F_SEAL_SEAL | libc::F_SEAL_SHRINK | libc::F_SEAL_GROW | libc::F_SEAL_WRITE;
-    // SAFETY: fcntl(F_ADD_SEALS) on a descriptor we own.
-    if unsafe { libc::fcntl(copy.as_raw_fd(), libc::F_ADD_SEALS, seals) } < 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    Ok(copy.into())
-}
-
 /// Reads the summary pipe to its end in the background, keeping at most MAX_SUMMARY_BYTES.
 fn read_summary_pipe(fd: OwnedFd) -> std::thread::JoinHandle<Vec<u8>> {
     std::thread::spawn(move || {
@@ -478,20 +451,6 @@ pub fn run(args: DetonateArgs) -> Result<u8> {
     let (summary_r, summary_w) = sandbox::sys::pipe()
         .map_err(|e| CliError::Sandbox(format!("cannot create the summary pipe: {e}")))?;
     cfg.extra_fds = vec![summary_w];
-    if SCRATCH_COVERED.iter().any(|d| file.starts_with(d)) {
-        // The sandbox's scratch tmpfs covers /tmp, so a bind of the file there is hidden: hand
-        // the harness a sealed copy as fd 4 instead (nothing it does reaches the original).
-        let copy = sealed_copy(&file).map_err(|e| {
-            CliError::Sandbox(format!(
-                "cannot make a sealed copy of {} for the sandbox: {e}",
-                file.display()
-            ))
-        })?;
-        cfg.extra_fds.push(copy);
-        cfg.args.push("fd:4".into());
-        cfg.bind_args = false;
-    }
-
     let host = sandbox::HostSupport::detect();
     let running = sandbox::spawn_with(cfg, &host).map_err(jail::sandbox_error)?;
     // Started after the spawn: the child is cloned from a process with no thread of ours

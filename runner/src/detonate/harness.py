@@ -772,12 +772,7 @@ def main():
         summary["error"] = "usage: harness FILE"
         return
     try:
-        if len(sys.argv) > 2 and sys.argv[2].startswith("fd:"):
-            # A sealed copy the runner passed (the file's own path is not visible here).
-            f = os.fdopen(int(sys.argv[2][3:]), "rb")
-            f.seek(0)
-        else:
-            f = open(TARGET, "rb")
+        f = open(TARGET, "rb")
         size = os.fstat(f.fileno()).st_size
     except (OSError, ValueError) as e:
         summary["error"] = "open: " + err_text(e)
