@@ -60,3 +60,53 @@ impl HostSupport {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn full() -> HostSupport {
+        HostSupport {
+            user_namespaces: true,
+            seccomp_user_notif: true,
+            landlock_abi: Some(4),
+            cgroups: Support::default(),
+            cgroup_controllers: String::new(),
+        }
+    }
+
+    #[test]
+    fn every_missing_layer_fails_closed_with_a_hint_naming_it() {
+        assert!(
+            full().require().is_ok(),
+            "cgroups are optional (rlimits fall back)"
+        );
+        let cases: [(fn(&mut HostSupport), &str); 3] = [
+            (|h| h.user_namespaces = false, "user namespaces"),
+            (
+                |h| h.seccomp_user_notif = false,
+                "seccomp user notification",
+            ),
+            (|h| h.landlock_abi = None, "Landlock"),
+        ];
+        for (break_it, name) in cases {
+            let mut h = full();
+            break_it(&mut h);
+            match h.require() {
+                Err(SandboxError::Unsupported { what, hint }) => {
+                    assert!(what.contains(name), "{what}");
+                    assert!(!hint.is_empty());
+                }
+                other => panic!("{name}: expected Unsupported, got {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn this_host_offers_what_the_sandbox_needs() {
+        // The CI host and every developer machine of this project: if this fails, the
+        // integration tests would all exit 3.
+        let h = HostSupport::detect();
+        assert!(h.require().is_ok(), "{h:?}");
+    }
+}

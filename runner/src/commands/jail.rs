@@ -145,3 +145,27 @@ fn finish(args: &JailArgs, findings: &[probes::finding::Finding], rendered: Stri
     report::emit(args.common.output.as_deref(), &rendered)?;
     Ok(report::exit_code(findings, args.common.fail_on.0))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unusable_host_is_exit_3_and_bad_input_exit_2() {
+        let host = sandbox::SandboxError::Unsupported {
+            what: "Landlock is not available".into(),
+            hint: "h".into(),
+        };
+        assert_eq!(sandbox_error(host).exit_code(), 3);
+        let setup = sandbox::SandboxError::Setup {
+            step: "x",
+            error: std::io::Error::from_raw_os_error(1),
+            detail: None,
+        };
+        assert_eq!(sandbox_error(setup).exit_code(), 3);
+        assert_eq!(
+            sandbox_error(sandbox::SandboxError::ProgramNotFound("p".into())).exit_code(),
+            2
+        );
+    }
+}
