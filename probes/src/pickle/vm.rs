@@ -161,6 +161,10 @@ pub struct Vm<'a, 's> {
     saw_code: bool,
     nesting: u8,
     mode: ReadMode,
+    /// One shared empty container: EMPTY_LIST and friends cost a reference count, and the copy
+    /// happens on the first append (`Rc::make_mut`). A run of 50 000 `]` allocates nothing.
+    empty_seq: Rc<Seq>,
+    empty_pairs: Rc<Pairs>,
     /// End of the bytes the C unpickler holds in its buffer (everything before is consumed
     /// from the file). Without frames it always equals `pos`.
     buf_end: usize,
@@ -189,6 +193,8 @@ impl<'a, 's> Vm<'a, 's> {
         mode: ReadMode,
     ) -> Self {
         Vm {
+            empty_seq: Rc::new(Seq::default()),
+            empty_pairs: Rc::new(Pairs::default()),
             mode,
             buf_end: start,
             crossed_at: None,
@@ -848,7 +854,7 @@ impl<'a, 's> Vm<'a, 's> {
                     }
                     self.push(Value::Dict(Rc::new(p)), at)?;
                 }
-                b'}' => self.push(Value::Dict(Rc::new(Pairs::default())), at)?,
+                b'}' => self.push(Value::Dict(self.empty_pairs.clone()), at)?,
                 b's' => {
                     let v = self.pop(at)?;
                     let k = self.pop(at)?;
@@ -938,12 +944,12 @@ impl<'a, 's> Vm<'a, 's> {
                     let items = self.pop_mark(at)?;
                     self.push(Value::List(Rc::new(Self::seq(items))), at)?;
                 }
-                b']' => self.push(Value::List(Rc::new(Seq::default())), at)?,
+                b']' => self.push(Value::List(self.empty_seq.clone()), at)?,
                 b't' => {
                     let items = self.pop_mark(at)?;
                     self.push(Value::Tuple(Rc::new(Self::seq(items))), at)?;
                 }
-                b')' => self.push(Value::Tuple(Rc::new(Seq::default())), at)?,
+                b')' => self.push(Value::Tuple(self.empty_seq.clone()), at)?,
                 0x85..=0x87 => {
                     let n = (op - 0x84) as usize;
                     let mut items = Vec::with_capacity(n);
@@ -1025,7 +1031,7 @@ impl<'a, 's> Vm<'a, 's> {
                     let b = self.take(n as u64)?;
                     self.push(long_value(b), at)?;
                 }
-                0x8f => self.push(Value::Set(Rc::new(Seq::default())), at)?,
+                0x8f => self.push(Value::Set(self.empty_seq.clone()), at)?,
                 0x90 => {
                     let items = self.pop_mark(at)?;
                     let len = self.stack.len();

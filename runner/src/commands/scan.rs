@@ -133,21 +133,27 @@ fn collect(path: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
     let meta = std::fs::symlink_metadata(path)
         .map_err(|e| CliError::Input(format!("cannot read {}: {e}", path.display())))?;
     if meta.is_dir() {
-        let mut entries: Vec<PathBuf> = std::fs::read_dir(path)
+        // The entry's type comes from readdir (d_type), so a directory of thousands of files
+        // costs no stat per file; only entries whose type is unknown are stat'ed.
+        let mut entries: Vec<(PathBuf, Option<std::fs::FileType>)> = std::fs::read_dir(path)
             .map_err(|e| CliError::Input(format!("cannot read directory {}: {e}", path.display())))?
-            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter_map(|e| e.ok().map(|e| (e.path(), e.file_type().ok())))
             .collect();
-        entries.sort();
-        for e in entries {
-            let m = std::fs::symlink_metadata(&e)
-                .map_err(|err| CliError::Input(format!("cannot read {}: {err}", e.display())))?;
-            if m.is_dir() {
+        entries.sort_by(|a, b| a.0.cmp(&b.0));
+        for (e, kind) in entries {
+            let kind = match kind {
+                Some(k) => k,
+                None => std::fs::symlink_metadata(&e)
+                    .map_err(|err| CliError::Input(format!("cannot read {}: {err}", e.display())))?
+                    .file_type(),
+            };
+            if kind.is_dir() {
                 collect(&e, out)?;
-            } else if m.file_type().is_symlink() {
+            } else if kind.is_symlink() {
                 if std::fs::metadata(&e).map(|t| t.is_file()).unwrap_or(false) {
                     out.push(e);
                 }
-            } else if m.is_file() {
+            } else if kind.is_file() {
                 out.push(e);
             }
         }
