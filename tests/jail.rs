@@ -333,6 +333,24 @@ fn missing_program_is_a_usage_error() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(err.lines().count(), 1, "{err}");
     assert!(err.contains("program not found"), "{err}");
+    let out = Command::new(modelvet())
+        .args(["jail", "--", "/etc/passwd"])
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "a non-executable file is not a program"
+    );
+    let out = Command::new(modelvet())
+        .args(["jail", "-o", "/nonexistent/dir/r.json", "--", "/bin/true"])
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "an unwritable -o is refused before running"
+    );
 }
 
 #[test]

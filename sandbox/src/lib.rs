@@ -49,7 +49,7 @@ pub enum SandboxError {
     Cgroup(#[from] cgroup::CgroupError),
     #[error("{0}")]
     Filter(#[from] seccomp::FilterError),
-    #[error("program not found: {0}")]
+    #[error("program not found or not executable: {0}")]
     ProgramNotFound(String),
 }
 
@@ -162,14 +162,19 @@ const HIGH_FD: RawFd = 200;
 const UNUSED_ID_BASE: u32 = 0x3f00_0000;
 const ENV_PATH: &str = "PATH=/usr/local/bin:/usr/bin:/bin";
 
+/// A regular file with an execute bit, found as given or in PATH.
 fn find_program(name: &Path) -> Option<PathBuf> {
+    use std::os::unix::fs::PermissionsExt;
+    let runnable = |p: &Path| {
+        std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+    };
     if name.as_os_str().as_bytes().contains(&b'/') {
-        return name.is_file().then(|| name.to_path_buf());
+        return runnable(name).then(|| name.to_path_buf());
     }
     let path = std::env::var_os("PATH").unwrap_or_else(|| "/usr/local/bin:/usr/bin:/bin".into());
     std::env::split_paths(&path)
         .map(|d| d.join(name))
-        .find(|p| p.is_file())
+        .find(|p| runnable(p))
 }
 
 fn dup_high(fd: RawFd) -> Result<OwnedFd, sys::SysError> {

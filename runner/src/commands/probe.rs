@@ -183,6 +183,14 @@ pub fn run(args: ProbeArgs) -> Result<u8> {
         bytes: bytes.len() as u64,
     };
     drop(bytes);
+    report::check_output(args.common.output.as_deref())?;
+    if args.strip_n == 0 || args.strip_n > probes::strip::MAX_STRIP_N {
+        return Err(CliError::Input(format!(
+            "--strip-n {} must be between 1 and {}",
+            args.strip_n,
+            probes::strip::MAX_STRIP_N
+        )));
+    }
     if !(args.frr > 0.0 && args.frr < 1.0) {
         return Err(CliError::Input(format!(
             "--frr {} must be between 0 and 1",

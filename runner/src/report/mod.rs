@@ -35,6 +35,27 @@ pub fn exit_code(findings: &[Finding], fail_on: Severity) -> u8 {
     u8::from(findings.iter().any(|f| f.severity >= fail_on))
 }
 
+/// Checks before any work that the report can be written where asked (its folder exists and is
+/// writable), so a long run is never lost to a typo in `-o`.
+pub fn check_output(path: Option<&Path>) -> Result<(), crate::error::CliError> {
+    let Some(p) = path else { return Ok(()) };
+    let dir = p
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let probe = dir.join(format!(".modelvet-write-check.{}", std::process::id()));
+    match std::fs::File::create(&probe) {
+        Ok(_) => {
+            let _ = std::fs::remove_file(&probe);
+            Ok(())
+        }
+        Err(e) => Err(crate::error::CliError::Input(format!(
+            "cannot write the report to {}: {e}",
+            p.display()
+        ))),
+    }
+}
+
 /// Writes `rendered` to `path` atomically (temp file + rename), or to stdout in one write.
 /// A reader never sees half a report.
 pub fn emit(path: Option<&Path>, rendered: &str) -> std::io::Result<()> {
