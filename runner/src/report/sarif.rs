@@ -12,7 +12,6 @@ use sha2::{Digest, Sha256};
 use crate::commands::scan::ScanReport;
 
 pub const SARIF_SCHEMA: &str = "https://json.schemastore.org/sarif-2.1.0.json";
-const INFO_URI: &str = "https://github.com/modelvet/modelvet/blob/main/docs/rules.md";
 
 /// The scan rules: id, default severity, one-line description. Kept in step with
 /// `docs/rules.md`; rules of other readers not listed here are described from their findings.
@@ -252,7 +251,6 @@ pub fn render(r: &ScanReport) -> String {
                 "name": id.replace(['.', '-'], "_"),
                 "shortDescription": {"text": text},
                 "fullDescription": {"text": text},
-                "helpUri": format!("{INFO_URI}#{}", id.replace('.', "")),
                 "help": {"text": format!("{text}. Rule table: docs/rules.md")},
                 "defaultConfiguration": {"level": level(sev)},
                 "properties": {
@@ -291,7 +289,6 @@ pub fn render(r: &ScanReport) -> String {
                 "name": r.tool.name,
                 "version": r.tool.version,
                 "semanticVersion": r.tool.version,
-                "informationUri": INFO_URI,
                 "rules": rules
             }},
             "artifacts": artifacts,

@@ -1,4 +1,5 @@
-//! The readable view of a scan report: one block per file, worst files first in the summary.
+//! The readable view of a scan report: one block per file (path, format, size, sha256, worst
+//! severity, then its findings with their evidence), then a one-line summary and the verdict.
 
 use std::fmt::Write;
 
