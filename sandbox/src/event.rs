@@ -89,3 +89,25 @@ pub struct Outcome {
     #[serde(skip)]
     pub stderr_tail: Vec<u8>,
 }
+
+impl Outcome {
+    /// A run the supervisor had to kill before it could record anything.
+    pub fn killed(wall_ms: u64) -> Outcome {
+        Outcome {
+            exit: Exit {
+                status: ExitStatus::Killed,
+                code: None,
+                signal: Some(libc::SIGKILL),
+            },
+            resources: Resources {
+                wall_ms,
+                ..Default::default()
+            },
+            syscalls: BTreeMap::new(),
+            events: Vec::new(),
+            events_dropped: 0,
+            stdout_tail: Vec::new(),
+            stderr_tail: Vec::new(),
+        }
+    }
+}

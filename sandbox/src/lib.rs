@@ -138,19 +138,7 @@ impl Running {
                 // The supervisor thread panicked: the process tree must still go.
                 // SAFETY: kill(2) on the pid we spawned.
                 unsafe { libc::kill(self.pid, libc::SIGKILL) };
-                Outcome {
-                    exit: Exit {
-                        status: ExitStatus::Killed,
-                        code: None,
-                        signal: Some(libc::SIGKILL),
-                    },
-                    resources: Resources::default(),
-                    syscalls: Default::default(),
-                    events: Vec::new(),
-                    events_dropped: 0,
-                    stdout_tail: Vec::new(),
-                    stderr_tail: Vec::new(),
-                }
+                Outcome::killed(0)
             }
         }
     }

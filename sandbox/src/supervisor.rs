@@ -343,24 +343,7 @@ fn proc_link(pid: u32, link: &str) -> Option<String> {
 impl Supervisor {
     /// Last resort when no runtime can be built (e.g. no fds left): kill and report.
     pub(crate) fn run_without_runtime(self) -> Outcome {
-        let _ = sys::pidfd_send_signal(self.pidfd.as_raw_fd(), libc::SIGKILL);
-        let _ = sys::wait4(self.pid, 0);
-        Outcome {
-            exit: Exit {
-                status: ExitStatus::Killed,
-                code: None,
-                signal: Some(libc::SIGKILL),
-            },
-            resources: Resources {
-                wall_ms: self.start.elapsed().as_millis() as u64,
-                ..Default::default()
-            },
-            syscalls: BTreeMap::new(),
-            events: Vec::new(),
-            events_dropped: 0,
-            stdout_tail: Vec::new(),
-            stderr_tail: Vec::new(),
-        }
+        Supervisor::fallback_outcome(self.start, self.pid)
     }
 
     pub(crate) async fn run_async(self) -> Outcome {
@@ -533,25 +516,10 @@ impl Supervisor {
     }
 
     pub(crate) fn fallback_outcome(start: Instant, pid: i32) -> Outcome {
-        // SAFETY: kill(2) with a pid we created; at worst ESRCH.
+        // SAFETY: kill(2) with a pid we created and have not reaped; at worst ESRCH.
         unsafe { libc::kill(pid, libc::SIGKILL) };
         let _ = sys::wait4(pid, 0);
-        Outcome {
-            exit: Exit {
-                status: ExitStatus::Killed,
-                code: None,
-                signal: Some(libc::SIGKILL),
-            },
-            resources: Resources {
-                wall_ms: start.elapsed().as_millis() as u64,
-                ..Default::default()
-            },
-            syscalls: BTreeMap::new(),
-            events: Vec::new(),
-            events_dropped: 0,
-            stdout_tail: Vec::new(),
-            stderr_tail: Vec::new(),
-        }
+        Outcome::killed(start.elapsed().as_millis() as u64)
     }
 }
 
