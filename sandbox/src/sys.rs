@@ -283,10 +283,18 @@ pub fn sethostname(name: &[u8]) -> SysResult<()> {
 /// Switches to uid and gid 0 of the (new) user namespace: credentials keep the host ids until
 /// set again after the id maps are written.
 pub fn become_ns_root() -> SysResult<()> {
-    // SAFETY: integer arguments only.
-    check_int("setresgid", unsafe { libc::setresgid(0, 0, 0) })?;
-    // SAFETY: integer arguments only.
-    check_int("setresuid", unsafe { libc::setresuid(0, 0, 0) }).map(drop)
+    // Raw syscalls, not glibc's setresuid/setresgid: those broadcast the change to every thread
+    // glibc knows of and wait for each to answer. After our raw clone3, glibc in the child still
+    // lists the parent's threads, which do not exist here, so the wrapper would wait forever.
+    // SAFETY: integer arguments only; affects the calling (only) thread.
+    check("setresgid", unsafe {
+        libc::syscall(libc::SYS_setresgid, 0, 0, 0)
+    })?;
+    // SAFETY: as above.
+    check("setresuid", unsafe {
+        libc::syscall(libc::SYS_setresuid, 0, 0, 0)
+    })
+    .map(drop)
 }
 
 pub fn setsid() -> SysResult<()> {
