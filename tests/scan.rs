@@ -403,3 +403,30 @@ fn outputs_match_snapshots() {
         );
     }
 }
+
+/// Files from 64 MiB on are memory-mapped: a payload after 70 MB of tensor bytes is found.
+#[test]
+fn large_files_are_mapped_and_scanned_whole() {
+    let dir = std::env::temp_dir().join(format!("modelvet-scan-big-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let path = dir.join("big.bin");
+    let mut data = vec![0x80, 4, 0x8e];
+    let blob = 70u64 << 20;
+    data.extend(blob.to_le_bytes());
+    data.resize(data.len() + blob as usize, 0x2e);
+    data.extend(b"0\x8c\x02os\x8c\x06system\x93\x8c\x02id\x85R.");
+    std::fs::write(&path, &data).expect("write big file");
+    let (code, v) = scan_json(&path);
+    assert_eq!(code, 1);
+    let f = &v["files"][0];
+    assert_eq!(f["bytes"].as_u64(), Some(data.len() as u64));
+    assert!(
+        f["findings"]
+            .as_array()
+            .expect("findings")
+            .iter()
+            .any(|x| x["evidence"] == "os.system('id')"),
+        "{f}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}

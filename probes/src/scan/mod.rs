@@ -59,22 +59,28 @@ pub fn scan_path(path: &Path) -> Result<FileScan, ScanError> {
         path: path.display().to_string(),
         source,
     })?;
+    Ok(scan_file_bytes(path, &data))
+}
+
+/// Scans the bytes of the file at `path` (read or mapped by the caller): findings are named
+/// after the file, and the ONNX external-data paths are resolved against its directory.
+pub fn scan_file_bytes(path: &Path, data: &[u8]) -> FileScan {
     let name = path
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_else(|| path.display().to_string());
-    let mut scan = scan_bytes(&name, &data);
+    let mut scan = scan_bytes(&name, data);
     scan.path = path.display().to_string();
     if scan.format == "onnx" {
         let base = path
             .parent()
             .filter(|p| !p.as_os_str().is_empty())
             .unwrap_or(Path::new("."));
-        let paths = formats::onnx::external_paths(&data);
+        let paths = formats::onnx::external_paths(data);
         scan.findings
             .extend(formats::onnx::check_external_paths(&paths, base, &name));
     }
-    Ok(scan)
+    scan
 }
 
 /// Scans bytes; `name` is the file name used in findings' locations.
