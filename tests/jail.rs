@@ -187,8 +187,13 @@ fn exec_of_a_shell_is_denied_and_critical() {
 
 #[test]
 fn write_to_a_host_path_leaves_nothing_and_is_recorded() {
-    let target = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
-        .join(format!("jail-write-{}", std::process::id()));
+    // Not under /tmp: inside the jail /tmp is the private scratch, where writes are allowed.
+    let base = ["/var/tmp", env!("CARGO_MANIFEST_DIR")]
+        .into_iter()
+        .map(PathBuf::from)
+        .find(|d| d.is_dir() && !d.starts_with("/tmp"))
+        .expect("a writable host directory outside /tmp");
+    let target = base.join(format!("modelvet-jail-write-{}", std::process::id()));
     let _ = std::fs::remove_file(&target);
     let r = hostile_case(&[], &["write", target.to_str().unwrap()]);
     assert!(
