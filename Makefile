@@ -10,7 +10,7 @@ build:
 	$(CARGO) build --release --workspace --bins --examples
 
 test: build
-	$(CARGO) test --release --workspace
+	CARGO=$(CARGO) bash scripts/test.sh
 
 demo: build
 	bash scripts/demo.sh
