@@ -62,6 +62,7 @@ fn main() {
                 x = std::hint::black_box(x.wrapping_add(1));
             }
         }
+        #[allow(clippy::multiple_unsafe_ops_per_block)] // a hostile demo, not sandbox code
         "killparent" => {
             // SAFETY: plain signal sends; the point is that they reach nothing outside.
             let (a, b) = unsafe {
@@ -72,6 +73,7 @@ fn main() {
             };
             println!("killparent: survived ({a}, {b})");
         }
+        #[allow(clippy::multiple_unsafe_ops_per_block)] // a hostile demo, not sandbox code
         "raw" => {
             // Each through a raw syscall, so no libc wrapper short-cuts it.
             // SAFETY: the calls are expected to fail with EPERM; arguments are harmless.

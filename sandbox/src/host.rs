@@ -81,7 +81,8 @@ mod tests {
             full().require().is_ok(),
             "cgroups are optional (rlimits fall back)"
         );
-        let cases: [(fn(&mut HostSupport), &str); 3] = [
+        type Breaker = fn(&mut HostSupport);
+        let cases: [(Breaker, &str); 3] = [
             (|h| h.user_namespaces = false, "user namespaces"),
             (
                 |h| h.seccomp_user_notif = false,

@@ -485,8 +485,10 @@ fn setup_handshake(
     if n != 1 || buf[0] != child::MSG_READY {
         return Err(child_failure(&buf[..n], cplan));
     }
-    // SAFETY: geteuid/getegid have no failure modes.
-    let (euid, egid) = unsafe { (libc::geteuid(), libc::getegid()) };
+    // SAFETY: geteuid has no failure modes.
+    let euid = unsafe { libc::geteuid() };
+    // SAFETY: getegid has no failure modes.
+    let egid = unsafe { libc::getegid() };
     let outer = if euid == 0 {
         (
             UNUSED_ID_BASE + (pid as u32 & 0xffff),

@@ -321,12 +321,12 @@ pub fn reset_signals() {
         // SAFETY: SIG_DFL is always a valid disposition; invalid numbers just return EINVAL.
         unsafe { libc::signal(sig, libc::SIG_DFL) };
     }
-    // SAFETY: an empty, initialised sigset.
-    unsafe {
-        let mut set: libc::sigset_t = std::mem::zeroed();
-        libc::sigemptyset(&mut set);
-        libc::sigprocmask(libc::SIG_SETMASK, &set, std::ptr::null_mut());
-    }
+    // SAFETY: sigset_t is plain data; all-zero is a valid (empty) value.
+    let mut set: libc::sigset_t = unsafe { std::mem::zeroed() };
+    // SAFETY: `set` is a valid, writable sigset.
+    unsafe { libc::sigemptyset(&mut set) };
+    // SAFETY: `set` is an initialised sigset; the old mask is not wanted (null).
+    unsafe { libc::sigprocmask(libc::SIG_SETMASK, &set, std::ptr::null_mut()) };
 }
 
 pub fn write_all_raw(fd: RawFd, buf: &[u8]) -> SysResult<()> {
@@ -674,8 +674,7 @@ pub fn seqpacket_pair() -> SysResult<(OwnedFd, OwnedFd)> {
         )
     };
     check_int("socketpair", ret)?;
-    // SAFETY: both descriptors are fresh and owned by nobody else.
-    Ok(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
+    Ok((owned(fds[0]), owned(fds[1])))
 }
 
 pub fn pipe() -> SysResult<(OwnedFd, OwnedFd)> {
@@ -683,8 +682,13 @@ pub fn pipe() -> SysResult<(OwnedFd, OwnedFd)> {
     // SAFETY: fds is a valid two-element out array.
     let ret = unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) };
     check_int("pipe2", ret)?;
-    // SAFETY: both descriptors are fresh and owned by nobody else.
-    Ok(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
+    Ok((owned(fds[0]), owned(fds[1])))
+}
+
+/// Takes ownership of a descriptor the kernel just returned to us.
+fn owned(fd: RawFd) -> OwnedFd {
+    // SAFETY: callers pass only fresh descriptors from a successful syscall, owned by nobody else.
+    unsafe { OwnedFd::from_raw_fd(fd) }
 }
 
 pub fn set_nonblocking(fd: RawFd) -> SysResult<()> {

@@ -215,14 +215,14 @@ pub fn run(args: ProbeArgs) -> Result<u8> {
         .as_deref()
         .map(|p| npy::read_samples(p, "--check"))
         .transpose()?;
-    if let (Some(l), Some(x)) = (&labels, &inputs) {
-        if l.len() != x.count() {
-            return Err(CliError::Input(format!(
-                "--labels has {} labels but --inputs has {} samples",
-                l.len(),
-                x.count()
-            )));
-        }
+    if let (Some(l), Some(x)) = (&labels, &inputs)
+        && l.len() != x.count()
+    {
+        return Err(CliError::Input(format!(
+            "--labels has {} labels but --inputs has {} samples",
+            l.len(),
+            x.count()
+        )));
     }
     if labels.is_some() && inputs.is_none() {
         return Err(CliError::Input("--labels needs --inputs".into()));
@@ -422,52 +422,52 @@ fn run_probes(
     let loc = ctx.target.path.clone();
 
     // validation
-    if let (Some(x), Some(y)) = (inputs, labels) {
-        if wants(args, "validation") {
-            progress("validation");
-            match probes::classifier::Classifier::predict(&mut clf, &x.data, x.count()) {
-                Ok(scores) => {
-                    let v = validation(&scores, y, ctx.classes);
-                    if v.non_finite > 0 {
-                        findings.push(
-                            Finding::new(
-                                "probe.non-finite-output",
-                                Severity::Medium,
-                                Category::Behaviour,
-                                format!(
-                                    "{} non-finite scores on clean validation inputs",
-                                    v.non_finite
-                                ),
-                            )
-                            .at(loc.clone()),
-                        );
-                    }
-                    if v.bad_probability_rows > 0 {
-                        findings.push(
-                            Finding::new(
-                                "probe.bad-probabilities",
-                                Severity::Low,
-                                Category::Behaviour,
-                                format!(
-                                    "{} output rows look like probabilities but do not sum to 1",
-                                    v.bad_probability_rows
-                                ),
-                            )
-                            .at(loc.clone()),
-                        );
-                    }
-                    probes.validation = Some(v);
+    if let (Some(x), Some(y)) = (inputs, labels)
+        && wants(args, "validation")
+    {
+        progress("validation");
+        match probes::classifier::Classifier::predict(&mut clf, &x.data, x.count()) {
+            Ok(scores) => {
+                let v = validation(&scores, y, ctx.classes);
+                if v.non_finite > 0 {
+                    findings.push(
+                        Finding::new(
+                            "probe.non-finite-output",
+                            Severity::Medium,
+                            Category::Behaviour,
+                            format!(
+                                "{} non-finite scores on clean validation inputs",
+                                v.non_finite
+                            ),
+                        )
+                        .at(loc.clone()),
+                    );
                 }
-                Err(e) => findings.push(
-                    Finding::new(
-                        "probe.validation-failed",
-                        Severity::Medium,
-                        Category::Behaviour,
-                        format!("validation inputs failed: {e}"),
-                    )
-                    .at(loc.clone()),
-                ),
+                if v.bad_probability_rows > 0 {
+                    findings.push(
+                        Finding::new(
+                            "probe.bad-probabilities",
+                            Severity::Low,
+                            Category::Behaviour,
+                            format!(
+                                "{} output rows look like probabilities but do not sum to 1",
+                                v.bad_probability_rows
+                            ),
+                        )
+                        .at(loc.clone()),
+                    );
+                }
+                probes.validation = Some(v);
             }
+            Err(e) => findings.push(
+                Finding::new(
+                    "probe.validation-failed",
+                    Severity::Medium,
+                    Category::Behaviour,
+                    format!("validation inputs failed: {e}"),
+                )
+                .at(loc.clone()),
+            ),
         }
     }
 
@@ -521,21 +521,24 @@ fn run_probes(
     let mut best: Option<TriggerReport> = None;
     let mut trigger_ms = 0.0;
     let mut trigger_image = None;
-    if let Some(x) = inputs {
-        if wants(args, "trigger") && clf.session.alive() && x.count() > 0 {
-            progress("trigger search");
-            let geometry = Geometry::from_len(ctx.input_len);
-            let cfg = TriggerConfig {
-                seed: args.common.seed,
-                strip_blend: blend(args.blend),
-                ..TriggerConfig::default()
-            };
-            let t0 = Instant::now();
-            match probes::trigger::search(&mut clf, &x.data, geometry, range, &cfg) {
-                Ok(t) => {
-                    trigger_ms = t0.elapsed().as_secs_f64() * 1e3;
-                    if t.suspected {
-                        findings.push(
+    if let Some(x) = inputs
+        && wants(args, "trigger")
+        && clf.session.alive()
+        && x.count() > 0
+    {
+        progress("trigger search");
+        let geometry = Geometry::from_len(ctx.input_len);
+        let cfg = TriggerConfig {
+            seed: args.common.seed,
+            strip_blend: blend(args.blend),
+            ..TriggerConfig::default()
+        };
+        let t0 = Instant::now();
+        match probes::trigger::search(&mut clf, &x.data, geometry, range, &cfg) {
+            Ok(t) => {
+                trigger_ms = t0.elapsed().as_secs_f64() * 1e3;
+                if t.suspected {
+                    findings.push(
                             Finding::new(
                                 "backdoor.suspected",
                                 Severity::High,
@@ -552,25 +555,24 @@ fn run_probes(
                             .at(loc.clone())
                             .with_evidence(format!("{:?}", t.trigger)),
                         );
-                    }
-                    if let Some(out) = &args.common.output {
-                        let png = out.with_extension("trigger.png");
-                        if save_png(&png, &t.best.image(range), geometry, range).is_ok() {
-                            trigger_image = Some(png);
-                        }
-                    }
-                    best = Some(t);
                 }
-                Err(e) => findings.push(
-                    Finding::new(
-                        "probe.trigger-failed",
-                        Severity::Low,
-                        Category::Backdoor,
-                        format!("trigger search did not run: {e}"),
-                    )
-                    .at(loc.clone()),
-                ),
+                if let Some(out) = &args.common.output {
+                    let png = out.with_extension("trigger.png");
+                    if save_png(&png, &t.best.image(range), geometry, range).is_ok() {
+                        trigger_image = Some(png);
+                    }
+                }
+                best = Some(t);
             }
+            Err(e) => findings.push(
+                Finding::new(
+                    "probe.trigger-failed",
+                    Severity::Low,
+                    Category::Backdoor,
+                    format!("trigger search did not run: {e}"),
+                )
+                .at(loc.clone()),
+            ),
         }
     }
     if let Some(t) = &best {
@@ -583,40 +585,42 @@ fn run_probes(
     }
 
     // STRIP
-    if let Some(x) = inputs {
-        if wants(args, "strip") && clf.session.alive() {
-            progress("STRIP");
-            let cfg = StripConfig {
-                n: args.strip_n,
-                blend: blend(args.blend),
-                frr: args.frr,
-                seed: args.common.seed,
-                ..StripConfig::default()
-            };
-            let judged: Option<Vec<f32>> = match (check, &best) {
-                (Some(c), _) => Some(c.data.clone()),
-                (None, Some(t)) => {
-                    // Probe-generated: the best trigger found, stamped on clean inputs.
-                    let n = STRIP_GENERATED.min(x.count());
-                    let mut out = vec![0.0; n * ctx.input_len];
-                    for i in 0..n {
-                        let src = &x.data[i * ctx.input_len..(i + 1) * ctx.input_len];
-                        t.best
-                            .stamp(src, &mut out[i * ctx.input_len..(i + 1) * ctx.input_len]);
-                    }
-                    Some(out)
+    if let Some(x) = inputs
+        && wants(args, "strip")
+        && clf.session.alive()
+    {
+        progress("STRIP");
+        let cfg = StripConfig {
+            n: args.strip_n,
+            blend: blend(args.blend),
+            frr: args.frr,
+            seed: args.common.seed,
+            ..StripConfig::default()
+        };
+        let judged: Option<Vec<f32>> = match (check, &best) {
+            (Some(c), _) => Some(c.data.clone()),
+            (None, Some(t)) => {
+                // Probe-generated: the best trigger found, stamped on clean inputs.
+                let n = STRIP_GENERATED.min(x.count());
+                let mut out = vec![0.0; n * ctx.input_len];
+                for i in 0..n {
+                    let src = &x.data[i * ctx.input_len..(i + 1) * ctx.input_len];
+                    t.best
+                        .stamp(src, &mut out[i * ctx.input_len..(i + 1) * ctx.input_len]);
                 }
-                (None, None) => None,
-            };
-            match Strip::new(cfg, &x.data, ctx.input_len, range) {
-                Ok(mut strip) => {
-                    match timed(|| strip.calibrate(&mut clf)).and_then(|(cal, cal_ms)| {
-                        timed(|| strip.check(&mut clf, &cal, judged.as_deref().unwrap_or(&[])))
-                            .map(|(r, check_ms)| (r, cal_ms, check_ms))
-                    }) {
-                        Ok((r, cal_ms, check_ms)) => {
-                            if check.is_some() && r.flagged > 0 {
-                                findings.push(
+                Some(out)
+            }
+            (None, None) => None,
+        };
+        match Strip::new(cfg, &x.data, ctx.input_len, range) {
+            Ok(mut strip) => {
+                match timed(|| strip.calibrate(&mut clf)).and_then(|(cal, cal_ms)| {
+                    timed(|| strip.check(&mut clf, &cal, judged.as_deref().unwrap_or(&[])))
+                        .map(|(r, check_ms)| (r, cal_ms, check_ms))
+                }) {
+                    Ok((r, cal_ms, check_ms)) => {
+                        if check.is_some() && r.flagged > 0 {
+                            findings.push(
                                 Finding::new(
                                     "backdoor.strip-flagged-input",
                                     Severity::High,
@@ -625,30 +629,29 @@ fn run_probes(
                                 )
                                 .at(args.check.as_ref().map(|p| p.display().to_string()).unwrap_or_default()),
                             );
-                            }
-                            probes.strip = Some(strip_json(&r, cal_ms, check_ms));
                         }
-                        Err(e) => findings.push(
-                            Finding::new(
-                                "probe.strip-failed",
-                                Severity::Low,
-                                Category::Backdoor,
-                                format!("STRIP did not run: {e}"),
-                            )
-                            .at(loc.clone()),
-                        ),
+                        probes.strip = Some(strip_json(&r, cal_ms, check_ms));
                     }
+                    Err(e) => findings.push(
+                        Finding::new(
+                            "probe.strip-failed",
+                            Severity::Low,
+                            Category::Backdoor,
+                            format!("STRIP did not run: {e}"),
+                        )
+                        .at(loc.clone()),
+                    ),
                 }
-                Err(e) => findings.push(
-                    Finding::new(
-                        "probe.strip-failed",
-                        Severity::Low,
-                        Category::Backdoor,
-                        format!("STRIP did not run: {e}"),
-                    )
-                    .at(loc.clone()),
-                ),
             }
+            Err(e) => findings.push(
+                Finding::new(
+                    "probe.strip-failed",
+                    Severity::Low,
+                    Category::Backdoor,
+                    format!("STRIP did not run: {e}"),
+                )
+                .at(loc.clone()),
+            ),
         }
     }
 
@@ -907,7 +910,7 @@ fn wasm_findings(session: &Session) -> Vec<Finding> {
         entry.0 += 1;
     }
     seen.into_iter()
-        .filter_map(|(import, (count, args))| {
+        .map(|(import, (count, args))| {
             let (rule, sev, what) = match import.as_str() {
                 "path_open" | "path_filestat_get" | "path_readlink" | "fd_prestat_get"
                 | "fd_read" => ("wasm.file-access", Severity::High, "tried to reach files"),
@@ -933,15 +936,13 @@ fn wasm_findings(session: &Session) -> Vec<Finding> {
                 "proc_exit" => ("wasm.exit", Severity::Low, "asked to exit the process"),
                 _ => ("wasm.import", Severity::Low, "called a WASI import"),
             };
-            Some(
-                Finding::new(
-                    rule,
-                    sev,
-                    Category::Behaviour,
-                    format!("the WASM model {what}: {import} ({count} calls)"),
-                )
-                .with_evidence(format!("{import}({args})")),
+            Finding::new(
+                rule,
+                sev,
+                Category::Behaviour,
+                format!("the WASM model {what}: {import} ({count} calls)"),
             )
+            .with_evidence(format!("{import}({args})"))
         })
         .collect()
 }

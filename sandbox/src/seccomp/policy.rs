@@ -1,7 +1,9 @@
 //! The seccomp policy as data: three tiers, each syscall with a short reason.
+//!
 //! - deny: notified, recorded as `denied`, answered EPERM (escape and kernel-attack surface);
 //! - record: notified, decoded (addresses, paths, argv, clone flags), recorded, then answered;
 //! - allow: never leaves the kernel (the benign hot path).
+//!
 //! Anything in no tier is notified, recorded as an unknown `syscall` event and let through: the
 //! namespaces, read-only mounts, Landlock and the empty capability set are what enforce.
 
