@@ -6,8 +6,8 @@
 #  2. the added cost of an allowed syscall (target < 100 ns) and of a recorded one (target < 20 us).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-MV=target/release/modelvet
-EX=target/release/examples/syscall_cost
+MV=${CARGO_TARGET_DIR:-target}/release/modelvet
+EX=${CARGO_TARGET_DIR:-target}/release/examples/syscall_cost
 command -v bwrap >/dev/null || { echo "installing bubblewrap"; apt-get install -y -qq bubblewrap >/dev/null 2>&1 || (apt-get update -qq && apt-get install -y -qq bubblewrap >/dev/null); }
 RUNS=${RUNS:-60}
 

@@ -18,8 +18,8 @@
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
-BIN="$ROOT/target/release/modelvet"
-INFER="$ROOT/target/release/examples/bench_infer"
+BIN="${CARGO_TARGET_DIR:-$ROOT/target}/release/modelvet"
+INFER="${CARGO_TARGET_DIR:-$ROOT/target}/release/examples/bench_infer"
 MODELS="$ROOT/tests/fixtures/models"
 DATA="$ROOT/tests/fixtures/data"
 VENV="$ROOT/target/bench-venv"

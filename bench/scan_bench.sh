@@ -7,8 +7,8 @@
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
-BIN="$ROOT/target/release/modelvet"
-GEN="$ROOT/target/release/examples/gen_scan_corpus"
+BIN="${CARGO_TARGET_DIR:-$ROOT/target}/release/modelvet"
+GEN="${CARGO_TARGET_DIR:-$ROOT/target}/release/examples/gen_scan_corpus"
 COPIES="${COPIES:-50}"          # corpus copies, so interpreter start-up is amortised for both tools
 BIG_MB="${BIG_MB:-200}"
 WORK="$(mktemp -d "${TMPDIR:-/tmp}/modelvet-scan-bench.XXXXXX")"
