@@ -71,7 +71,12 @@ pub struct Finding {
 }
 
 impl Finding {
-    pub fn new(rule: &str, severity: Severity, category: Category, message: impl Into<String>) -> Self {
+    pub fn new(
+        rule: &str,
+        severity: Severity,
+        category: Category,
+        message: impl Into<String>,
+    ) -> Self {
         Finding {
             rule: rule.to_string(),
             severity,

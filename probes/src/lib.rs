@@ -2,12 +2,12 @@
 //! Nothing here spawns processes or touches the sandbox, so every part can be fuzzed and
 //! unit-tested in-process.
 
+pub mod classifier;
 pub mod finding;
 pub mod formats;
-pub mod classifier;
+pub mod pickle;
 pub mod probegen;
+pub mod scan;
 pub mod stats;
 pub mod strip;
 pub mod trigger;
-pub mod pickle;
-pub mod scan;
