@@ -394,3 +394,21 @@ fn missing_model_is_exit_2() {
     assert_eq!(r.code, 2);
     assert!(r.stderr.contains("/nonexistent/model.onnx"));
 }
+
+/// Regression: the host runs as an unused uid, so a model readable only by its owner (0600) did
+/// not load; the supervisor now opens it and hands the descriptor over.
+#[test]
+fn a_model_readable_only_by_its_owner_still_loads() {
+    use std::os::unix::fs::PermissionsExt;
+    let path = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("owner-only.onnx");
+    std::fs::copy(fixture("models/mnist_mlp_clean_a.onnx"), &path).unwrap();
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let r = probe(&path, &["--probes", "random"]);
+    assert!(
+        !rules(&r).contains(&"model.load-failed".to_string()),
+        "{:#}",
+        r.report["findings"]
+    );
+    assert_eq!(r.report["model"]["inputs"][0]["name"], "input");
+    assert_eq!(r.code, 0);
+}

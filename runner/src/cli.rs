@@ -196,6 +196,10 @@ pub struct JailArgs {
 
 #[derive(Args, Debug)]
 pub struct HostArgs {
+    /// Read the model from this already open descriptor (the supervisor opens it, so the model
+    /// needs no read permission for the sandbox's unprivileged uid); MODEL then only names it
+    #[arg(long)]
+    pub fd: Option<i32>,
     /// The model file, opened read-only
     pub model: PathBuf,
 }

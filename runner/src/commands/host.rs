@@ -14,7 +14,11 @@ const CHANNEL_FD: i32 = 3;
 pub fn run(args: HostArgs) -> Result<u8> {
     keep_freed_memory();
     let stream = channel_socket()?;
-    host::serve(&args.model, stream).map_err(|e| CliError::Input(e.to_string()))?;
+    let source = match args.fd {
+        Some(fd) => host::Source::Fd(owned_file(fd)?),
+        None => host::Source::Path,
+    };
+    host::serve_from(&args.model, source, stream).map_err(|e| CliError::Input(e.to_string()))?;
     Ok(0)
 }
 
@@ -33,6 +37,22 @@ fn keep_freed_memory() {
 
 #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
 fn keep_freed_memory() {}
+
+/// Takes ownership of the model descriptor after checking it is an open regular file.
+fn owned_file(fd: i32) -> Result<std::fs::File> {
+    // SAFETY: fstat only writes into the zeroed stat buffer we pass; an invalid fd yields -1.
+    let mut stat: libc::stat = unsafe { std::mem::zeroed() };
+    // SAFETY: `stat` is a valid, writable libc::stat for the duration of the call.
+    let rc = unsafe { libc::fstat(fd, &mut stat) };
+    if fd <= CHANNEL_FD || rc != 0 || stat.st_mode & libc::S_IFMT != libc::S_IFREG {
+        return Err(CliError::Input(format!(
+            "__host --fd {fd}: not an open regular file"
+        )));
+    }
+    // SAFETY: fd is open and a regular file (checked above); by the host-mode contract it is
+    // ours alone, so the File becomes its only owner.
+    Ok(unsafe { std::fs::File::from_raw_fd(fd) })
+}
 
 /// Takes ownership of fd 3 after checking it is an open socket.
 fn channel_socket() -> Result<UnixStream> {

@@ -78,9 +78,23 @@ impl LoadedModel {
 }
 
 /// Reads and loads a model; the format comes from the extension, else from the content.
-fn load(path: &Path) -> Result<LoadedModel, String> {
-    let meta =
-        std::fs::metadata(path).map_err(|e| format!("cannot open {}: {e}", path.display()))?;
+/// Where the model's bytes come from: its path, or a descriptor opened by the supervisor.
+pub enum Source {
+    Path,
+    Fd(std::fs::File),
+}
+
+fn load(path: &Path, source: Source) -> Result<LoadedModel, String> {
+    use std::io::Read;
+    let file = match source {
+        Source::Fd(f) => f,
+        Source::Path => {
+            std::fs::File::open(path).map_err(|e| format!("cannot open {}: {e}", path.display()))?
+        }
+    };
+    let meta = file
+        .metadata()
+        .map_err(|e| format!("cannot open {}: {e}", path.display()))?;
     if meta.len() > MAX_MODEL_FILE_BYTES {
         return Err(format!(
             "{} is {} bytes, over the host's {MAX_MODEL_FILE_BYTES}-byte limit",
@@ -88,7 +102,10 @@ fn load(path: &Path) -> Result<LoadedModel, String> {
             meta.len()
         ));
     }
-    let bytes = std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let mut bytes = Vec::with_capacity(meta.len() as usize);
+    file.take(MAX_MODEL_FILE_BYTES + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
     let ext = path
         .extension()
         .and_then(|e| e.to_str())
@@ -140,9 +157,10 @@ fn serve_onnx(
 
 /// Serves `model` on `stream` until the client says goodbye or hangs up. A model that fails to
 /// load is reported to the client (`LoadError`) and is not an error of the host.
-pub fn serve(model: &Path, stream: UnixStream) -> Result<(), HostError> {
+/// The model's bytes are read from `source`; `model` names it and gives its kind by extension.
+pub fn serve_from(model: &Path, source: Source, stream: UnixStream) -> Result<(), HostError> {
     let mut io = FrameIo::new(stream);
-    let mut model = match load(model) {
+    let mut model = match load(model, source) {
         Ok(m) => m,
         Err(message) => {
             io.send(&HostMessage::LoadError { message }, None)?;

@@ -158,8 +158,17 @@ impl Session {
             UnixStream::pair().map_err(|e| CliError::Sandbox(format!("socketpair: {e}")))?;
         grow_send_buffer(&ours, CHANNEL_SEND_BUFFER);
         let mut cfg = config(exe, &self.sandbox);
-        cfg.args = vec!["__host".into(), self.model.clone().into_os_string()];
-        cfg.extra_fds = vec![OwnedFd::from(theirs)];
+        // The model is opened here, with our permissions, and handed over as fd 4: the host's
+        // unprivileged uid need not be able to read it.
+        let model = std::fs::File::open(&self.model)
+            .map_err(|e| CliError::Input(format!("model {}: {e}", self.model.display())))?;
+        cfg.args = vec![
+            "__host".into(),
+            "--fd".into(),
+            "4".into(),
+            self.model.clone().into_os_string(),
+        ];
+        cfg.extra_fds = vec![OwnedFd::from(theirs), OwnedFd::from(model)];
         // MODELVET_RECORD_ALL=1 notifies every syscall: how HOST_ALLOW was learnt.
         cfg.allow = if std::env::var_os("MODELVET_RECORD_ALL").is_some() {
             &[]
