@@ -619,3 +619,29 @@ fn text_and_sarif_views() {
         && r["properties"]["security-severity"] == "9.5"));
     assert_eq!(v["runs"][0]["properties"]["schema"], "modelvet.detonate/1");
 }
+
+/// Regression: the harness runs as the sandbox's unused uid; a pickle readable only by its owner
+/// (0600) could not be opened. The runner now hands the harness an open descriptor.
+#[test]
+fn an_owner_only_pickle_is_still_detonated() {
+    use std::os::unix::fs::PermissionsExt;
+    let src = std::fs::read_dir(
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/scan/hostile"),
+    )
+    .unwrap()
+    .filter_map(|e| e.ok().map(|e| e.path()))
+    .find(|p| p.file_name().is_some_and(|n| n == "pkl-builtins-eval.pkl"))
+    .expect("corpus file");
+    let path = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("owner-only.pkl");
+    std::fs::copy(&src, &path).unwrap();
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_modelvet"))
+        .args(["detonate", "--format", "json"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    let report: serde_json::Value =
+        serde_json::from_slice(&out.stdout).expect("a report, not a refusal");
+    assert_eq!(report["verdict"], "fail", "{report:#}");
+    assert_eq!(out.status.code(), Some(1));
+}

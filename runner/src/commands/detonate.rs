@@ -447,10 +447,14 @@ pub fn run(args: DetonateArgs) -> Result<u8> {
     cfg.args.push("-c".into());
     cfg.args.push(HARNESS.into());
     cfg.args.push(file.clone().into_os_string());
+    // Opened here with our permissions and handed over as fd 4 (fd 3 is the summary pipe).
+    let target = std::fs::File::open(&file)
+        .map_err(|e| CliError::Input(format!("{}: {e}", args.file.display())))?;
+    cfg.args.push("4".into());
     cfg.echo_output = false;
     let (summary_r, summary_w) = sandbox::sys::pipe()
         .map_err(|e| CliError::Sandbox(format!("cannot create the summary pipe: {e}")))?;
-    cfg.extra_fds = vec![summary_w];
+    cfg.extra_fds = vec![summary_w, std::os::fd::OwnedFd::from(target)];
     let host = sandbox::HostSupport::detect();
     let running = sandbox::spawn_with(cfg, &host).map_err(jail::sandbox_error)?;
     // Started after the spawn: the child is cloned from a process with no thread of ours
