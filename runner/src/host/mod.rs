@@ -252,7 +252,7 @@ mod tests {
 
         let (host_end, client_end) = UnixStream::pair().unwrap();
         let served = path.clone();
-        let host = std::thread::spawn(move || serve(&served, host_end));
+        let host = std::thread::spawn(move || serve_from(&served, Source::Path, host_end));
         let (mut client, info) = HostClient::connect(client_end, Duration::from_secs(30)).unwrap();
         assert_eq!(info.format, ModelFormat::Onnx);
         assert_eq!(info.inputs[0].shape[0], "batch");
@@ -274,8 +274,9 @@ mod tests {
     #[test]
     fn missing_model_is_a_load_error_reply() {
         let (host_end, client_end) = UnixStream::pair().unwrap();
-        let host =
-            std::thread::spawn(move || serve(Path::new("/nonexistent/model.onnx"), host_end));
+        let host = std::thread::spawn(move || {
+            serve_from(Path::new("/nonexistent/model.onnx"), Source::Path, host_end)
+        });
         match HostClient::connect(client_end, Duration::from_secs(10)) {
             Err(ChannelError::Model {
                 kind: ModelErrorKind::Load,
