@@ -305,6 +305,14 @@ pub fn run(args: ProbeArgs) -> Result<u8> {
         args.sandbox.pids,
     ));
     findings.extend(wasm_findings(&session));
+    // A host the wall limit killed did not crash: the resource.timeout finding says what happened.
+    if session
+        .outcomes
+        .iter()
+        .any(|o| o.exit.status == sandbox::ExitStatus::Timeout)
+    {
+        session.failures.remove("crash");
+    }
     findings.extend(failure_findings(&session, &target.path));
     let mut outcome = outcome;
     add_host_events(&mut outcome, &session);

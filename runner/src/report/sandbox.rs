@@ -249,7 +249,7 @@ pub fn findings(o: &Outcome, timeout_s: f64, memory: u64, pids: u64) -> Vec<Find
     match o.exit.status {
         ExitStatus::Timeout => out.push(res(
             "resource.timeout",
-            format!("still running at the {timeout_s} s wall limit: killed"),
+            format!("still running at the {timeout_s} s wall limit: killed (raise --timeout for slow but benign programs)"),
         )),
         ExitStatus::Memory => out.push(res(
             "resource.memory",
