@@ -412,3 +412,20 @@ fn a_model_readable_only_by_its_owner_still_loads() {
     assert_eq!(r.report["model"]["inputs"][0]["name"], "input");
     assert_eq!(r.code, 0);
 }
+
+#[test]
+fn a_host_killed_at_the_wall_limit_is_a_timeout_not_a_crash() {
+    let r = probe(
+        &fixture("models/mnist_cnn_clean_a.onnx"),
+        &[
+            "--inputs",
+            fixture("data/mnist_val_x.npy").to_str().unwrap(),
+            "--timeout",
+            "1",
+        ],
+    );
+    let rules = rules(&r);
+    assert!(rules.contains(&"resource.timeout".to_string()), "{rules:?}");
+    assert!(!rules.contains(&"model.crash".to_string()), "{rules:?}");
+    assert_eq!(r.report["verdict"], "warn");
+}
