@@ -538,7 +538,17 @@ fn child_failure(msg: &[u8], cplan: &ChildPlan) -> SandboxError {
         let errno = i32::from_le_bytes([msg[9], msg[10], msg[11], msg[12]]);
         let step = Step::from_u32(step).unwrap_or(Step::Sync);
         let detail = match step {
-            Step::Mounts => cplan.ops.get(index).map(|op| format!("{op:?}")),
+            Step::Mounts => cplan.ops.get(index).map(|op| match op {
+                plan::Op::Bind { src, .. } if errno == libc::EACCES => {
+                    let host = src.to_string_lossy().trim_start_matches("/oldroot").to_string();
+                    format!(
+                        "the sandbox's unprivileged user cannot reach {host}: a directory above it is not \
+                         searchable by others (e.g. /root); copy it elsewhere or name another path, \
+                         such as /usr/bin/python3 instead of a pyenv shim"
+                    )
+                }
+                other => format!("{other:?}"),
+            }),
             Step::Landlock if index > 0 => cplan
                 .landlock
                 .rules
