@@ -11,7 +11,6 @@ mod commands;
 mod error;
 mod host;
 mod probe;
-#[allow(dead_code)] // views land command by command
 mod report;
 
 fn main() -> ExitCode {

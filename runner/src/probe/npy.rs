@@ -3,7 +3,7 @@
 
 use std::path::Path;
 
-use ndarray::{ArrayD, IxDyn};
+use ndarray::ArrayD;
 use ndarray_npy::ReadNpyExt;
 
 use crate::error::CliError;
@@ -92,9 +92,4 @@ pub fn read_labels(path: &Path) -> Result<Vec<i64>, CliError> {
             path.display()
         ))),
     }
-}
-
-#[allow(dead_code)] // used by tests and the demo script's data checks
-pub fn zeros(shape: &[usize]) -> ArrayD<f32> {
-    ArrayD::zeros(IxDyn(shape))
 }
