@@ -6,19 +6,17 @@
 //! (`--skip-strip` for the trigger search alone, e.g. to sweep seeds).
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
 use ndarray::Array2;
-use probes::classifier::{Classifier, ClassifierError, Geometry, ValueRange};
+use probes::classifier::{Classifier, Geometry, ValueRange};
 use probes::strip::{Strip, StripConfig};
 use probes::trigger::{self, TriggerConfig};
 use serde_json::{Value, json};
-use tract_onnx::prelude::{
-    Datum, Framework, InferenceFact, InferenceModel, InferenceModelExt, IntoRunnable, Tensor,
-    TractResult, TypedRunnableModel, tvec,
-};
+#[path = "../probes/tests/common/tract_classifier.rs"]
+mod tract_classifier;
+use tract_classifier::TractClassifier;
 
 fn models_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/models")
@@ -28,87 +26,6 @@ fn read_x(rel: &str) -> Result<Vec<f32>> {
     let a: Array2<f32> =
         ndarray_npy::read_npy(models_dir().join(rel)).with_context(|| format!("reading {rel}"))?;
     Ok(a.iter().copied().collect())
-}
-
-/// An ONNX model run by tract in-process, with one optimised plan per batch size: a plan for a
-/// concrete batch runs the fixture CNNs several times faster than one over a symbolic batch,
-/// and the searches use only a handful of batch sizes.
-struct TractClassifier {
-    model: InferenceModel,
-    plans: Vec<(usize, Arc<TypedRunnableModel>)>,
-    tail: Vec<usize>,
-    classes: usize,
-    input_len: usize,
-}
-
-/// Plans kept per model (batch sizes seen: sample, validation, noise, STRIP copies...).
-const MAX_PLANS: usize = 16;
-
-impl TractClassifier {
-    fn load(model: &Value) -> TractResult<TractClassifier> {
-        let file = model["file"].as_str().unwrap_or_default();
-        let inference = tract_onnx::onnx().model_for_path(models_dir().join(file))?;
-        let tail: Vec<usize> = model["input_shape"]
-            .as_array()
-            .map(|a| {
-                a[1..]
-                    .iter()
-                    .filter_map(|d| d.as_u64())
-                    .map(|d| d as usize)
-                    .collect()
-            })
-            .unwrap_or_default();
-        Ok(TractClassifier {
-            model: inference,
-            plans: Vec::new(),
-            input_len: tail.iter().product(),
-            tail,
-            classes: model["classes"].as_u64().unwrap_or(0) as usize,
-        })
-    }
-
-    fn plan(&mut self, n: usize) -> TractResult<Arc<TypedRunnableModel>> {
-        if let Some((_, p)) = self.plans.iter().find(|(k, _)| *k == n) {
-            return Ok(p.clone());
-        }
-        let mut shape = vec![n];
-        shape.extend_from_slice(&self.tail);
-        let plan = self
-            .model
-            .clone()
-            .with_input_fact(0, InferenceFact::dt_shape(f32::datum_type(), &shape))?
-            .into_optimized()?
-            .into_runnable()?;
-        if self.plans.len() >= MAX_PLANS {
-            self.plans.remove(0);
-        }
-        self.plans.push((n, plan.clone()));
-        Ok(plan)
-    }
-}
-
-impl Classifier for TractClassifier {
-    fn classes(&self) -> usize {
-        self.classes
-    }
-    fn input_len(&self) -> usize {
-        self.input_len
-    }
-    fn predict(&mut self, batch: &[f32], n: usize) -> Result<Vec<f32>, ClassifierError> {
-        let mut shape = vec![n];
-        shape.extend_from_slice(&self.tail);
-        let mut run = || -> TractResult<Vec<f32>> {
-            let plan = self.plan(n)?;
-            let t = Tensor::from_shape(&shape, batch)?;
-            let out = plan.run(tvec!(t.into()))?;
-            Ok(out[0]
-                .to_plain_array_view::<f32>()?
-                .iter()
-                .copied()
-                .collect())
-        };
-        run().map_err(|e| ClassifierError::Model(e.to_string()))
-    }
 }
 
 struct Args {
@@ -164,8 +81,9 @@ fn main() -> Result<()> {
         let mut strip_pool = pool.clone();
         strip_pool.extend(read_x(ds["test_x"].as_str().context("test_x")?)?);
         let range = ValueRange::from_data(&pool);
-        let mut clf = TractClassifier::load(model).with_context(|| format!("loading {name}"))?;
-        let geometry = Geometry::from_len(clf.input_len);
+        let mut clf = TractClassifier::load(&models_dir(), model)
+            .with_context(|| format!("loading {name}"))?;
+        let geometry = Geometry::from_len(clf.input_len());
 
         let t0 = Instant::now();
         let config = TriggerConfig {
@@ -196,7 +114,7 @@ fn main() -> Result<()> {
                 seed: args.seed,
                 ..Default::default()
             };
-            let mut strip = Strip::new(strip_config, &strip_pool, clf.input_len, range)?;
+            let mut strip = Strip::new(strip_config, &strip_pool, clf.input_len(), range)?;
             let cal = strip.calibrate(&mut clf)?;
             let t1 = Instant::now();
             let r = strip.check(&mut clf, &cal, &tx)?;

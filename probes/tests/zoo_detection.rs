@@ -4,18 +4,16 @@
 //! through at the FRR it measured, and reports repeat exactly for a seed.
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::time::Instant;
 
 use ndarray::{Array1, Array2};
-use probes::classifier::{Classifier, ClassifierError, Geometry, ValueRange};
+use probes::classifier::{Classifier, Geometry, ValueRange};
 use probes::strip::{Strip, StripConfig, StripReport};
 use probes::trigger::{self, TriggerConfig, TriggerReport};
 use serde_json::Value;
-use tract_onnx::prelude::{
-    Datum, Framework, InferenceFact, InferenceModel, InferenceModelExt, IntoRunnable, Tensor,
-    TractResult, TypedRunnableModel, tvec,
-};
+#[path = "common/tract_classifier.rs"]
+mod tract_classifier;
+use tract_classifier::TractClassifier;
 
 /// Bound on STRIP's false acceptance rate (triggered inputs not flagged) at a 1% FRR target for
 /// models poisoned at 5% or more. The issue measured at most 6% on 7 of 8 small MNIST models
@@ -67,81 +65,6 @@ fn read_y(rel: &str) -> Vec<i64> {
     a.to_vec()
 }
 
-/// An ONNX model run by tract in-process, with one optimised plan per batch size: a plan for a
-/// concrete batch runs the fixture CNNs several times faster than one over a symbolic batch,
-/// and the searches use only a handful of batch sizes.
-struct TractClassifier {
-    model: InferenceModel,
-    plans: Vec<(usize, Arc<TypedRunnableModel>)>,
-    tail: Vec<usize>,
-    classes: usize,
-    input_len: usize,
-}
-
-/// Plans kept per model (batch sizes seen: sample, validation, noise, STRIP copies...).
-const MAX_PLANS: usize = 16;
-
-impl TractClassifier {
-    fn load(model: &Value) -> TractResult<TractClassifier> {
-        let path = models_dir().join(model["file"].as_str().expect("file"));
-        let inference = tract_onnx::onnx().model_for_path(&path)?;
-        let tail: Vec<usize> = model["input_shape"].as_array().expect("input_shape")[1..]
-            .iter()
-            .map(|d| d.as_u64().expect("numeric dim") as usize)
-            .collect();
-        Ok(TractClassifier {
-            model: inference,
-            plans: Vec::new(),
-            input_len: tail.iter().product(),
-            tail,
-            classes: model["classes"].as_u64().expect("classes") as usize,
-        })
-    }
-
-    fn plan(&mut self, n: usize) -> TractResult<Arc<TypedRunnableModel>> {
-        if let Some((_, p)) = self.plans.iter().find(|(k, _)| *k == n) {
-            return Ok(p.clone());
-        }
-        let mut shape = vec![n];
-        shape.extend_from_slice(&self.tail);
-        let plan = self
-            .model
-            .clone()
-            .with_input_fact(0, InferenceFact::dt_shape(f32::datum_type(), &shape))?
-            .into_optimized()?
-            .into_runnable()?;
-        if self.plans.len() >= MAX_PLANS {
-            self.plans.remove(0);
-        }
-        self.plans.push((n, plan.clone()));
-        Ok(plan)
-    }
-}
-
-impl Classifier for TractClassifier {
-    fn classes(&self) -> usize {
-        self.classes
-    }
-    fn input_len(&self) -> usize {
-        self.input_len
-    }
-    fn predict(&mut self, batch: &[f32], n: usize) -> Result<Vec<f32>, ClassifierError> {
-        let mut shape = vec![n];
-        shape.extend_from_slice(&self.tail);
-        let mut run = || -> TractResult<Vec<f32>> {
-            let plan = self.plan(n)?;
-            let t = Tensor::from_shape(&shape, batch)?;
-            let out = plan.run(tvec!(t.into()))?;
-            Ok(out[0]
-                .to_plain_array_view::<f32>()?
-                .iter()
-                .copied()
-                .collect())
-        };
-        run().map_err(|e| ClassifierError::Model(e.to_string()))
-    }
-}
-
 struct Outcome {
     name: String,
     target: Option<usize>,
@@ -163,7 +86,7 @@ fn strip_on_triggered(
         seed,
         ..Default::default()
     };
-    let mut strip = Strip::new(config, pool, model.input_len, range).expect("strip config");
+    let mut strip = Strip::new(config, pool, model.input_len(), range).expect("strip config");
     let cal = strip.calibrate(model).expect("calibration");
     let report = strip.check(model, &cal, triggered).expect("strip check");
     let far = 1.0 - report.flagged as f64 / report.inputs.len() as f64;
@@ -182,8 +105,8 @@ fn run_model(model: &Value, datasets: &[Value]) -> Outcome {
     let mut strip_pool = pool.clone();
     strip_pool.extend(read_x(ds["test_x"].as_str().expect("test_x")));
     let range = ValueRange::from_data(&pool);
-    let mut clf = TractClassifier::load(model).expect("model loads in tract");
-    let geometry = Geometry::from_len(clf.input_len);
+    let mut clf = TractClassifier::load(&models_dir(), model).expect("model loads in tract");
+    let geometry = Geometry::from_len(clf.input_len());
     let start = Instant::now();
     let config = TriggerConfig {
         seed: 7,
@@ -199,7 +122,7 @@ fn run_model(model: &Value, datasets: &[Value]) -> Outcome {
             let ty = read_y(b["triggered_y"].as_str().expect("triggered_y"));
             assert_eq!(
                 tx.len(),
-                ty.len() * clf.input_len,
+                ty.len() * clf.input_len(),
                 "{name}: triggered shapes"
             );
             (
