@@ -14,6 +14,16 @@ mod probe;
 mod report;
 
 fn main() -> ExitCode {
+    // The sandboxing commands start the slowest part of the sandbox's set-up at once.
+    if matches!(
+        std::env::args_os()
+            .nth(1)
+            .as_deref()
+            .and_then(|a| a.to_str()),
+        Some("jail" | "probe" | "detonate")
+    ) {
+        sandbox::warm_up();
+    }
     let cli = match cli::Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => {

@@ -196,6 +196,21 @@ pub fn spawn_with(mut config: Config, support: &HostSupport) -> Result<Running, 
     let cwd_host = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("/"));
     let cwd = config.cwd.clone().unwrap_or_else(|| cwd_host.clone());
 
+    // Kernel work that does not depend on the plan runs on a helper thread while this one builds
+    // the plan: the network namespace (the slowest namespace to make, about a millisecond) and
+    // the cgroups.
+    let group_name = format!(
+        "modelvet-{}-{}",
+        std::process::id(),
+        start.elapsed().as_nanos()
+    );
+    let mut prep = Prep::start(
+        support.cgroups.clone(),
+        group_name,
+        config.memory,
+        config.pids,
+    );
+
     // What becomes visible: the program (with its install prefix when it sits in a bin/ outside
     // the system dirs, so a venv's or pyenv's interpreter finds its library), and arguments that
     // name existing host files.
@@ -295,21 +310,8 @@ pub fn spawn_with(mut config: Config, support: &HostSupport) -> Result<Running, 
         (libc::RLIMIT_CPU, config.timeout.as_secs() + 2),
     ];
 
-    let group_name = format!(
-        "modelvet-{}-{}",
-        std::process::id(),
-        start.elapsed().as_nanos()
-    );
-    let group = if support.cgroups.memory.is_some() || support.cgroups.pids.is_some() {
-        Some(cgroup::Group::create(
-            &support.cgroups,
-            &group_name,
-            config.memory,
-            config.pids,
-        )?)
-    } else {
-        None
-    };
+    let (netns, group) = prep.finish();
+    let group = group?;
     if !group.as_ref().is_some_and(cgroup::Group::has_memory) {
         // No memory cgroup: the address-space rlimit is the fallback (coarser: it counts
         // reservations, not use).
@@ -354,7 +356,6 @@ pub fn spawn_with(mut config: Config, support: &HostSupport) -> Result<Running, 
     let mut args = sys::CloneArgs {
         flags: (libc::CLONE_NEWUSER
             | libc::CLONE_NEWPID
-            | libc::CLONE_NEWNET
             | libc::CLONE_NEWNS
             | libc::CLONE_NEWIPC
             | libc::CLONE_NEWUTS
@@ -368,10 +369,40 @@ pub fn spawn_with(mut config: Config, support: &HostSupport) -> Result<Running, 
         args.flags |= sys::CLONE_INTO_CGROUP;
         args.cgroup = f.as_raw_fd() as u64;
     }
+    // The child is born in the network namespace made ahead (this thread steps into it for the
+    // clone and back out); without one, clone3 makes it.
+    let netns_switch = match &netns {
+        Some(ns) => {
+            let own = sys::open_ns_net()?;
+            sys::setns_net(ns)?;
+            Some(own)
+        }
+        None => {
+            args.flags |= libc::CLONE_NEWNET as u64;
+            None
+        }
+    };
     // SAFETY: the child only runs `child::run`, which makes raw syscalls on the precomputed plan
     // and ends in execve or _exit.
-    let pid = match unsafe { sys::clone3(&mut args) } {
-        Ok(sys::Forked::Child) => child::run(&cplan),
+    let cloned = unsafe { sys::clone3(&mut args) };
+    if let Ok(sys::Forked::Child) = cloned {
+        child::run(&cplan);
+    }
+    if let Some(own) = &netns_switch {
+        if let Err(e) = sys::setns_net(own) {
+            // This thread cannot get back to the host's network: stop rather than go on in the
+            // sandbox's empty one.
+            if let Ok(sys::Forked::Parent { pid }) = cloned {
+                // SAFETY: kill(2) on the pid we just spawned.
+                unsafe { libc::kill(pid, libc::SIGKILL) };
+                let _ = sys::wait4(pid, 0);
+            }
+            return Err(e.into());
+        }
+    }
+    drop(netns);
+    let pid = match cloned {
+        Ok(sys::Forked::Child) => unreachable!("the child ran child::run above"),
         Ok(sys::Forked::Parent { pid }) => pid,
         Err(e) => {
             return Err(SandboxError::Unsupported {
@@ -459,6 +490,108 @@ pub fn spawn_with(mut config: Config, support: &HostSupport) -> Result<Running, 
     }
     let _ = tx.send(Some((listener, group, attach_ms)));
     Ok(Running { pid, pidfd, handle })
+}
+
+static EARLY_NETNS: std::sync::Mutex<Option<std::thread::JoinHandle<Option<OwnedFd>>>> =
+    std::sync::Mutex::new(None);
+
+/// Starts making the next sandbox's network namespace now, on a thread of its own, so that the
+/// millisecond it takes overlaps the caller's start-up (argument parsing, host checks, planning).
+/// The next `spawn` uses it; without a call, `spawn` makes one itself.
+pub fn warm_up() {
+    let Ok(mut slot) = EARLY_NETNS.lock() else {
+        return;
+    };
+    if slot.is_none() {
+        *slot = std::thread::Builder::new()
+            .name("modelvet-netns".into())
+            .spawn(|| sys::fresh_netns().ok())
+            .ok();
+    }
+}
+
+fn take_early_netns() -> Option<OwnedFd> {
+    let handle = EARLY_NETNS.lock().ok()?.take()?;
+    handle.join().ok().flatten()
+}
+
+type Prepared = (Option<OwnedFd>, Result<Option<cgroup::Group>, SandboxError>);
+
+/// The helper thread of `spawn_with`: a fresh network namespace and the cgroups, made while the
+/// caller builds the plan. Dropping it unfinished still joins the thread, so a group it made is
+/// removed (by `Group`'s drop) before the error that dropped it is reported.
+struct Prep {
+    handle: Option<std::thread::JoinHandle<Prepared>>,
+    /// What to make on the caller's thread when no helper thread could start.
+    inline: Option<(cgroup::Support, String, u64, u64)>,
+}
+
+impl Prep {
+    fn start(cgroups: cgroup::Support, name: String, memory: u64, pids: u64) -> Prep {
+        let args = (cgroups.clone(), name.clone(), memory, pids);
+        let spawned = std::thread::Builder::new()
+            .name("modelvet-prep".into())
+            .spawn(move || {
+                // EPERM without CAP_SYS_ADMIN: clone3 then makes the namespace itself. The
+                // thread ends here, so it does not matter that it stays in the namespace.
+                let group = make_group(&cgroups, &name, memory, pids);
+                let netns = take_early_netns().or_else(|| sys::fresh_netns().ok());
+                (netns, group)
+            });
+        match spawned {
+            Ok(handle) => Prep {
+                handle: Some(handle),
+                inline: None,
+            },
+            Err(_) => Prep {
+                handle: None,
+                inline: Some(args),
+            },
+        }
+    }
+
+    fn finish(&mut self) -> Prepared {
+        if let Some(h) = self.handle.take() {
+            match h.join() {
+                Ok(done) => return done,
+                Err(_) => {
+                    return (
+                        None,
+                        Err(SandboxError::Setup {
+                            step: "preparing the namespaces and cgroups",
+                            error: std::io::Error::other("the helper thread panicked"),
+                            detail: None,
+                        }),
+                    );
+                }
+            }
+        }
+        match self.inline.take() {
+            // On this thread a namespace would be ours for good: clone3 makes one instead.
+            Some((c, name, memory, pids)) => (None, make_group(&c, &name, memory, pids)),
+            None => (None, Ok(None)),
+        }
+    }
+}
+
+impl Drop for Prep {
+    fn drop(&mut self) {
+        if let Some(h) = self.handle.take() {
+            let _ = h.join();
+        }
+    }
+}
+
+fn make_group(
+    c: &cgroup::Support,
+    name: &str,
+    memory: u64,
+    pids: u64,
+) -> Result<Option<cgroup::Group>, SandboxError> {
+    if c.memory.is_none() && c.pids.is_none() {
+        return Ok(None);
+    }
+    Ok(Some(cgroup::Group::create(c, name, memory, pids)?))
 }
 
 /// Parent side of the setup: id maps and cgroups once the child is ready, then the listener.

@@ -127,6 +127,40 @@ pub fn wait4(pid: libc::pid_t, flags: i32) -> SysResult<Option<(i32, libc::rusag
     }
 }
 
+/// A new, empty network namespace owned by the initial user namespace, returned as a descriptor.
+/// Made on the calling thread (which stays in it: call it on a thread that ends afterwards).
+/// Needs CAP_SYS_ADMIN in the initial user namespace; callers without it get EPERM and let
+/// clone3's CLONE_NEWNET make one instead.
+pub fn fresh_netns() -> SysResult<OwnedFd> {
+    // SAFETY: unshare with a flag constant only changes this thread's namespaces.
+    check_int("unshare(CLONE_NEWNET)", unsafe {
+        libc::unshare(libc::CLONE_NEWNET)
+    })?;
+    open_ns_net()
+}
+
+/// The calling thread's network namespace, as a descriptor.
+pub fn open_ns_net() -> SysResult<OwnedFd> {
+    // SAFETY: NUL-terminated constant path.
+    let fd = check_int("open(/proc/thread-self/ns/net)", unsafe {
+        libc::open(
+            c"/proc/thread-self/ns/net".as_ptr(),
+            libc::O_RDONLY | libc::O_CLOEXEC,
+        )
+    })?;
+    // SAFETY: the kernel just returned a new descriptor that nobody else owns.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// Moves the calling thread into the network namespace behind `ns`.
+pub fn setns_net(ns: &OwnedFd) -> SysResult<()> {
+    // SAFETY: setns on a descriptor we own, with the matching namespace type.
+    check_int("setns(CLONE_NEWNET)", unsafe {
+        libc::setns(ns.as_raw_fd(), libc::CLONE_NEWNET)
+    })
+    .map(drop)
+}
+
 // ---------------------------------------------------------------------------------------------
 // Wrappers used in the child between fork and exec: no allocation, no locks.
 
