@@ -100,21 +100,24 @@ STRIP_MANY="${STRIP_MANY:-1000}"
 STRIP_FEW=20
 
 echo "probe benchmark (batch $BATCH; best of $REPEATS interleaved runs per side; onnxruntime $ORT_VERSION, 1 thread)"
-echo "1. inference throughput, same model and batch ($ROWS MNIST rows, inferences/s; in-process tract with the host's malloc settings)"
+# The in-process runs cycle through as many distinct batches as the probe sends (ROWS / BATCH),
+# so both sides stream the same amount of memory through the caches.
+DISTINCT=$((ROWS / BATCH))
+echo "1. inference throughput, same model and batch ($ROWS MNIST rows, inferences/s; in-process tract with the host's malloc settings, cycling through $DISTINCT distinct batches as the probe does)"
 for m in "${THROUGHPUT_MODELS[@]}"; do
   model="$MODELS/$m.onnx"
   sandbox="" inproc="" plain="" host="" ort="" per_cpu="" inproc_cpu=""
   for _ in $(seq 1 "$REPEATS"); do
     # In-process: inferences/s of wall time, and per CPU second net of loading and warm-up (a
     # run of 0 s does only those).
-    c=$(GLIBC_TUNABLES="$HOST_MALLOC" cpu_of "$INFER" "$model" "$BATCH" "$INFER_SECONDS")
+    c=$(GLIBC_TUNABLES="$HOST_MALLOC" cpu_of "$INFER" "$model" "$BATCH" "$INFER_SECONDS" --distinct "$DISTINCT")
     v=$(cat "$WORK/cpu_of.out")
-    c0=$(GLIBC_TUNABLES="$HOST_MALLOC" cpu_of "$INFER" "$model" "$BATCH" 0)
+    c0=$(GLIBC_TUNABLES="$HOST_MALLOC" cpu_of "$INFER" "$model" "$BATCH" 0 --distinct "$DISTINCT")
     inproc=$(best "$inproc" "$v")
     inproc_cpu=$(best "$inproc_cpu" "$(calc "$v * $INFER_SECONDS / ($c - $c0)")")
-    v=$("$INFER" "$model" "$BATCH" "$INFER_SECONDS" 2>/dev/null || true)
+    v=$("$INFER" "$model" "$BATCH" "$INFER_SECONDS" --distinct "$DISTINCT" 2>/dev/null || true)
     plain=$(best "$plain" "$v")
-    v=$("$INFER" "$model" "$BATCH" "$INFER_SECONDS" --host "$BIN" 2>/dev/null || true)
+    v=$("$INFER" "$model" "$BATCH" "$INFER_SECONDS" --distinct "$DISTINCT" --host "$BIN" 2>/dev/null || true)
     host=$(best "$host" "$v")
     # Sandboxed: the report's per_second, and the host's CPU per inference net of loading (the
     # difference with a one-batch run): what the jail costs in compute, whatever share of the

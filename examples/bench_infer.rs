@@ -1,11 +1,16 @@
 //! Measures ONNX inference throughput: the same optimised tract plan the model host builds, run
-//! in-process, or (with `--host BIN`) through `BIN __host MODEL` over the socket channel.
+//! in-process, or (with `--host BIN`) through `BIN __host MODEL` over the channel (requests in
+//! the shared region, the next one in flight, as the probe sends them). `--distinct N` cycles
+//! through N different batches instead of reusing one (a probe streams a dataset's rows).
 //! Prints one number on stdout: inferences (samples) per second; details go to stderr.
-//! Run: `cargo run --release -p modelvet --example bench_infer -- MODEL.onnx [BATCH] [SECONDS] [--host target/release/modelvet]`
+//! Run: `cargo run --release -p modelvet --example bench_infer -- MODEL.onnx [BATCH] [SECONDS] [--distinct N] [--host target/release/modelvet]`
 
 #[allow(dead_code)]
 #[path = "../runner/src/host/channel.rs"]
 mod channel;
+#[allow(dead_code)]
+#[path = "../runner/src/host/shared.rs"]
+mod shared;
 
 use std::os::fd::AsRawFd;
 use std::os::unix::net::UnixStream;
@@ -25,14 +30,24 @@ struct Args {
     batch: usize,
     seconds: f64,
     host: Option<PathBuf>,
+    /// Distinct batches cycled through (as a probe feeds a dataset's rows); 1 reuses one buffer.
+    distinct: usize,
 }
 
 fn parse_args() -> Result<Args, String> {
     let mut positional = Vec::new();
     let mut host = None;
+    let mut distinct = 1;
     let mut it = std::env::args().skip(1);
     while let Some(arg) = it.next() {
-        if arg == "--host" {
+        if arg == "--distinct" {
+            distinct = it
+                .next()
+                .ok_or("--distinct needs a count")?
+                .parse::<usize>()
+                .map_err(|e| format!("--distinct: {e}"))?
+                .max(1);
+        } else if arg == "--host" {
             host = Some(PathBuf::from(
                 it.next().ok_or("--host needs the modelvet binary")?,
             ));
@@ -40,11 +55,10 @@ fn parse_args() -> Result<Args, String> {
             positional.push(arg);
         }
     }
-    let model = PathBuf::from(
-        positional
-            .first()
-            .ok_or("usage: bench_infer MODEL.onnx [BATCH] [SECONDS] [--host BIN]")?,
-    );
+    let model =
+        PathBuf::from(positional.first().ok_or(
+            "usage: bench_infer MODEL.onnx [BATCH] [SECONDS] [--distinct N] [--host BIN]",
+        )?);
     let batch = positional
         .get(1)
         .map_or(Ok(32), |b| b.parse())
@@ -58,6 +72,7 @@ fn parse_args() -> Result<Args, String> {
         batch,
         seconds,
         host,
+        distinct,
     })
 }
 
@@ -85,7 +100,12 @@ fn input_values(count: usize) -> Vec<f32> {
         .collect()
 }
 
-fn in_process(model: &Path, batch: usize, seconds: f64) -> Result<(f64, Vec<usize>), String> {
+fn in_process(
+    model: &Path,
+    batch: usize,
+    seconds: f64,
+    distinct: usize,
+) -> Result<(f64, Vec<usize>), String> {
     let inference = tract_onnx::onnx()
         .model_for_path(model)
         .map_err(|e| format!("{e:#}"))?;
@@ -95,9 +115,14 @@ fn in_process(model: &Path, batch: usize, seconds: f64) -> Result<(f64, Vec<usiz
         .and_then(|m| m.into_runnable())
         .map_err(|e| format!("{e:#}"))?;
     let mut state = plan.spawn().map_err(|e| e.to_string())?;
-    let values = input_values(shape.iter().product());
-    let run = |state: &mut TypedSimpleState| -> Result<(), String> {
-        let tensor = Tensor::from_shape(&shape, &values).map_err(|e| e.to_string())?;
+    let per_batch: usize = shape.iter().product();
+    let values = input_values(per_batch * distinct);
+    let mut next = 0;
+    let mut run = |state: &mut TypedSimpleState| -> Result<(), String> {
+        let start = (next % distinct) * per_batch;
+        next += 1;
+        let tensor = Tensor::from_shape(&shape, &values[start..start + per_batch])
+            .map_err(|e| e.to_string())?;
         state
             .run(tvec![tensor.into_tvalue()])
             .map_err(|e| format!("{e:#}"))?;
@@ -122,23 +147,36 @@ fn through_host(
     model: &Path,
     batch: usize,
     seconds: f64,
+    distinct: usize,
 ) -> Result<(f64, Vec<usize>), String> {
     let (ours, theirs) = UnixStream::pair().map_err(|e| e.to_string())?;
     let fd = theirs.as_raw_fd();
     let mut cmd = Command::new(bin);
+    // As the probe does: request tensors through the shared region, handed over as fd 4.
+    let shared = shared::SharedInputs::create().map_err(|e| e.to_string())?;
+    let shared_ro = shared.read_only_fd().map_err(|e| e.to_string())?;
+    let sfd = shared_ro.as_raw_fd();
     cmd.arg("__host")
+        .arg("--shared-fd")
+        .arg("4")
         .arg(model)
         .stdin(Stdio::null())
         .stdout(Stdio::null());
     let hook = move || -> std::io::Result<()> {
-        let rc = if fd == 3 {
-            // SAFETY: fcntl on fd 3, already the channel: only drops close-on-exec. It is
-            // async-signal-safe, as required between fork and exec.
-            unsafe { libc::fcntl(3, libc::F_SETFD, 0) }
+        // The sources sit above 4 after moving them there (dup2 onto 3 and 4 would otherwise
+        // clobber one with the other).
+        // fcntl(F_DUPFD) and dup2 on descriptors we own are async-signal-safe, as required between
+        // fork and exec; the new fds have no close-on-exec.
+        // SAFETY: as above.
+        let a = unsafe { libc::fcntl(fd, libc::F_DUPFD, 10) };
+        // SAFETY: as above.
+        let b = unsafe { libc::fcntl(sfd, libc::F_DUPFD, 10) };
+        // SAFETY: as above.
+        let rc = if a < 0 || b < 0 || unsafe { libc::dup2(a, 3) } < 0 {
+            -1
         } else {
-            // SAFETY: dup2 of the channel's fd onto 3 (the new fd has no close-on-exec); it is
-            // async-signal-safe, as required between fork and exec.
-            unsafe { libc::dup2(fd, 3) }
+            // SAFETY: as above.
+            unsafe { libc::dup2(b, 4) }
         };
         if rc == -1 {
             Err(std::io::Error::last_os_error())
@@ -151,28 +189,40 @@ fn through_host(
     unsafe { cmd.pre_exec(hook) };
     let mut child = cmd.spawn().map_err(|e| format!("{}: {e}", bin.display()))?;
     drop(theirs);
+    drop(shared_ro);
     let result = (|| {
         let (mut client, info) = channel::HostClient::connect(ours, Duration::from_secs(60))
             .map_err(|e| e.to_string())?;
+        client.use_shared(shared);
         let shape: Vec<usize> = info.inputs[0]
             .shape
             .iter()
             .map(|d| d.as_u64().map_or(batch, |v| v as usize))
             .collect();
-        let values = input_values(shape.iter().product());
+        let per_batch: usize = shape.iter().product();
+        let values = input_values(per_batch * distinct);
         let mut out = channel::Inference::default();
         for _ in 0..WARMUP_RUNS {
             client
-                .infer_into(&values, &shape, &mut out)
+                .infer_into(&values[..per_batch], &shape, &mut out)
                 .map_err(|e| e.to_string())?;
         }
+        // As the probe sends them: consecutive batches, the next one in flight while the host
+        // computes.
         let (started, mut runs) = (Instant::now(), 0usize);
-        while started.elapsed().as_secs_f64() < seconds {
-            client
-                .infer_into(&values, &shape, &mut out)
-                .map_err(|e| e.to_string())?;
-            runs += 1;
-        }
+        let mut next = 0;
+        let batches = std::iter::from_fn(|| {
+            let start = (next % distinct) * per_batch;
+            next += 1;
+            (started.elapsed().as_secs_f64() < seconds)
+                .then_some((&values[start..start + per_batch], &shape[..]))
+        });
+        client
+            .infer_pipelined(batches, |_, _| {
+                runs += 1;
+                true
+            })
+            .map_err(|e| e.to_string())?;
         let rate = (runs * shape[0]) as f64 / started.elapsed().as_secs_f64();
         client.close().map_err(|e| e.to_string())?;
         Ok((rate, shape))
@@ -184,8 +234,8 @@ fn through_host(
 fn main() -> std::process::ExitCode {
     let result = parse_args().and_then(|args| {
         let (rate, shape) = match &args.host {
-            Some(bin) => through_host(bin, &args.model, args.batch, args.seconds)?,
-            None => in_process(&args.model, args.batch, args.seconds)?,
+            Some(bin) => through_host(bin, &args.model, args.batch, args.seconds, args.distinct)?,
+            None => in_process(&args.model, args.batch, args.seconds, args.distinct)?,
         };
         let mode = if args.host.is_some() {
             "through the host channel"

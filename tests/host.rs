@@ -5,6 +5,9 @@
 #[allow(dead_code)]
 #[path = "../runner/src/host/channel.rs"]
 mod channel;
+#[allow(dead_code)]
+#[path = "../runner/src/host/shared.rs"]
+mod shared;
 
 use std::io::Read;
 use std::os::fd::AsRawFd;

@@ -200,6 +200,9 @@ pub struct HostArgs {
     /// needs no read permission for the sandbox's unprivileged uid); MODEL then only names it
     #[arg(long)]
     pub fd: Option<i32>,
+    /// The shared region for request tensors (a sealed memfd, read-only), on this descriptor
+    #[arg(long)]
+    pub shared_fd: Option<i32>,
     /// The model file, opened read-only
     pub model: PathBuf,
 }

@@ -388,17 +388,17 @@ pub fn spawn_with(mut config: Config, support: &HostSupport) -> Result<Running, 
     if let Ok(sys::Forked::Child) = cloned {
         child::run(&cplan);
     }
-    if let Some(own) = &netns_switch {
-        if let Err(e) = sys::setns_net(own) {
-            // This thread cannot get back to the host's network: stop rather than go on in the
-            // sandbox's empty one.
-            if let Ok(sys::Forked::Parent { pid }) = cloned {
-                // SAFETY: kill(2) on the pid we just spawned.
-                unsafe { libc::kill(pid, libc::SIGKILL) };
-                let _ = sys::wait4(pid, 0);
-            }
-            return Err(e.into());
+    if let Some(own) = &netns_switch
+        && let Err(e) = sys::setns_net(own)
+    {
+        // This thread cannot get back to the host's network: stop rather than go on in the
+        // sandbox's empty one.
+        if let Ok(sys::Forked::Parent { pid }) = cloned {
+            // SAFETY: kill(2) on the pid we just spawned.
+            unsafe { libc::kill(pid, libc::SIGKILL) };
+            let _ = sys::wait4(pid, 0);
         }
+        return Err(e.into());
     }
     drop(netns);
     let pid = match cloned {

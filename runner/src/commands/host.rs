@@ -18,7 +18,12 @@ pub fn run(args: HostArgs) -> Result<u8> {
         Some(fd) => host::Source::Fd(owned_file(fd)?),
         None => host::Source::Path,
     };
-    host::serve_from(&args.model, source, stream).map_err(|e| CliError::Input(e.to_string()))?;
+    let shared = match args.shared_fd {
+        Some(fd) => Some(shared_region(fd)?),
+        None => None,
+    };
+    host::serve_from(&args.model, source, stream, shared)
+        .map_err(|e| CliError::Input(e.to_string()))?;
     Ok(0)
 }
 
@@ -52,6 +57,21 @@ fn owned_file(fd: i32) -> Result<std::fs::File> {
     // SAFETY: fd is open and a regular file (checked above); by the host-mode contract it is
     // ours alone, so the File becomes its only owner.
     Ok(unsafe { std::fs::File::from_raw_fd(fd) })
+}
+
+/// Maps the shared region handed over on `fd` (checked by `SharedView::open`: its size must be
+/// the protocol's).
+fn shared_region(fd: i32) -> Result<host::shared::SharedView> {
+    // SAFETY: fcntl(F_GETFD) only queries whether fd is open.
+    if fd <= CHANNEL_FD || unsafe { libc::fcntl(fd, libc::F_GETFD) } < 0 {
+        return Err(CliError::Input(format!(
+            "__host --shared-fd {fd}: not an open descriptor"
+        )));
+    }
+    // SAFETY: fd is open (checked above) and by the host-mode contract ours alone.
+    let fd = unsafe { std::os::fd::OwnedFd::from_raw_fd(fd) };
+    host::shared::SharedView::open(fd)
+        .map_err(|e| CliError::Input(format!("__host --shared-fd: {e}")))
 }
 
 /// Takes ownership of fd 3 after checking it is an open socket.

@@ -1,7 +1,9 @@
 //! The supervisor <-> model host channel: length-prefixed binary frames over a connected unix
 //! stream socket. A frame is `u32 LE length | u8 kind | payload`; control frames carry one JSON
-//! message, tensor frames carry raw little-endian f32 values. Both sides live here so the wire
-//! format has one definition; this file depends on nothing else in the crate (tests include it).
+//! message, tensor frames carry raw little-endian f32 values. A request's tensor may instead sit
+//! in a slot of the shared region (shared.rs): the control message then names its offset and no
+//! tensor frame follows. Both sides live here so the wire format has one definition; this file
+//! depends on nothing else in the crate but shared.rs (tests and examples include both).
 
 use std::io::{self, IoSlice, Read, Write};
 use std::os::unix::net::UnixStream;
@@ -9,6 +11,8 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
+
+use super::shared::SharedInputs;
 
 /// Largest frame either side accepts. Defends against a corrupt or hostile length prefix making
 /// the reader allocate gigabytes; 256 MiB holds a batch of 20,000 ImageNet-sized f32 inputs.
@@ -134,6 +138,9 @@ pub enum ClientMessage {
         /// the backstop for models the host cannot interrupt.
         #[serde(default)]
         deadline_ms: Option<u64>,
+        /// Byte offset of the tensor in the shared region; absent: a tensor frame follows.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        shared: Option<u64>,
     },
     Bye,
 }
@@ -358,6 +365,29 @@ fn write_all_vectored<W: Write>(w: &mut W, parts: &[&[u8]]) -> io::Result<()> {
     Ok(())
 }
 
+/// The socket's send buffer in bytes (what the kernel holds before a write waits); the Linux
+/// default when it cannot be read.
+fn send_buffer_bytes(stream: &UnixStream) -> usize {
+    use std::os::fd::AsRawFd;
+    let mut bytes: libc::c_int = 0;
+    let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+    // SAFETY: getsockopt with a valid fd, an int-sized buffer and its length.
+    let r = unsafe {
+        libc::getsockopt(
+            stream.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_SNDBUF,
+            (&mut bytes as *mut libc::c_int).cast(),
+            &mut len,
+        )
+    };
+    if r == 0 && bytes > 0 {
+        bytes as usize
+    } else {
+        212_992
+    }
+}
+
 /// Checks a wire shape: bounded rank, no overflow; returns the element count.
 pub fn shape_elements(shape: &[usize]) -> Result<usize, String> {
     if shape.len() > MAX_RANK {
@@ -389,6 +419,8 @@ pub struct HostClient {
     broken: bool,
     deadline_ms: u64,
     load_events: Vec<HostEvent>,
+    /// The shared region for request tensors, when the host was given one.
+    shared: Option<SharedInputs>,
 }
 
 impl HostClient {
@@ -412,6 +444,7 @@ impl HostClient {
                     broken: false,
                     deadline_ms: deadline_ms.max(1),
                     load_events: events,
+                    shared: None,
                 };
                 Ok((client, model))
             }
@@ -439,6 +472,12 @@ impl HostClient {
         Ok(())
     }
 
+    /// Sends request tensors through `shared` (the host must have been given its read-only
+    /// descriptor).
+    pub fn use_shared(&mut self, shared: SharedInputs) {
+        self.shared = Some(shared);
+    }
+
     /// The deadline the host enforces on each call it can interrupt (WASM).
     pub fn set_call_deadline(&mut self, deadline: Duration) {
         self.deadline_ms = (deadline.as_millis() as u64).max(1);
@@ -461,17 +500,7 @@ impl HostClient {
         if self.broken {
             return Err(ChannelError::Closed);
         }
-        let elements = shape_elements(shape).map_err(ChannelError::Protocol)?;
-        if elements != input.len() {
-            return Err(ChannelError::Protocol(format!(
-                "shape {shape:?} holds {elements} values but the input has {}",
-                input.len()
-            )));
-        }
-        let msg = ClientMessage::Infer {
-            shape: shape.to_vec(),
-            deadline_ms: Some(self.deadline_ms),
-        };
+        let msg = self.infer_message(input, shape, 0)?;
         let result = self.exchange(&msg, input, out);
         if matches!(
             result,
@@ -482,13 +511,146 @@ impl HostClient {
         result
     }
 
+    /// Runs `batches` in order with up to two requests in flight: the host starts on the next
+    /// batch the moment it answers one, while this side takes the answer and sends the batch
+    /// after, so the copy of each batch into the channel overlaps the model's work instead of
+    /// adding to it. `on_output(i, inference)` gets each answer in order; `on_output` returning
+    /// false stops sending (answers already in flight are still read, keeping the stream in step).
+    /// The first failure is returned after the in-flight answers are drained (a model error) or at
+    /// once (a dead or hung host: the client is then broken).
+    ///
+    /// Two in flight only when two request frames fit the socket's send buffer: a write then never
+    /// waits on the host, which could itself be waiting to write a large answer. Otherwise one at
+    /// a time, as `infer_into`.
+    pub fn infer_pipelined<'a, I, F>(
+        &mut self,
+        batches: I,
+        mut on_output: F,
+    ) -> Result<(), ChannelError>
+    where
+        I: IntoIterator<Item = (&'a [f32], &'a [usize])>,
+        F: FnMut(usize, &mut Inference) -> bool,
+    {
+        if self.broken {
+            return Err(ChannelError::Closed);
+        }
+        let send_buffer = send_buffer_bytes(self.io.get_ref());
+        let mut batches = batches.into_iter();
+        let mut queued = batches.next();
+        let mut out = Inference::default();
+        let (mut in_flight, mut answered, mut sent) = (0usize, 0usize, 0usize);
+        let mut sending = true;
+        let mut failure: Option<ChannelError> = None;
+        let mut write_error: Option<ChannelError> = None;
+        let result = loop {
+            while sending {
+                let Some((input, shape)) = queued else {
+                    sending = false;
+                    break;
+                };
+                let frame = input.len() * 4 + 256;
+                let by_socket = self.shared.is_none() || frame > super::shared::SLOT_BYTES;
+                if in_flight >= 2 || (in_flight == 1 && by_socket && 2 * frame > send_buffer) {
+                    break;
+                }
+                // Slots alternate: the one written now was last used two requests ago, whose
+                // answer has arrived.
+                let msg = match self.infer_message(input, shape, sent % 2) {
+                    Ok(msg) => msg,
+                    Err(e) => {
+                        // Refused before anything was written: the stream is still in step.
+                        failure = Some(e);
+                        sending = false;
+                        break;
+                    }
+                };
+                if let Err(e) = self.send_request(&msg, input) {
+                    // The host is gone or stuck.
+                    write_error = Some(e);
+                    break;
+                }
+                in_flight += 1;
+                sent += 1;
+                queued = batches.next();
+            }
+            if let Some(e) = write_error.take() {
+                break Err(e);
+            }
+            if in_flight == 0 {
+                break Ok(());
+            }
+            match self.recv_output(&mut out) {
+                Ok(()) => {
+                    if failure.is_none() && !on_output(answered, &mut out) {
+                        sending = false;
+                    }
+                }
+                Err(e @ ChannelError::Model { .. }) => {
+                    failure.get_or_insert(e);
+                    sending = false;
+                }
+                Err(e) => break Err(e),
+            }
+            answered += 1;
+            in_flight -= 1;
+        };
+        // Closed needs no mark: the host is gone and a later call says so again.
+        if let Err(ChannelError::Timeout | ChannelError::Protocol(_) | ChannelError::Io(_)) =
+            &result
+        {
+            self.broken = true;
+        }
+        result?;
+        match failure {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
+    }
+
+    /// The request for `input`, placed in shared slot `slot` when there is a region and it fits
+    /// (the tensor frame is then left out by `send_request`).
+    fn infer_message(
+        &mut self,
+        input: &[f32],
+        shape: &[usize],
+        slot: usize,
+    ) -> Result<ClientMessage, ChannelError> {
+        let elements = shape_elements(shape).map_err(ChannelError::Protocol)?;
+        if elements != input.len() {
+            return Err(ChannelError::Protocol(format!(
+                "shape {shape:?} holds {elements} values but the input has {}",
+                input.len()
+            )));
+        }
+        Ok(ClientMessage::Infer {
+            shape: shape.to_vec(),
+            deadline_ms: Some(self.deadline_ms),
+            shared: self.shared.as_mut().and_then(|s| s.put(slot, input)),
+        })
+    }
+
+    /// Sends a request, with its tensor frame unless the tensor is in the shared region.
+    fn send_request(&mut self, msg: &ClientMessage, input: &[f32]) -> Result<(), ChannelError> {
+        match msg {
+            ClientMessage::Infer {
+                shared: Some(_), ..
+            } => self.io.send(msg, None),
+            _ => self.io.send(msg, Some(input)),
+        }
+    }
+
     fn exchange(
         &mut self,
         msg: &ClientMessage,
         input: &[f32],
         out: &mut Inference,
     ) -> Result<(), ChannelError> {
-        self.io.send(msg, Some(input))?;
+        self.send_request(msg, input)?;
+        self.recv_output(out)
+    }
+
+    /// Reads one answer: an output (into `out`) or the model's error.
+    fn recv_output(&mut self, out: &mut Inference) -> Result<(), ChannelError> {
         match self.io.recv::<HostMessage>()? {
             HostMessage::Output { shape, events } => {
                 let elements = shape_elements(&shape).map_err(ChannelError::Protocol)?;
@@ -539,6 +701,7 @@ mod tests {
         let msg = ClientMessage::Infer {
             shape: vec![2, 3],
             deadline_ms: Some(5),
+            shared: None,
         };
         let values = [
             1.0f32,
@@ -556,6 +719,125 @@ mod tests {
         let bits: Vec<u32> = out.iter().map(|v| v.to_bits()).collect();
         let want: Vec<u32> = values.iter().map(|v| v.to_bits()).collect();
         assert_eq!(bits, want);
+    }
+
+    /// A stand-in host: answers each request with the sum of its values, or an error for
+    /// requests whose first value is negative; reads tensors from the socket or `view`.
+    fn fake_host(
+        stream: UnixStream,
+        view: Option<super::super::shared::SharedView>,
+    ) -> std::thread::JoinHandle<usize> {
+        std::thread::spawn(move || {
+            let mut io = FrameIo::new(stream);
+            let mut served = 0;
+            let hello = HostMessage::Hello {
+                model: ModelInfo {
+                    format: ModelFormat::Onnx,
+                    inputs: vec![],
+                    outputs: vec![],
+                },
+                events: vec![],
+            };
+            io.send(&hello, None).unwrap();
+            let mut values = Vec::new();
+            loop {
+                let Ok(msg) = io.recv::<ClientMessage>() else {
+                    return served;
+                };
+                let ClientMessage::Infer { shape, shared, .. } = msg else {
+                    io.send(&HostMessage::Bye, None).unwrap();
+                    return served;
+                };
+                let n = shape_elements(&shape).unwrap();
+                match (shared, &view) {
+                    (Some(off), Some(v)) => {
+                        values.clear();
+                        values.extend_from_slice(v.slice(off, n).unwrap());
+                    }
+                    _ => io.recv_tensor(n, &mut values).unwrap(),
+                }
+                served += 1;
+                if values[0] < 0.0 {
+                    let err = HostMessage::Error {
+                        message: "negative".into(),
+                        kind: ModelErrorKind::Runtime,
+                        events: vec![],
+                    };
+                    io.send(&err, None).unwrap();
+                } else {
+                    let out = HostMessage::Output {
+                        shape: vec![1],
+                        events: vec![],
+                    };
+                    io.send(&out, Some(&[values.iter().sum::<f32>()])).unwrap();
+                }
+            }
+        })
+    }
+
+    fn pipelined_batches_answer_in_order_and_stay_in_step(shared: bool) {
+        let (a, b) = UnixStream::pair().unwrap();
+        let region = shared.then(|| super::super::shared::SharedInputs::create().unwrap());
+        let view = region
+            .as_ref()
+            .map(|r| super::super::shared::SharedView::open(r.read_only_fd().unwrap()).unwrap());
+        let host = fake_host(b, view);
+        let (mut client, _) = HostClient::connect(a, Duration::from_secs(10)).unwrap();
+        if let Some(r) = region {
+            client.use_shared(r);
+        }
+        let data: Vec<Vec<f32>> = (0..7).map(|i| vec![i as f32, 1.0, 2.0]).collect();
+        let shape = [3usize];
+        let mut sums = Vec::new();
+        client
+            .infer_pipelined(data.iter().map(|d| (&d[..], &shape[..])), |i, inf| {
+                sums.push((i, inf.output[0]));
+                true
+            })
+            .unwrap();
+        let want: Vec<(usize, f32)> = (0..7).map(|i| (i, i as f32 + 3.0)).collect();
+        assert_eq!(sums, want);
+
+        // A model error in the middle: later batches are not sent, the one in flight is drained,
+        // the error comes back, and the client still works.
+        let mut bad = data.clone();
+        bad[2][0] = -1.0;
+        let mut seen = Vec::new();
+        let err = client
+            .infer_pipelined(bad.iter().map(|d| (&d[..], &shape[..])), |i, _| {
+                seen.push(i);
+                true
+            })
+            .unwrap_err();
+        assert!(matches!(err, ChannelError::Model { .. }), "{err}");
+        assert_eq!(seen, vec![0, 1]);
+        let one = client.infer(&data[4], &shape).unwrap();
+        assert_eq!(one.output, vec![7.0]);
+
+        // Stopping early: answers in flight are read, nothing more is sent.
+        let mut got = 0;
+        client
+            .infer_pipelined(data.iter().map(|d| (&d[..], &shape[..])), |_, _| {
+                got += 1;
+                false
+            })
+            .unwrap();
+        assert!(got >= 1);
+        assert_eq!(client.infer(&data[5], &shape).unwrap().output, vec![8.0]);
+        client.close().unwrap();
+        // 7 + (3 or 4: batch 3 may be in flight when batch 2 fails) + 1 + (1 or 2) + 1.
+        let served = host.join().unwrap();
+        assert!((13..=15).contains(&served), "{served}");
+    }
+
+    #[test]
+    fn pipelined_over_the_socket() {
+        pipelined_batches_answer_in_order_and_stay_in_step(false);
+    }
+
+    #[test]
+    fn pipelined_through_shared_memory() {
+        pipelined_batches_answer_in_order_and_stay_in_step(true);
     }
 
     #[test]

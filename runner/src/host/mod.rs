@@ -5,6 +5,7 @@
 #[allow(dead_code)] // the client half is called by `probe` and the tests, not by the host
 pub mod channel;
 mod onnx;
+pub mod shared;
 mod wasm;
 
 use std::os::unix::net::UnixStream;
@@ -127,18 +128,27 @@ fn serve_onnx(
     io: &mut FrameIo<UnixStream>,
     model: &mut onnx::OnnxModel,
     shape: &[usize],
+    input: Input<'_>,
 ) -> Result<Result<(), ModelError>, ChannelError> {
-    let mut tensor = Tensor::zero::<f32>(shape)
-        .map_err(|e| ChannelError::Protocol(format!("shape {shape:?}: {e}")))?;
-    {
-        let mut view = tensor
-            .try_as_plain_ram_mut()
-            .map_err(|e| ChannelError::Protocol(e.to_string()))?;
-        let values = view
-            .as_slice_mut::<f32>()
-            .map_err(|e| ChannelError::Protocol(e.to_string()))?;
-        io.recv_tensor_into(values)?;
-    }
+    let tensor = match input {
+        // One copy, out of the shared slot into a fresh tensor (as an in-process caller makes).
+        Input::Shared(values) => Tensor::from_shape(shape, values)
+            .map_err(|e| ChannelError::Protocol(format!("shape {shape:?}: {e}")))?,
+        Input::Socket => {
+            let mut tensor = Tensor::zero::<f32>(shape)
+                .map_err(|e| ChannelError::Protocol(format!("shape {shape:?}: {e}")))?;
+            {
+                let mut view = tensor
+                    .try_as_plain_ram_mut()
+                    .map_err(|e| ChannelError::Protocol(e.to_string()))?;
+                let values = view
+                    .as_slice_mut::<f32>()
+                    .map_err(|e| ChannelError::Protocol(e.to_string()))?;
+                io.recv_tensor_into(values)?;
+            }
+            tensor
+        }
+    };
     let output = match model.run(tensor) {
         Ok(output) => output,
         Err(e) => return Ok(Err(e)),
@@ -158,7 +168,18 @@ fn serve_onnx(
 /// Serves `model` on `stream` until the client says goodbye or hangs up. A model that fails to
 /// load is reported to the client (`LoadError`) and is not an error of the host.
 /// The model's bytes are read from `source`; `model` names it and gives its kind by extension.
-pub fn serve_from(model: &Path, source: Source, stream: UnixStream) -> Result<(), HostError> {
+/// Where a request's tensor is: in the shared region, or next on the socket.
+enum Input<'a> {
+    Shared(&'a [f32]),
+    Socket,
+}
+
+pub fn serve_from(
+    model: &Path,
+    source: Source,
+    stream: UnixStream,
+    shared: Option<shared::SharedView>,
+) -> Result<(), HostError> {
     let mut io = FrameIo::new(stream);
     let mut model = match load(model, source) {
         Ok(m) => m,
@@ -186,23 +207,45 @@ pub fn serve_from(model: &Path, source: Source, stream: UnixStream) -> Result<()
             Err(ChannelError::Closed) => return Ok(()),
             Err(e) => return Err(e.into()),
         };
-        let (shape, deadline_ms) = match msg {
+        let (shape, deadline_ms, offset) = match msg {
             ClientMessage::Bye => {
                 io.send(&HostMessage::Bye, None)?;
                 return Ok(());
             }
-            ClientMessage::Infer { shape, deadline_ms } => (shape, deadline_ms),
+            ClientMessage::Infer {
+                shape,
+                deadline_ms,
+                shared: offset,
+            } => (shape, deadline_ms, offset),
         };
         let elements = shape_elements(&shape).map_err(ChannelError::Protocol)?;
+        let input_at = match (offset, &shared) {
+            (None, _) => Input::Socket,
+            (Some(offset), Some(view)) => Input::Shared(
+                view.slice(offset, elements)
+                    .map_err(ChannelError::Protocol)?,
+            ),
+            (Some(_), None) => {
+                return Err(
+                    ChannelError::Protocol("a shared tensor but no shared region".into()).into(),
+                );
+            }
+        };
         let deadline = deadline_ms.map_or(DEFAULT_CALL_DEADLINE, Duration::from_millis);
         let mut events: Vec<HostEvent> = Vec::new();
         let result = match &mut model {
-            LoadedModel::Onnx(m) => match serve_onnx(&mut io, m, &shape)? {
+            LoadedModel::Onnx(m) => match serve_onnx(&mut io, m, &shape, input_at)? {
                 Ok(()) => continue,
                 Err(e) => Err(e),
             },
             LoadedModel::Wasm(m) => {
-                io.recv_tensor(elements, &mut input)?;
+                match input_at {
+                    Input::Shared(values) => {
+                        input.clear();
+                        input.extend_from_slice(values);
+                    }
+                    Input::Socket => io.recv_tensor(elements, &mut input)?,
+                }
                 m.infer(
                     &input,
                     &shape,
@@ -252,7 +295,7 @@ mod tests {
 
         let (host_end, client_end) = UnixStream::pair().unwrap();
         let served = path.clone();
-        let host = std::thread::spawn(move || serve_from(&served, Source::Path, host_end));
+        let host = std::thread::spawn(move || serve_from(&served, Source::Path, host_end, None));
         let (mut client, info) = HostClient::connect(client_end, Duration::from_secs(30)).unwrap();
         assert_eq!(info.format, ModelFormat::Onnx);
         assert_eq!(info.inputs[0].shape[0], "batch");
@@ -275,7 +318,12 @@ mod tests {
     fn missing_model_is_a_load_error_reply() {
         let (host_end, client_end) = UnixStream::pair().unwrap();
         let host = std::thread::spawn(move || {
-            serve_from(Path::new("/nonexistent/model.onnx"), Source::Path, host_end)
+            serve_from(
+                Path::new("/nonexistent/model.onnx"),
+                Source::Path,
+                host_end,
+                None,
+            )
         });
         match HostClient::connect(client_end, Duration::from_secs(10)) {
             Err(ChannelError::Model {

@@ -13,6 +13,7 @@ use crate::cli::SandboxArgs;
 use crate::commands::jail::{config, sandbox_error};
 use crate::error::{CliError, Result};
 use crate::host::channel::{ChannelError, HostClient, HostEvent, ModelInfo};
+use crate::host::shared::SharedInputs;
 
 /// The model host's allow tier, learnt by running tract and wasmtime hosts with every syscall
 /// notified (`MODELVET_RECORD_ALL=1 modelvet probe ...`, see README "Sandbox"): exactly what
@@ -162,13 +163,21 @@ impl Session {
         // unprivileged uid need not be able to read it.
         let model = std::fs::File::open(&self.model)
             .map_err(|e| CliError::Input(format!("model {}: {e}", self.model.display())))?;
-        cfg.args = vec![
-            "__host".into(),
-            "--fd".into(),
-            "4".into(),
-            self.model.clone().into_os_string(),
-        ];
+        // Request tensors go through a shared region (fd 5, read-only for the host) when one can
+        // be made; the socket carries them otherwise.
+        let shared = SharedInputs::create().ok();
+        let shared_ro = shared.as_ref().and_then(|s| s.read_only_fd().ok());
+        cfg.args = vec!["__host".into(), "--fd".into(), "4".into()];
         cfg.extra_fds = vec![OwnedFd::from(theirs), OwnedFd::from(model)];
+        let shared = match shared_ro {
+            Some(fd) => {
+                cfg.args.extend(["--shared-fd".into(), "5".into()]);
+                cfg.extra_fds.push(fd);
+                shared
+            }
+            None => None,
+        };
+        cfg.args.push(self.model.clone().into_os_string());
         // MODELVET_RECORD_ALL=1 notifies every syscall: how HOST_ALLOW was learnt.
         cfg.allow = if std::env::var_os("MODELVET_RECORD_ALL").is_some() {
             &[]
@@ -191,6 +200,9 @@ impl Session {
                         .map(|event| TimedHostEvent { t_ms: t, event }),
                 );
                 client.set_call_deadline(self.call_timeout.mul_f64(0.8));
+                if let Some(shared) = shared {
+                    client.use_shared(shared);
+                }
                 self.client = Some(client);
                 Ok(Started::Loaded(info))
             }
@@ -237,11 +249,44 @@ impl Session {
                 );
                 Ok(inf.output)
             }
-            Err(ChannelError::Model {
+            Err(e) => Err(self.failed(e)),
+        }
+    }
+
+    /// Consecutive inferences with the next request already in flight while the host computes
+    /// (`HostClient::infer_pipelined`); `on_output(i, scores)` gets each batch's answer in order.
+    pub fn infer_batches<'a>(
+        &mut self,
+        batches: impl IntoIterator<Item = (&'a [f32], &'a [usize])>,
+        mut on_output: impl FnMut(usize, &[f32]),
+    ) -> std::result::Result<(), ChannelError> {
+        let Some(client) = self.client.as_mut() else {
+            return Err(ChannelError::Closed);
+        };
+        let (start, host_events) = (self.start, &mut self.host_events);
+        let r = client.infer_pipelined(batches, |i, inf| {
+            let t_ms = start.elapsed().as_secs_f64() * 1e3;
+            host_events.extend(
+                inf.events
+                    .drain(..)
+                    .map(|event| TimedHostEvent { t_ms, event }),
+            );
+            on_output(i, &inf.output);
+            true
+        });
+        r.map_err(|e| self.failed(e))
+    }
+
+    /// Records a failed request: the model's error (with the events of the failing call), or a
+    /// dead or hung host, which ends the session.
+    fn failed(&mut self, e: ChannelError) -> ChannelError {
+        let t = self.start.elapsed().as_secs_f64() * 1e3;
+        match e {
+            ChannelError::Model {
                 kind,
                 message,
                 events,
-            }) => {
+            } => {
                 self.host_events.extend(
                     events
                         .iter()
@@ -249,13 +294,13 @@ impl Session {
                         .map(|event| TimedHostEvent { t_ms: t, event }),
                 );
                 self.note_failure(&kind.to_string(), &message);
-                Err(ChannelError::Model {
+                ChannelError::Model {
                     kind,
                     message,
                     events,
-                })
+                }
             }
-            Err(e) => {
+            e => {
                 let kind = if matches!(e, ChannelError::Timeout) {
                     "timeout"
                 } else {
@@ -263,7 +308,7 @@ impl Session {
                 };
                 self.note_failure(kind, &e.to_string());
                 self.stop();
-                Err(e)
+                e
             }
         }
     }
@@ -314,29 +359,38 @@ impl Classifier for HostClassifier<'_> {
         n: usize,
     ) -> std::result::Result<Vec<f32>, ClassifierError> {
         let mut out = Vec::with_capacity(n * self.classes);
-        let mut shape = Vec::with_capacity(self.sample_shape.len() + 1);
-        for start in (0..n).step_by(self.max_batch.max(1)) {
-            let m = (n - start).min(self.max_batch.max(1));
-            shape.clear();
-            shape.push(m);
-            shape.extend_from_slice(&self.sample_shape);
-            let t = Instant::now();
-            let r = self.session.infer(
-                &batch[start * self.input_len..(start + m) * self.input_len],
-                &shape,
-            );
-            let dt = t.elapsed();
-            self.busy += dt;
-            self.calls += 1;
-            self.latencies_ms.push(dt.as_secs_f64() * 1e3);
-            match r {
-                Ok(scores) => {
-                    self.inferences += m;
-                    out.extend_from_slice(&scores);
-                }
-                Err(e) => return Err(ClassifierError::Model(e.to_string())),
-            }
+        let step = self.max_batch.max(1);
+        let shape_of = |m: usize| -> Vec<usize> {
+            std::iter::once(m)
+                .chain(self.sample_shape.iter().copied())
+                .collect()
+        };
+        let (full, last) = (shape_of(step), shape_of(n % step));
+        let il = self.input_len;
+        let batches = (0..n).step_by(step).map(|start| {
+            let m = (n - start).min(step);
+            let shape = if m == step { &full[..] } else { &last[..] };
+            (&batch[start * il..(start + m) * il], shape)
+        });
+        // Latency of a batch: from the previous answer (or the first request) to its answer,
+        // i.e. what each batch costs when the next one is already queued.
+        let (started, mut previous) = (Instant::now(), Instant::now());
+        let (mut calls, mut inferences, mut latencies) = (0, 0, Vec::new());
+        let r = self.session.infer_batches(batches, |i, scores| {
+            let now = Instant::now();
+            latencies.push((now - previous).as_secs_f64() * 1e3);
+            previous = now;
+            calls += 1;
+            inferences += (n - i * step).min(step);
+            out.extend_from_slice(scores);
+        });
+        self.busy += started.elapsed();
+        self.calls += calls;
+        self.inferences += inferences;
+        self.latencies_ms.extend(latencies);
+        match r {
+            Ok(()) => Ok(out),
+            Err(e) => Err(ClassifierError::Model(e.to_string())),
         }
-        Ok(out)
     }
 }
