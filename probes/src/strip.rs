@@ -25,6 +25,8 @@ pub const MAX_BATCH_FLOATS: usize = 64 << 20;
 /// forward passes; 400 + 400 keeps calibration to a few seconds on small models while giving
 /// the 1% quantile four samples below it.
 pub const DEFAULT_CALIBRATION: usize = 400;
+/// Rows (copies) per model call when judging many inputs: a few of the model host's batches.
+const ROWS_PER_CALL: usize = 4096;
 pub const DEFAULT_HOLDOUT: usize = 400;
 
 #[derive(Debug, Error)]
@@ -163,8 +165,8 @@ pub struct StripReport {
     pub flagged: usize,
 }
 
-/// STRIP over a clean pool, with one reusable blend buffer: each checked input costs exactly
-/// one batched `predict` of `n` rows and no allocation on our side.
+/// STRIP over a clean pool, with two reusable blend buffers: the copies of a group of checked
+/// inputs go to the model in one batched `predict` while the next group is blended beside it.
 pub struct Strip<'a> {
     config: StripConfig,
     pool: &'a [f32],
@@ -172,6 +174,56 @@ pub struct Strip<'a> {
     input_len: usize,
     range: ValueRange,
     buf: Vec<f32>,
+    next: Vec<f32>,
+}
+
+/// Mean per-copy entropy (bits) of each of `inputs` inputs' `n` rows of `classes` scores
+/// (normalised in place first); zeros when the model has no classes.
+fn mean_entropies(scores: &mut [f32], n: usize, classes: usize, inputs: usize) -> Vec<f64> {
+    if classes == 0 {
+        return vec![0.0; inputs];
+    }
+    normalize_scores(scores, classes);
+    scores
+        .chunks_exact(n * classes)
+        .map(|per_input| {
+            let total: f64 = per_input
+                .chunks_exact(classes)
+                .map(|row| entropy(row) as f64)
+                .sum();
+            total / n as f64
+        })
+        .collect()
+}
+
+/// What blending needs, shared with the thread that blends the next group.
+#[derive(Clone, Copy)]
+struct Blender<'s> {
+    config: &'s StripConfig,
+    pool: &'s [f32],
+    pool_n: usize,
+    input_len: usize,
+    range: ValueRange,
+}
+
+impl Blender<'_> {
+    /// The `n` copies of each input of `group`, one after the other, into `buf` (resized).
+    fn fill(&self, group: &[(&[f32], u64, Option<usize>)], buf: &mut Vec<f32>) {
+        let (n, len) = (self.config.n, self.input_len);
+        buf.resize(group.len() * n * len, 0.0);
+        for (&(input, stream, exclude), copies) in group.iter().zip(buf.chunks_exact_mut(n * len)) {
+            let mut rng = ChaCha8Rng::seed_from_u64(self.config.seed);
+            rng.set_stream(stream);
+            for copy in copies.chunks_exact_mut(len) {
+                let mut j = rng.gen_range(0..self.pool_n);
+                if Some(j) == exclude && self.pool_n > 1 {
+                    j = (j + 1 + rng.gen_range(0..self.pool_n - 1)) % self.pool_n;
+                }
+                let row = &self.pool[j * len..(j + 1) * len];
+                self.config.blend.apply(input, row, copy, self.range);
+            }
+        }
+    }
 }
 
 impl<'a> Strip<'a> {
@@ -213,6 +265,7 @@ impl<'a> Strip<'a> {
         }
         Ok(Strip {
             buf: vec![0.0; config.n * input_len],
+            next: Vec::new(),
             config,
             pool,
             pool_n,
@@ -225,10 +278,6 @@ impl<'a> Strip<'a> {
         &self.config
     }
 
-    fn pool_row(&self, i: usize) -> &[f32] {
-        &self.pool[i * self.input_len..(i + 1) * self.input_len]
-    }
-
     /// Mean over the N copies of the per-copy entropy (bits) for one input. `stream` selects
     /// the random draws (same stream, same copies); `exclude` keeps a pool image from being
     /// blended with itself.
@@ -239,38 +288,112 @@ impl<'a> Strip<'a> {
         stream: u64,
         exclude: Option<usize>,
     ) -> Result<f64, StripError> {
-        if input.len() != self.input_len {
+        let mut out = Vec::with_capacity(1);
+        self.entropies(model, &[(input, stream, exclude)], &mut out)?;
+        Ok(out[0])
+    }
+
+    /// How many inputs one model call judges: enough copies to keep the model host's pipeline
+    /// full (several of its batches per call), within the batch bound.
+    fn inputs_per_call(&self) -> usize {
+        let per_input = (self.config.n * self.input_len).max(1);
+        (MAX_BATCH_FLOATS / per_input).clamp(1, (ROWS_PER_CALL / self.config.n.max(1)).max(1))
+    }
+
+    /// `entropy` for many inputs at once, appended to `out` in order: the copies of several
+    /// inputs go to the model in one call (one call per `inputs_per_call` inputs), which a model
+    /// host answers batch after batch with the next one already queued, and the next group's
+    /// copies are blended on a second thread meanwhile. Each input's value is exactly what
+    /// `entropy` gives it alone (same draws, same copies).
+    pub fn entropies<C: Classifier + ?Sized>(
+        &mut self,
+        model: &mut C,
+        inputs: &[(&[f32], u64, Option<usize>)],
+        out: &mut Vec<f64>,
+    ) -> Result<(), StripError> {
+        if let Some((bad, _, _)) = inputs.iter().find(|(x, _, _)| x.len() != self.input_len) {
             return Err(StripError::Shape {
-                values: input.len(),
+                values: bad.len(),
                 input_len: self.input_len,
             });
         }
         let n = self.config.n;
-        let mut rng = ChaCha8Rng::seed_from_u64(self.config.seed);
-        rng.set_stream(stream);
-        let mut buf = std::mem::take(&mut self.buf);
-        for copy in buf.chunks_exact_mut(self.input_len) {
-            let mut j = rng.gen_range(0..self.pool_n);
-            if Some(j) == exclude && self.pool_n > 1 {
-                j = (j + 1 + rng.gen_range(0..self.pool_n - 1)) % self.pool_n;
-            }
-            self.config
-                .blend
-                .apply(input, self.pool_row(j), copy, self.range);
-        }
-        let result = predict_checked(model, &buf, n);
-        self.buf = buf;
-        let mut scores = result?;
         let classes = model.classes();
-        if classes == 0 {
-            return Ok(0.0);
-        }
-        normalize_scores(&mut scores, classes);
-        let total: f64 = scores
-            .chunks_exact(classes)
-            .map(|row| entropy(row) as f64)
-            .sum();
-        Ok(total / n as f64)
+        let mut groups = inputs.chunks(self.inputs_per_call());
+        let mut buf = std::mem::take(&mut self.buf);
+        let mut next = std::mem::take(&mut self.next);
+        let blender = Blender {
+            config: &self.config,
+            pool: self.pool,
+            pool_n: self.pool_n,
+            input_len: self.input_len,
+            range: self.range,
+        };
+        // Three stages, overlapped: while the model scores group k, a worker thread turns group
+        // k-1's scores into entropies and blends group k+1 (on this thread if none can start).
+        type Job<'g, 'x> = (
+            Option<(Vec<f32>, usize)>,
+            Option<&'g [(&'x [f32], u64, Option<usize>)]>,
+            Vec<f32>,
+        );
+        let side = move |(prev, following, mut spare): Job<'_, '_>| {
+            let h = prev.map(|(mut s, k)| mean_entropies(&mut s, n, classes, k));
+            if let Some(g) = following {
+                blender.fill(g, &mut spare);
+            }
+            (h, spare)
+        };
+        let result = std::thread::scope(|scope| -> Result<(), ClassifierError> {
+            let Some(mut group) = groups.next() else {
+                return Ok(());
+            };
+            blender.fill(group, &mut buf);
+            let (to_worker, jobs) = std::sync::mpsc::channel::<Job<'_, '_>>();
+            let (to_us, done) = std::sync::mpsc::channel();
+            let worker = std::thread::Builder::new()
+                .spawn_scoped(scope, move || {
+                    for job in jobs {
+                        if to_us.send(side(job)).is_err() {
+                            break;
+                        }
+                    }
+                })
+                .is_ok();
+            let mut scored: Option<(Vec<f32>, usize)> = None;
+            loop {
+                let following = groups.next();
+                let job = (scored.take(), following, std::mem::take(&mut next));
+                let sent = if worker {
+                    to_worker.send(job).map_err(|e| e.0)
+                } else {
+                    Err(job)
+                };
+                let scores = predict_checked(model, &buf, group.len() * n);
+                let (h, filled) = match sent {
+                    Ok(()) => done.recv().map_err(|_| {
+                        ClassifierError::Model("the STRIP blending thread died".into())
+                    })?,
+                    Err(job) => side(job),
+                };
+                let mut scores = scores?;
+                out.extend(h.into_iter().flatten());
+                match following {
+                    Some(g) => {
+                        next = std::mem::replace(&mut buf, filled);
+                        scored = Some((scores, group.len()));
+                        group = g;
+                    }
+                    None => {
+                        next = filled;
+                        out.extend(mean_entropies(&mut scores, n, classes, group.len()));
+                        return Ok(());
+                    }
+                }
+            }
+        });
+        self.buf = buf;
+        self.next = next;
+        Ok(result?)
     }
 
     /// Learns the threshold: a seeded permutation of the pool gives `calibration` inputs for
@@ -296,16 +419,22 @@ impl<'a> Strip<'a> {
         // The pool outlives `self`'s borrow, so rows can be passed while `self` is mutable.
         let pool = self.pool;
         let len = self.input_len;
+        let job = |i: usize| {
+            (
+                &pool[i * len..(i + 1) * len],
+                calibration_stream(i),
+                Some(i),
+            )
+        };
         let mut cal = Vec::with_capacity(n_cal);
-        for &i in &order[..n_cal] {
-            let input = &pool[i * len..(i + 1) * len];
-            cal.push(self.entropy(model, input, calibration_stream(i), Some(i))?);
-        }
+        let jobs: Vec<_> = order[..n_cal].iter().map(|&i| job(i)).collect();
+        self.entropies(model, &jobs, &mut cal)?;
         let mut hold = Vec::with_capacity(n_hold);
-        for &i in &order[n_cal..n_cal + n_hold] {
-            let input = &pool[i * len..(i + 1) * len];
-            hold.push(self.entropy(model, input, calibration_stream(i), Some(i))?);
-        }
+        let jobs: Vec<_> = order[n_cal..n_cal + n_hold]
+            .iter()
+            .map(|&i| job(i))
+            .collect();
+        self.entropies(model, &jobs, &mut hold)?;
         Ok(calibration_from(&cal, &hold, self.config.frr))
     }
 
@@ -322,15 +451,22 @@ impl<'a> Strip<'a> {
                 input_len: self.input_len,
             });
         }
-        let mut out = Vec::with_capacity(inputs.len() / self.input_len);
-        for (index, input) in inputs.chunks_exact(self.input_len).enumerate() {
-            let h = self.entropy(model, input, check_stream(index), None)?;
-            out.push(StripInput {
+        let jobs: Vec<_> = inputs
+            .chunks_exact(self.input_len)
+            .enumerate()
+            .map(|(index, input)| (input, check_stream(index), None))
+            .collect();
+        let mut entropies = Vec::with_capacity(jobs.len());
+        self.entropies(model, &jobs, &mut entropies)?;
+        let out: Vec<StripInput> = entropies
+            .into_iter()
+            .enumerate()
+            .map(|(index, h)| StripInput {
                 index,
                 entropy: h,
                 flagged: h < calibration.threshold,
-            });
-        }
+            })
+            .collect();
         let flagged = out.iter().filter(|i| i.flagged).count();
         Ok(StripReport {
             n: self.config.n,
@@ -508,13 +644,13 @@ pub(crate) mod tests {
     }
 
     #[test]
-    fn one_predict_per_checked_input() {
+    fn checked_inputs_share_model_calls_and_keep_their_own_entropy() {
         let side = 8;
-        let pool = clean_pool(side, 20, 3);
-        let mut calls = 0usize;
+        let pool = clean_pool(side, 60, 3);
+        let mut calls = Vec::new();
         let mut inner = backdoored(side);
         let mut model = FnClassifier::new(10, 64, |b: &[f32], n| {
-            calls += 1;
+            calls.push(n);
             inner(b, n)
         });
         let config = StripConfig {
@@ -523,9 +659,30 @@ pub(crate) mod tests {
         };
         let mut strip = Strip::new(config, &pool, 64, ValueRange { lo: 0.0, hi: 1.0 }).unwrap();
         let cal = calibration_from(&[1.0, 2.0], &[], 0.01);
-        strip.check(&mut model, &cal, &pool[..64 * 5]).unwrap();
+        let report = strip.check(&mut model, &cal, &pool[..64 * 45]).unwrap();
+        // 45 inputs x 100 copies in calls of ROWS_PER_CALL rows: 20 inputs per call.
+        let per_call = ROWS_PER_CALL / 100;
+        let want: Vec<usize> = (0..45)
+            .step_by(per_call)
+            .map(|i| (45 - i).min(per_call) * 100)
+            .collect();
+        // Each input alone gives the same value, to the bit.
+        let alone: Vec<f64> = (0..45)
+            .map(|i| {
+                strip
+                    .entropy(
+                        &mut model,
+                        &pool[i * 64..(i + 1) * 64],
+                        check_stream(i),
+                        None,
+                    )
+                    .unwrap()
+            })
+            .collect();
         drop(strip);
-        assert_eq!(calls, 5);
+        assert_eq!(calls[..want.len()], want[..]);
+        let batched: Vec<f64> = report.inputs.iter().map(|i| i.entropy).collect();
+        assert_eq!(batched, alone);
     }
 
     #[test]
