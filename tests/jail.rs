@@ -409,3 +409,66 @@ fn a_file_under_host_tmp_stays_visible_over_the_scratch() {
     assert_eq!(r.report["sandbox"]["exit"]["code"], 0);
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// As a user without privileges (nobody, through `setpriv`) the sandbox takes its other paths:
+/// clone3 makes the network namespace (no CAP_SYS_ADMIN to make one ahead), no cgroup is
+/// writable so the rlimit fallbacks apply. Containment and record must hold the same. Runs when
+/// the tests run as root (as in CI); as another user every test here already takes these paths.
+#[test]
+fn an_unprivileged_user_gets_the_same_containment() {
+    // SAFETY: geteuid has no failure modes.
+    if unsafe { libc::geteuid() } != 0 || Command::new("setpriv").arg("--version").output().is_err()
+    {
+        return;
+    }
+    use std::os::unix::fs::PermissionsExt;
+    // Copies nobody can reach (the build tree may sit below a private home).
+    let dir = std::env::temp_dir().join(format!("modelvet-nobody-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let (mv, hostile_copy) = (dir.join("modelvet"), dir.join("hostile"));
+    std::fs::copy(modelvet(), &mv).unwrap();
+    std::fs::copy(hostile(), &hostile_copy).unwrap();
+
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.set_nonblocking(true).unwrap();
+    let port = listener.local_addr().unwrap().port().to_string();
+    let out = Command::new("setpriv")
+        .args(["--reuid", "65534", "--regid", "65534", "--clear-groups"])
+        .arg(&mv)
+        .args(["jail", "--format", "json", "--"])
+        .arg(&hostile_copy)
+        .args(["connect", &port])
+        .current_dir(&dir)
+        .output()
+        .unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let report: Value = serde_json::from_str(&stdout).unwrap_or_else(|e| {
+        panic!(
+            "report is not JSON ({e}): {stdout}\nstderr: {}",
+            String::from_utf8_lossy(&out.stderr)
+        )
+    });
+    assert!(
+        listener.accept().is_err(),
+        "the jailed program reached the host's loopback"
+    );
+    let connects = report["sandbox"]["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["kind"] == "network" && e["syscall"] == "connect")
+        .count();
+    assert!(connects > 0, "{:#}", report["sandbox"]["events"]);
+    assert_eq!(report["verdict"], "fail");
+    assert_eq!(out.status.code(), Some(1));
+    // The fallback paths were the ones taken.
+    let host = &report["sandbox"]["host"];
+    assert!(
+        host["cgroup_controllers"]
+            .as_str()
+            .is_some_and(|c| c.contains("memory: none")),
+        "{host}"
+    );
+}
