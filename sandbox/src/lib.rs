@@ -495,10 +495,15 @@ pub fn spawn_with(mut config: Config, support: &HostSupport) -> Result<Running, 
 static EARLY_NETNS: std::sync::Mutex<Option<std::thread::JoinHandle<Option<OwnedFd>>>> =
     std::sync::Mutex::new(None);
 
-/// Starts making the next sandbox's network namespace now, on a thread of its own, so that the
-/// millisecond it takes overlaps the caller's start-up (argument parsing, host checks, planning).
-/// The next `spawn` uses it; without a call, `spawn` makes one itself.
+/// Starts the slow kernel work of the next sandbox now, on threads of their own, so that it
+/// overlaps the caller's start-up (argument parsing, host checks, planning): the network
+/// namespace (about a millisecond; the next `spawn` uses it, without a call `spawn` makes one
+/// itself) and, on cgroup-v1 hosts, the grace period the first cgroup move waits for
+/// (`cgroup::prewarm_attach`).
 pub fn warm_up() {
+    let _ = std::thread::Builder::new()
+        .name("modelvet-cgwarm".into())
+        .spawn(|| cgroup::prewarm_attach(&cgroup::Support::detect()));
     let Ok(mut slot) = EARLY_NETNS.lock() else {
         return;
     };
