@@ -27,6 +27,9 @@ pub const MAX_BATCH_FLOATS: usize = 64 << 20;
 pub const DEFAULT_CALIBRATION: usize = 400;
 /// Rows (copies) per model call when judging many inputs: a few of the model host's batches.
 const ROWS_PER_CALL: usize = 4096;
+/// Bound on one blend buffer (there are two) when grouping inputs: 32 MiB of f32. Inputs whose N
+/// copies alone are larger go one per call, as before grouping.
+const GROUP_BUFFER_FLOATS: usize = 8 << 20;
 pub const DEFAULT_HOLDOUT: usize = 400;
 
 #[derive(Debug, Error)]
@@ -294,10 +297,10 @@ impl<'a> Strip<'a> {
     }
 
     /// How many inputs one model call judges: enough copies to keep the model host's pipeline
-    /// full (several of its batches per call), within the batch bound.
+    /// full (several of its batches per call), within the blend-buffer bound.
     fn inputs_per_call(&self) -> usize {
         let per_input = (self.config.n * self.input_len).max(1);
-        (MAX_BATCH_FLOATS / per_input).clamp(1, (ROWS_PER_CALL / self.config.n.max(1)).max(1))
+        (GROUP_BUFFER_FLOATS / per_input).clamp(1, (ROWS_PER_CALL / self.config.n.max(1)).max(1))
     }
 
     /// `entropy` for many inputs at once, appended to `out` in order: the copies of several
