@@ -24,9 +24,10 @@ fixtures:
 	$(CARGO) run --release --example gen_scan_corpus
 	$(CARGO) run --release --example gen_format_corpus
 
-# Each fuzz target for FUZZ_SECONDS (libFuzzer on the stable toolchain, see fuzz/run_stable.sh).
+# Each fuzz target for FUZZ_SECONDS (libFuzzer on the stable toolchain, see fuzz/run_stable.sh),
+# seeded from fuzz/seeds/TARGET where there is one.
 FUZZ_SECONDS ?= 60
 fuzz:
-	for t in pickle_vm zip_route safetensors gguf onnx keras; do bash fuzz/run_stable.sh $$t $(FUZZ_SECONDS) || exit 1; done
+	for t in pickle_vm zip_route safetensors gguf onnx keras channel; do bash fuzz/run_stable.sh $$t $(FUZZ_SECONDS) seeds/$$t || exit 1; done
 
 -include mk/*.mk

@@ -243,29 +243,53 @@ impl<S: Read + Write> FrameIo<S> {
         let len = self.read_header(FRAME_CONTROL)?;
         let mut control = std::mem::take(&mut self.control);
         control.clear();
-        control.resize(len, 0);
-        let read = self.read_exact(&mut control);
+        let mut read = Ok(());
+        // Grown with what arrives: a length prefix that lies costs at most a step.
+        while control.len() < len && read.is_ok() {
+            let start = control.len();
+            control.resize(start + grow_step(start, len), 0);
+            read = self.read_exact(&mut control[start..]);
+        }
         self.control = control;
         read?;
         Ok(serde_json::from_slice(&self.control)?)
     }
 
-    /// Receives one tensor frame of exactly `expected` values into `out` (reused buffer).
+    /// Receives one tensor frame of exactly `expected` values into `out` (reused buffer), grown
+    /// with what arrives, so a peer that claims a large tensor and sends little costs little.
     pub fn recv_tensor(&mut self, expected: usize, out: &mut Vec<f32>) -> Result<(), ChannelError> {
+        self.tensor_header(expected)?;
         out.clear();
-        out.resize(expected, 0.0);
-        self.recv_tensor_into(out)
+        while out.len() < expected {
+            let start = out.len();
+            let step = grow_step(start * 4, expected * 4) / 4;
+            out.resize(start + step.max(1), 0.0);
+            self.read_f32s(&mut out[start..])?;
+        }
+        Ok(())
     }
 
     /// Receives one tensor frame of exactly `out.len()` values straight into `out`.
     pub fn recv_tensor_into(&mut self, out: &mut [f32]) -> Result<(), ChannelError> {
+        self.tensor_header(out.len())?;
+        self.read_f32s(out)?;
+        Ok(())
+    }
+
+    /// Reads a tensor frame's header and checks it holds exactly `expected` f32 values.
+    fn tensor_header(&mut self, expected: usize) -> Result<(), ChannelError> {
         let len = self.read_header(FRAME_TENSOR)?;
-        if len % 4 != 0 || len / 4 != out.len() {
+        if len % 4 != 0 || len / 4 != expected {
             return Err(ChannelError::Protocol(format!(
-                "tensor frame of {len} bytes, expected {} f32 values",
-                out.len()
+                "tensor frame of {len} bytes, expected {expected} f32 values"
             )));
         }
+        Ok(())
+    }
+
+    /// Fills `out` with little-endian f32s from the stream.
+    fn read_f32s(&mut self, out: &mut [f32]) -> io::Result<()> {
+        let len = std::mem::size_of_val(out);
         // SAFETY: `out` is `len` bytes of initialised f32s; f32 has no padding and every bit
         // pattern is a valid f32, so viewing it as bytes and writing any bytes into it is sound;
         // the byte view lives only for this call.
@@ -322,6 +346,12 @@ impl<S: Read + Write> FrameIo<S> {
         }
         Ok(len)
     }
+}
+
+/// How far a receive buffer holding `have` of `want` bytes grows next: doubling, at least 1 MiB
+/// (one step for every frame of the hot path), never past `want`.
+fn grow_step(have: usize, want: usize) -> usize {
+    (want - have).min(have.max(1 << 20))
 }
 
 fn put_header(header: &mut [u8], len: usize, kind: u8) -> Result<(), ChannelError> {
@@ -852,6 +882,33 @@ mod tests {
             matches!(err, ChannelError::Protocol(ref m) if m.contains("exceeds")),
             "{err}"
         );
+    }
+
+    #[test]
+    fn a_lying_length_prefix_costs_a_step_not_the_claim() {
+        // A control frame and a tensor frame that each claim 200 MB and bring 10 bytes.
+        for kind in [FRAME_CONTROL, FRAME_TENSOR] {
+            let (mut a, b) = UnixStream::pair().unwrap();
+            let mut frame = (200u32 << 20).to_le_bytes().to_vec();
+            frame.push(kind);
+            frame.extend_from_slice(b"0123456789");
+            a.write_all(&frame).unwrap();
+            drop(a);
+            let mut rx = FrameIo::new(b);
+            let mut out = Vec::new();
+            let err = if kind == FRAME_CONTROL {
+                rx.recv::<HostMessage>().unwrap_err()
+            } else {
+                rx.recv_tensor(50 << 20, &mut out).unwrap_err()
+            };
+            assert!(matches!(err, ChannelError::Closed), "{err}");
+            assert!(
+                rx.control.capacity() <= 2 << 20,
+                "{}",
+                rx.control.capacity()
+            );
+            assert!(out.capacity() <= 1 << 20, "{}", out.capacity());
+        }
     }
 
     #[test]
