@@ -848,7 +848,8 @@ fn merge_outcomes(session: &Session) -> sandbox::Outcome {
 
 /// WASI imports the model called, as sandbox events (`syscall` "wasi:<import>").
 fn add_host_events(outcome: &mut sandbox::Outcome, session: &Session) {
-    for e in &session.host_events {
+    outcome.events_dropped += session.host_events.dropped;
+    for e in &session.host_events.kept {
         let kind = if e.event.import == "path_open" {
             sandbox::EventKind::File
         } else {
@@ -910,14 +911,11 @@ fn failure_findings(session: &Session, loc: &str) -> Vec<Finding> {
 }
 
 fn wasm_findings(session: &Session) -> Vec<Finding> {
-    let mut seen = std::collections::BTreeMap::<String, (usize, String)>::new();
-    for e in &session.host_events {
-        let entry = seen
-            .entry(e.event.import.clone())
-            .or_insert((0, e.event.args.to_string()));
-        entry.0 += 1;
-    }
-    seen.into_iter()
+    session
+        .host_events
+        .per_import
+        .iter()
+        .map(|(import, (count, args))| (import.clone(), (*count, args.clone())))
         .map(|(import, (count, args))| {
             let (rule, sev, what) = match import.as_str() {
                 "path_open" | "path_filestat_get" | "path_readlink" | "fd_prestat_get"

@@ -103,6 +103,40 @@ pub struct TimedHostEvent {
     pub event: HostEvent,
 }
 
+/// Host events kept for the report: the first `MAX_HOST_EVENTS` (as many as the sandbox keeps of
+/// its own), the rest counted; every call is counted per import, with the first call's
+/// arguments, for the findings. A model calling an import on every inference cannot blow up the
+/// supervisor's memory or the report.
+#[derive(Debug, Default)]
+pub struct HostEventLog {
+    pub kept: Vec<TimedHostEvent>,
+    pub dropped: u64,
+    pub per_import: std::collections::BTreeMap<String, (usize, String)>,
+}
+
+pub const MAX_HOST_EVENTS: usize = 10_000;
+
+impl HostEventLog {
+    pub fn add(&mut self, t_ms: f64, event: HostEvent) {
+        let entry = self
+            .per_import
+            .entry(event.import.clone())
+            .or_insert_with(|| (0, event.args.to_string()));
+        entry.0 += 1;
+        if self.kept.len() < MAX_HOST_EVENTS {
+            self.kept.push(TimedHostEvent { t_ms, event });
+        } else {
+            self.dropped += 1;
+        }
+    }
+
+    pub fn extend(&mut self, t_ms: f64, events: impl IntoIterator<Item = HostEvent>) {
+        for e in events {
+            self.add(t_ms, e);
+        }
+    }
+}
+
 pub struct Session {
     model: PathBuf,
     sandbox: SandboxArgs,
@@ -111,7 +145,7 @@ pub struct Session {
     running: Option<sandbox::Running>,
     client: Option<HostClient>,
     pub outcomes: Vec<sandbox::Outcome>,
-    pub host_events: Vec<TimedHostEvent>,
+    pub host_events: HostEventLog,
     pub start: Instant,
     pub restarts: usize,
     /// Model failures by kind ("timeout", "memory", "trap", "crash", ...): count and first message.
@@ -139,7 +173,7 @@ impl Session {
             running: None,
             client: None,
             outcomes: Vec::new(),
-            host_events: Vec::new(),
+            host_events: HostEventLog::default(),
             start: Instant::now(),
             restarts: 0,
             failures: Default::default(),
@@ -192,13 +226,8 @@ impl Session {
         match HostClient::connect(ours, load_timeout) {
             Ok((mut client, info)) => {
                 let t = self.start.elapsed().as_secs_f64() * 1e3;
-                self.host_events.extend(
-                    client
-                        .load_events()
-                        .iter()
-                        .cloned()
-                        .map(|event| TimedHostEvent { t_ms: t, event }),
-                );
+                self.host_events
+                    .extend(t, client.load_events().iter().cloned());
                 client.set_call_deadline(self.call_timeout.mul_f64(0.8));
                 if let Some(shared) = shared {
                     client.use_shared(shared);
@@ -242,11 +271,7 @@ impl Session {
         let t = self.start.elapsed().as_secs_f64() * 1e3;
         match r {
             Ok(inf) => {
-                self.host_events.extend(
-                    inf.events
-                        .into_iter()
-                        .map(|event| TimedHostEvent { t_ms: t, event }),
-                );
+                self.host_events.extend(t, inf.events);
                 Ok(inf.output)
             }
             Err(e) => Err(self.failed(e)),
@@ -266,11 +291,7 @@ impl Session {
         let (start, host_events) = (self.start, &mut self.host_events);
         let r = client.infer_pipelined(batches, |i, inf| {
             let t_ms = start.elapsed().as_secs_f64() * 1e3;
-            host_events.extend(
-                inf.events
-                    .drain(..)
-                    .map(|event| TimedHostEvent { t_ms, event }),
-            );
+            host_events.extend(t_ms, inf.events.drain(..));
             on_output(i, &inf.output);
             true
         });
@@ -287,12 +308,7 @@ impl Session {
                 message,
                 events,
             } => {
-                self.host_events.extend(
-                    events
-                        .iter()
-                        .cloned()
-                        .map(|event| TimedHostEvent { t_ms: t, event }),
-                );
+                self.host_events.extend(t, events.iter().cloned());
                 self.note_failure(&kind.to_string(), &message);
                 ChannelError::Model {
                     kind,
@@ -392,5 +408,34 @@ impl Classifier for HostClassifier<'_> {
             Ok(()) => Ok(out),
             Err(e) => Err(ClassifierError::Model(e.to_string())),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn host_events_are_capped_but_every_call_is_counted() {
+        let mut log = HostEventLog::default();
+        let clock = |i: u64| HostEvent {
+            import: "clock_time_get".into(),
+            args: serde_json::json!({ "id": i }),
+            result: Some(0),
+        };
+        log.extend(1.0, (0..MAX_HOST_EVENTS as u64 + 5).map(clock));
+        log.add(
+            2.0,
+            HostEvent {
+                import: "path_open".into(),
+                args: serde_json::json!({ "path": "/etc/passwd" }),
+                result: Some(76),
+            },
+        );
+        assert_eq!(log.kept.len(), MAX_HOST_EVENTS);
+        assert_eq!(log.dropped, 6);
+        assert_eq!(log.per_import["clock_time_get"].0, MAX_HOST_EVENTS + 5);
+        assert_eq!(log.per_import["clock_time_get"].1, r#"{"id":0}"#);
+        assert_eq!(log.per_import["path_open"].0, 1);
     }
 }
