@@ -322,7 +322,10 @@ impl<'a> Strip<'a> {
         }
         let n = self.config.n;
         let classes = model.classes();
-        let mut groups = inputs.chunks(self.inputs_per_call());
+        let per_call = self.inputs_per_call();
+        // One group has nothing to overlap with: no worker thread then.
+        let overlap = inputs.len() > per_call;
+        let mut groups = inputs.chunks(per_call);
         let mut buf = std::mem::take(&mut self.buf);
         let mut next = std::mem::take(&mut self.next);
         let blender = Blender {
@@ -353,15 +356,16 @@ impl<'a> Strip<'a> {
             blender.fill(group, &mut buf);
             let (to_worker, jobs) = std::sync::mpsc::channel::<Job<'_, '_>>();
             let (to_us, done) = std::sync::mpsc::channel();
-            let worker = std::thread::Builder::new()
-                .spawn_scoped(scope, move || {
-                    for job in jobs {
-                        if to_us.send(side(job)).is_err() {
-                            break;
+            let worker = overlap
+                && std::thread::Builder::new()
+                    .spawn_scoped(scope, move || {
+                        for job in jobs {
+                            if to_us.send(side(job)).is_err() {
+                                break;
+                            }
                         }
-                    }
-                })
-                .is_ok();
+                    })
+                    .is_ok();
             let mut scored: Option<(Vec<f32>, usize)> = None;
             loop {
                 let following = groups.next();
