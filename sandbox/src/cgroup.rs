@@ -38,6 +38,13 @@ pub struct Support {
 }
 
 impl Support {
+    /// `detect`, done once per process: the start-up prewarm and the host checks share it
+    /// (whichever asks first reads /proc; the other waits for that answer).
+    pub fn detected() -> Support {
+        static ONCE: std::sync::OnceLock<Support> = std::sync::OnceLock::new();
+        ONCE.get_or_init(Support::detect).clone()
+    }
+
     pub fn detect() -> Support {
         let mountinfo = fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
         let own = fs::read_to_string("/proc/self/cgroup").unwrap_or_default();

@@ -26,7 +26,7 @@ impl HostSupport {
         let root = unsafe { libc::geteuid() } == 0;
         let max_userns = read_num("/proc/sys/user/max_user_namespaces").unwrap_or(1);
         let unpriv = read_num("/proc/sys/kernel/unprivileged_userns_clone").unwrap_or(1);
-        let cgroups = Support::detect();
+        let cgroups = Support::detected();
         HostSupport {
             user_namespaces: max_userns > 0 && (root || unpriv == 1),
             seccomp_user_notif: sys::seccomp_notif_supported(),

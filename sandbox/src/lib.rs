@@ -503,7 +503,7 @@ static EARLY_NETNS: std::sync::Mutex<Option<std::thread::JoinHandle<Option<Owned
 pub fn warm_up() {
     let _ = std::thread::Builder::new()
         .name("modelvet-cgwarm".into())
-        .spawn(|| cgroup::prewarm_attach(&cgroup::Support::detect()));
+        .spawn(|| cgroup::prewarm_attach(&cgroup::Support::detected()));
     let Ok(mut slot) = EARLY_NETNS.lock() else {
         return;
     };
