@@ -532,13 +532,17 @@ impl HostClient {
         }
         let msg = self.infer_message(input, shape, 0)?;
         let result = self.exchange(&msg, input, out);
-        if matches!(
-            result,
-            Err(ChannelError::Timeout | ChannelError::Protocol(_) | ChannelError::Io(_))
-        ) {
+        self.note_desync(&result);
+        result
+    }
+
+    /// After a timeout or a broken frame the stream may hold half a frame: nothing more is read.
+    /// (Closed needs no mark: the host is gone and a later call says so again.)
+    fn note_desync(&mut self, result: &Result<(), ChannelError>) {
+        if let Err(ChannelError::Timeout | ChannelError::Protocol(_) | ChannelError::Io(_)) = result
+        {
             self.broken = true;
         }
-        result
     }
 
     /// Runs `batches` in order with up to two requests in flight: the host starts on the next
@@ -624,12 +628,7 @@ impl HostClient {
             answered += 1;
             in_flight -= 1;
         };
-        // Closed needs no mark: the host is gone and a later call says so again.
-        if let Err(ChannelError::Timeout | ChannelError::Protocol(_) | ChannelError::Io(_)) =
-            &result
-        {
-            self.broken = true;
-        }
+        self.note_desync(&result);
         result?;
         match failure {
             Some(e) => Err(e),
