@@ -9,6 +9,9 @@
 #[path = "../runner/src/host/channel.rs"]
 mod channel;
 #[allow(dead_code)]
+#[path = "../runner/src/host/pool.rs"]
+mod pool;
+#[allow(dead_code)]
 #[path = "../runner/src/host/shared.rs"]
 mod shared;
 
@@ -110,8 +113,12 @@ fn in_process(
         .model_for_path(model)
         .map_err(|e| format!("{e:#}"))?;
     let shape = input_shape(inference.input_fact(0).map_err(|e| e.to_string())?, batch)?;
+    // The host's plan: typed, decluttered, tract's strided 2x2 pools swapped for `pool::Pool2x2`.
     let plan = inference
-        .into_optimized()
+        .into_typed()
+        .and_then(|m| m.into_decluttered())
+        .and_then(|mut m| pool::speed_up_pools(&mut m).map(|_| m))
+        .and_then(|m| m.into_optimized())
         .and_then(|m| m.into_runnable())
         .map_err(|e| format!("{e:#}"))?;
     let mut state = plan.spawn().map_err(|e| e.to_string())?;

@@ -62,10 +62,9 @@ pub fn load(bytes: &[u8]) -> Result<OnnxModel, String> {
         .map_err(|e| format!("tract cannot read the model: {e}"))?;
     drop(proto);
     let typed = guarded(|| {
-        model
-            .clone()
-            .into_typed()
-            .and_then(|m| m.into_decluttered())
+        let mut typed = model.clone().into_typed()?.into_decluttered()?;
+        super::pool::speed_up_pools(&mut typed)?;
+        Ok(typed)
     })
     .map_err(|e| format!("tract cannot type the model: {e}"))?;
 
@@ -248,11 +247,13 @@ impl OnnxModel {
                 } else {
                     let fact = InferenceFact::dt_shape(self.input_dt, shape);
                     let plan = guarded(|| {
-                        model
+                        let mut typed = model
                             .clone()
-                            .with_input_fact(0, fact)
-                            .and_then(|m| m.into_optimized())
-                            .and_then(|m| m.into_runnable())
+                            .with_input_fact(0, fact)?
+                            .into_typed()?
+                            .into_decluttered()?;
+                        super::pool::speed_up_pools(&mut typed)?;
+                        typed.into_optimized()?.into_runnable()
                     })
                     .map_err(|e| {
                         ModelError::new(
