@@ -501,18 +501,19 @@ static EARLY_NETNS: std::sync::Mutex<Option<std::thread::JoinHandle<Option<Owned
 /// itself) and, on cgroup-v1 hosts, the grace period the first cgroup move waits for
 /// (`cgroup::prewarm_attach`).
 pub fn warm_up() {
-    let _ = std::thread::Builder::new()
-        .name("modelvet-cgwarm".into())
-        .spawn(|| cgroup::prewarm_attach(&cgroup::Support::detected()));
-    let Ok(mut slot) = EARLY_NETNS.lock() else {
-        return;
-    };
-    if slot.is_none() {
+    // The namespace first: it is the longer job, and on two cores a thread started second waits
+    // for the first one to finish before it gets a CPU.
+    if let Ok(mut slot) = EARLY_NETNS.lock()
+        && slot.is_none()
+    {
         *slot = std::thread::Builder::new()
             .name("modelvet-netns".into())
             .spawn(|| sys::fresh_netns().ok())
             .ok();
     }
+    let _ = std::thread::Builder::new()
+        .name("modelvet-cgwarm".into())
+        .spawn(|| cgroup::prewarm_attach(&cgroup::Support::detected()));
 }
 
 fn take_early_netns() -> Option<OwnedFd> {
