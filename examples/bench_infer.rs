@@ -9,6 +9,9 @@
 #[path = "../runner/src/host/channel.rs"]
 mod channel;
 #[allow(dead_code)]
+#[path = "../runner/src/host/chunks.rs"]
+mod chunks;
+#[allow(dead_code)]
 #[path = "../runner/src/host/pool.rs"]
 mod pool;
 #[allow(dead_code)]
@@ -113,12 +116,16 @@ fn in_process(
         .model_for_path(model)
         .map_err(|e| format!("{e:#}"))?;
     let shape = input_shape(inference.input_fact(0).map_err(|e| e.to_string())?, batch)?;
-    // The host's plan: typed, decluttered, tract's strided 2x2 pools swapped for `pool::Pool2x2`.
-    let plan = inference
+    // The host's plan and way of running it: typed, decluttered, tract's strided 2x2 pools
+    // swapped for `pool::Pool2x2`, large batches run in `chunks::rows_per_run` row chunks.
+    let typed = inference
         .into_typed()
         .and_then(|m| m.into_decluttered())
         .and_then(|mut m| pool::speed_up_pools(&mut m).map(|_| m))
-        .and_then(|m| m.into_optimized())
+        .map_err(|e| format!("{e:#}"))?;
+    let rows = chunks::rows_per_run(&typed).unwrap_or(0);
+    let plan = typed
+        .into_optimized()
         .and_then(|m| m.into_runnable())
         .map_err(|e| format!("{e:#}"))?;
     let mut state = plan.spawn().map_err(|e| e.to_string())?;
@@ -130,9 +137,7 @@ fn in_process(
         next += 1;
         let tensor = Tensor::from_shape(&shape, &values[start..start + per_batch])
             .map_err(|e| e.to_string())?;
-        state
-            .run(tvec![tensor.into_tvalue()])
-            .map_err(|e| format!("{e:#}"))?;
+        chunks::run_in_chunks(state, tensor, rows).map_err(|e| format!("{e:#}"))?;
         Ok(())
     };
     for _ in 0..WARMUP_RUNS {

@@ -420,6 +420,10 @@ fn a_host_killed_at_the_wall_limit_is_a_timeout_not_a_crash() {
         &[
             "--inputs",
             fixture("data/mnist_val_x.npy").to_str().unwrap(),
+            // STRIP calibration alone is then millions of CNN rows: far past the limit however
+            // fast inference gets.
+            "--strip-n",
+            "5000",
             "--timeout",
             "1",
         ],

@@ -4,6 +4,7 @@
 
 #[allow(dead_code)] // the client half is called by `probe` and the tests, not by the host
 pub mod channel;
+mod chunks;
 mod onnx;
 mod pool;
 pub mod shared;

@@ -26,6 +26,8 @@ pub struct OnnxModel {
     /// Per-sample input facts: `Some(n)` fixed, `None` symbolic.
     input_dims: Vec<Option<usize>>,
     input_count: usize,
+    /// Rows per tract run when a request is larger (`chunks::rows_per_run`).
+    rows_per_run: Option<usize>,
     plan: Plan,
 }
 
@@ -108,6 +110,7 @@ pub fn load(bytes: &[u8]) -> Result<OnnxModel, String> {
         .map(|d| d.as_i64().map(|v| v as usize))
         .collect();
 
+    let rows_per_run = super::chunks::rows_per_run(&typed);
     let plan = match guarded(|| typed.into_optimized().and_then(|m| m.into_runnable())) {
         Ok(plan) => {
             let state = plan
@@ -130,6 +133,7 @@ pub fn load(bytes: &[u8]) -> Result<OnnxModel, String> {
         input_dt,
         input_dims,
         input_count,
+        rows_per_run,
         plan,
     })
 }
@@ -185,11 +189,16 @@ impl OnnxModel {
                     )
                 })?
         };
+        // Large batches of a symbolic-batch plan run in cache-sized row chunks (see `chunks`).
+        let rows = match self.plan {
+            Plan::Symbolic { .. } => self.rows_per_run.unwrap_or(0),
+            Plan::PerShape { .. } => 0,
+        };
         let state = self.state_for(&shape)?;
-        let outputs = match catch_unwind(AssertUnwindSafe(|| {
-            state.run(tvec![tensor.into_tvalue()])
+        let first = match catch_unwind(AssertUnwindSafe(|| {
+            super::chunks::run_in_chunks(state, tensor, rows)
         })) {
-            Ok(Ok(outputs)) => outputs,
+            Ok(Ok(first)) => first,
             Ok(Err(e)) => return Err(ModelError::new(ModelErrorKind::Runtime, format!("{e:#}"))),
             Err(panic) => {
                 self.reset_state();
@@ -199,9 +208,6 @@ impl OnnxModel {
                 ));
             }
         };
-        let first = outputs.into_iter().next().ok_or_else(|| {
-            ModelError::new(ModelErrorKind::Runtime, "the model produced no output")
-        })?;
         if first.datum_type() == f32::datum_type() {
             return Ok(first);
         }
