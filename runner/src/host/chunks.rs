@@ -27,6 +27,12 @@ pub fn rows_per_run(model: &TypedModel) -> Option<usize> {
     if first.shape.rank() == 0 || first.shape[0].as_i64().is_some() {
         return None;
     }
+    // The first output must be declared batch-major: its leading axis the input's batch symbol
+    // (an output whose leading axis merely happens to equal a chunk's rows would stack wrongly).
+    let output = model.output_fact(0).ok()?;
+    if output.shape.rank() == 0 || output.shape[0] != first.shape[0] {
+        return None;
+    }
     let mut per_row = 0usize;
     for node in model.nodes() {
         for outlet in &node.outputs {
@@ -181,5 +187,25 @@ mod tests {
         t.try_as_plain_ram()
             .and_then(|v| v.as_slice::<f32>().map(|s| s.to_vec()))
             .expect("f32 output")
+    }
+
+    #[test]
+    fn a_model_whose_output_is_not_batch_major_is_never_split() {
+        use tract_onnx::tract_core::ops::nn::{Reduce, Reducer};
+        // [N, 4] summed over the batch: a [1, 4] answer that chunks would turn into [chunks, 4].
+        let mut model = TypedModel::default();
+        let n = model.sym("N");
+        let x = model
+            .add_source("x", f32::fact(&[TDim::from(n), TDim::from(4)]))
+            .expect("source");
+        let op = Reduce {
+            axes: tvec![0],
+            reducer: Reducer::Sum,
+        };
+        let sum = model.wire_node("sum", op, &[x]).expect("wire");
+        model.select_output_outlets(&sum).expect("outputs");
+        assert_eq!(rows_per_run(&model), None);
+        let (mlp, _) = plan("mnist_mlp_clean_a");
+        assert!(rows_per_run(&mlp).is_some(), "a batch-major model is sized");
     }
 }
