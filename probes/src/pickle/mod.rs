@@ -166,13 +166,17 @@ fn scan_nested(
     out
 }
 
+/// What `run_streams` found: the scan, the offset of a read that straddled a FRAME's end (if
+/// one did), and the nested byte strings (offset, bytes) to scan as pickles of their own.
+type Streams = (PickleScan, Option<usize>, Vec<(usize, std::rc::Rc<[u8]>)>);
+
 fn run_streams(
     data: &[u8],
     start: usize,
     location: &str,
     limits: &Limits,
     mode: ReadMode,
-) -> (PickleScan, Option<usize>, Vec<(usize, std::rc::Rc<[u8]>)>) {
+) -> Streams {
     let mut crossed = None;
     let mut shared = Shared::default();
     let head = data.get(start..).unwrap_or_default();
