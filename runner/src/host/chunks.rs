@@ -85,7 +85,7 @@ fn first_output(outputs: TVec<TValue>) -> TractResult<TValue> {
     outputs
         .into_iter()
         .next()
-        .ok_or_else(|| anyhow::anyhow!("the model produced no output"))
+        .ok_or_else(|| TractError::msg("the model produced no output"))
 }
 
 #[cfg(test)]
