@@ -118,11 +118,7 @@ fn in_process(
     let shape = input_shape(inference.input_fact(0).map_err(|e| e.to_string())?, batch)?;
     // The host's plan and way of running it: typed, decluttered, tract's strided 2x2 pools
     // swapped for `pool::Pool2x2`, large batches run in `chunks::rows_per_run` row chunks.
-    let typed = inference
-        .into_typed()
-        .and_then(|m| m.into_decluttered())
-        .and_then(|mut m| pool::speed_up_pools(&mut m).map(|_| m))
-        .map_err(|e| format!("{e:#}"))?;
+    let typed = pool::typed_for_host(inference).map_err(|e| format!("{e:#}"))?;
     let rows = chunks::rows_per_run(&typed).unwrap_or(0);
     let plan = typed
         .into_optimized()

@@ -63,12 +63,8 @@ pub fn load(bytes: &[u8]) -> Result<OnnxModel, String> {
     let model = guarded(|| tract_onnx::onnx().model_for_proto_model(&proto))
         .map_err(|e| format!("tract cannot read the model: {e}"))?;
     drop(proto);
-    let typed = guarded(|| {
-        let mut typed = model.clone().into_typed()?.into_decluttered()?;
-        super::pool::speed_up_pools(&mut typed)?;
-        Ok(typed)
-    })
-    .map_err(|e| format!("tract cannot type the model: {e}"))?;
+    let typed = guarded(|| super::pool::typed_for_host(model.clone()))
+        .map_err(|e| format!("tract cannot type the model: {e}"))?;
 
     let input_count = typed.input_outlets().map_err(|e| e.to_string())?.len();
     if input_count == 0 {
@@ -253,13 +249,9 @@ impl OnnxModel {
                 } else {
                     let fact = InferenceFact::dt_shape(self.input_dt, shape);
                     let plan = guarded(|| {
-                        let mut typed = model
-                            .clone()
-                            .with_input_fact(0, fact)?
-                            .into_typed()?
-                            .into_decluttered()?;
-                        super::pool::speed_up_pools(&mut typed)?;
-                        typed.into_optimized()?.into_runnable()
+                        super::pool::typed_for_host(model.clone().with_input_fact(0, fact)?)?
+                            .into_optimized()?
+                            .into_runnable()
                     })
                     .map_err(|e| {
                         ModelError::new(

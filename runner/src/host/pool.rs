@@ -17,6 +17,14 @@ use tract_onnx::tract_core::internal::*;
 use tract_onnx::tract_core::ops::cnn::{MaxPool, PoolSpec};
 use tract_onnx::tract_core::ops::nn::DataFormat;
 
+/// The model as the host plans it: typed, decluttered, and its strided 2x2 pools swapped for
+/// `Pool2x2` (`into_optimized` comes next).
+pub fn typed_for_host(model: InferenceModel) -> TractResult<TypedModel> {
+    let mut typed = model.into_typed()?.into_decluttered()?;
+    speed_up_pools(&mut typed)?;
+    Ok(typed)
+}
+
 /// Replaces every tract `MaxPool` node that `Pool2x2` computes identically (see
 /// [`Pool2x2::replaces`]); returns how many were replaced. Run it on a typed, decluttered model
 /// before `into_optimized`.
