@@ -12,6 +12,9 @@ mod channel;
 #[path = "../runner/src/host/chunks.rs"]
 mod chunks;
 #[allow(dead_code)]
+#[path = "../runner/src/host/conv.rs"]
+mod conv;
+#[allow(dead_code)]
 #[path = "../runner/src/host/pool.rs"]
 mod pool;
 #[allow(dead_code)]

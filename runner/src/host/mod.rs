@@ -5,6 +5,7 @@
 #[allow(dead_code)] // the client half is called by `probe` and the tests, not by the host
 pub mod channel;
 mod chunks;
+mod conv;
 mod onnx;
 mod pool;
 pub mod shared;

@@ -17,10 +17,11 @@ use tract_onnx::tract_core::internal::*;
 use tract_onnx::tract_core::ops::cnn::{MaxPool, PoolSpec};
 use tract_onnx::tract_core::ops::nn::DataFormat;
 
-/// The model as the host plans it: typed, decluttered, and its strided 2x2 pools swapped for
-/// `Pool2x2` (`into_optimized` comes next).
+/// The model as the host plans it: typed, decluttered, its small convolutions swapped for
+/// `SmallConv` and its strided 2x2 pools for `Pool2x2` (`into_optimized` comes next).
 pub fn typed_for_host(model: InferenceModel) -> TractResult<TypedModel> {
     let mut typed = model.into_typed()?.into_decluttered()?;
+    super::conv::speed_up_convs(&mut typed)?;
     speed_up_pools(&mut typed)?;
     Ok(typed)
 }
@@ -57,7 +58,7 @@ pub struct Pool2x2 {
 }
 
 impl Pool2x2 {
-    fn replaces(pool: &MaxPool, input: &TypedFact) -> bool {
+    pub(super) fn replaces(pool: &MaxPool, input: &TypedFact) -> bool {
         let spec = &pool.pool_spec;
         pool.with_index_outputs.is_none()
             && spec.data_format == DataFormat::NCHW
@@ -70,13 +71,11 @@ impl Pool2x2 {
             && spec.strides()[..] != [1, 1]
     }
 
-    fn pool(&self, input: &Tensor) -> TractResult<Tensor> {
-        let &[n, c, h, w] = input.shape() else {
-            bail!("Pool2x2 wants a rank-4 NCHW input, got {:?}", input.shape());
-        };
-        let strides = self.spec.strides();
-        let padded = self.spec.computed_padding(&[h, w]);
-        let geo = Geometry {
+    /// The plane geometry of this pool over `h` x `w` maps.
+    pub(super) fn geometry(spec: &PoolSpec, h: usize, w: usize) -> Geometry {
+        let strides = spec.strides();
+        let padded = spec.computed_padding(&[h, w]);
+        Geometry {
             h,
             w,
             oh: padded[0].convoluted,
@@ -85,7 +84,14 @@ impl Pool2x2 {
             sw: strides[1],
             pt: padded[0].pad_before,
             pl: padded[1].pad_before,
+        }
+    }
+
+    fn pool(&self, input: &Tensor) -> TractResult<Tensor> {
+        let &[n, c, h, w] = input.shape() else {
+            bail!("Pool2x2 wants a rank-4 NCHW input, got {:?}", input.shape());
         };
+        let geo = Self::geometry(&self.spec, h, w);
         let mut output = Tensor::zero::<f32>(&[n, c, geo.oh, geo.ow])?;
         let planes = input.try_as_plain_ram()?;
         let src = planes.as_slice::<f32>()?;
@@ -107,11 +113,11 @@ impl Pool2x2 {
 
 /// One plane's sizes: input `h` x `w`, output `oh` x `ow`, strides, padding before.
 #[derive(Debug, Clone, Copy)]
-struct Geometry {
+pub(super) struct Geometry {
     h: usize,
     w: usize,
-    oh: usize,
-    ow: usize,
+    pub(super) oh: usize,
+    pub(super) ow: usize,
     sh: usize,
     sw: usize,
     pt: usize,
@@ -131,7 +137,36 @@ impl Geometry {
         (lo, hi.max(lo))
     }
 
-    fn pool_plane(&self, plane: &[f32], out: &mut [f32]) {
+    pub(super) fn pool_plane(&self, plane: &[f32], out: &mut [f32]) {
+        #[cfg(target_arch = "x86_64")]
+        if self.sw == 2 && std::arch::is_x86_feature_detected!("avx2") {
+            // SAFETY: AVX2 is present (checked just above).
+            unsafe { self.pool_plane_s2_avx2(plane, out) };
+            return;
+        }
+        self.rows(plane, out, interior_row);
+    }
+
+    /// `pool_plane` for stride-2 columns, the row loop compiled with AVX2 so that the vector
+    /// rows inline into it.
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx2")]
+    fn pool_plane_s2_avx2(&self, plane: &[f32], out: &mut [f32]) {
+        self.rows(plane, out, |r0, r1, out, first_tap, sw| {
+            let done = interior_row_s2_avx2(r0, r1, out, first_tap);
+            finish_row(r0, r1, out, first_tap, sw, done);
+        });
+    }
+
+    /// The plane row by row: border windows folded one by one, the interior of each row by
+    /// `interior(r0, r1, outputs, first_tap, sw)`.
+    #[inline(always)]
+    fn rows(
+        &self,
+        plane: &[f32],
+        out: &mut [f32],
+        interior: impl Fn(&[f32], &[f32], &mut [f32], usize, usize),
+    ) {
         let (lo, hi) = self.interior_columns();
         for (oy, row_out) in out.chunks_exact_mut(self.ow).enumerate() {
             let top = (oy * self.sh) as isize - self.pt as isize;
@@ -148,7 +183,7 @@ impl Geometry {
             let r0 = &plane[top as usize * self.w..][..self.w];
             let r1 = &plane[(top as usize + 1) * self.w..][..self.w];
             let first_tap = lo * self.sw - self.pl;
-            interior_row(r0, r1, &mut row_out[lo..hi], first_tap, self.sw);
+            interior(r0, r1, &mut row_out[lo..hi], first_tap, self.sw);
         }
     }
 
@@ -180,6 +215,12 @@ fn interior_row(r0: &[f32], r1: &[f32], out: &mut [f32], first_tap: usize, sw: u
         // SAFETY: AVX2 is present (checked just above).
         done = unsafe { interior_row_s2_avx2(r0, r1, out, first_tap) };
     }
+    finish_row(r0, r1, out, first_tap, sw, done);
+}
+
+/// The scalar fold for the outputs of an interior row from `done` on.
+#[inline(always)]
+fn finish_row(r0: &[f32], r1: &[f32], out: &mut [f32], first_tap: usize, sw: usize, done: usize) {
     for (k, o) in out.iter_mut().enumerate().skip(done) {
         let t = first_tap + k * sw;
         *o = f32::MIN.max(r0[t]).max(r0[t + 1]).max(r1[t]).max(r1[t + 1]);
@@ -191,51 +232,61 @@ fn interior_row(r0: &[f32], r1: &[f32], out: &mut [f32], first_tap: usize, sw: u
 /// windows claim, which the caller never passes).
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2")]
+#[inline]
 fn interior_row_s2_avx2(r0: &[f32], r1: &[f32], out: &mut [f32], first_tap: usize) -> usize {
+    // Each step reads taps t..t + 16 of both rows, all inside the windows of its eight outputs.
+    // A row's last, partial step is taken as the row's last eight outputs, overlapping the step
+    // before (those outputs are computed twice, to the same bits); a row of fewer than eight
+    // reads its taps from a copy padded with f32::MIN and keeps only the outputs it owns.
+    let n = out.len();
+    let last = (n >= 8 && !n.is_multiple_of(8)).then_some(n.saturating_sub(8));
+    for k in (0..n / 8).map(|step| step * 8).chain(last) {
+        let t = first_tap + 2 * k;
+        let (Some(row0), Some(row1)) = (r0.get(t..t + 16), r1.get(t..t + 16)) else {
+            return k;
+        };
+        store8(&mut out[k..k + 8], pool8(row0, row1));
+    }
+    if n >= 8 || n == 0 {
+        return n;
+    }
+    let taps = 2 * n;
+    let (Some(row0), Some(row1)) = (
+        r0.get(first_tap..first_tap + taps),
+        r1.get(first_tap..first_tap + taps),
+    ) else {
+        return 0;
+    };
+    let (mut pad0, mut pad1) = ([f32::MIN; 16], [f32::MIN; 16]);
+    pad0[..taps].copy_from_slice(row0);
+    pad1[..taps].copy_from_slice(row1);
+    let mut full = [0.0f32; 8];
+    store8(&mut full, pool8(&pad0, &pad1));
+    out.copy_from_slice(&full[..n]);
+    n
+}
+
+/// The eight windows over sixteen taps of two rows (stride 2), in output order.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+#[inline]
+fn pool8(row0: &[f32], row1: &[f32]) -> std::arch::x86_64::__m256 {
     use std::arch::x86_64::*;
     let floor = _mm256_set1_ps(f32::MIN);
-    let mut written = 0;
-    // Each step reads taps t..t + 16 of both rows, all inside the windows of its eight outputs;
-    // the last, shorter step reads its taps from a copy padded with f32::MIN and keeps only the
-    // outputs it owns.
-    for (step, out8) in out.chunks_mut(8).enumerate() {
-        let t = first_tap + 16 * step;
-        let taps = 2 * out8.len();
-        let (Some(row0), Some(row1)) = (r0.get(t..t + taps), r1.get(t..t + taps)) else {
-            break;
-        };
-        let (mut pad0, mut pad1) = ([f32::MIN; 16], [f32::MIN; 16]);
-        let (row0, row1) = if taps == 16 {
-            (row0, row1)
-        } else {
-            pad0[..taps].copy_from_slice(row0);
-            pad1[..taps].copy_from_slice(row1);
-            (&pad0[..], &pad1[..])
-        };
-        let (a0, b0) = (load8(&row0[..8]), load8(&row0[8..]));
-        let (a1, b1) = (load8(&row1[..8]), load8(&row1[8..]));
-        // Left taps (even positions) and right taps (odd) of eight windows, in the lane order
-        // [0 1 4 5 | 2 3 6 7] that the permute below undoes.
-        let left0 = _mm256_shuffle_ps::<0b10_00_10_00>(a0, b0);
-        let right0 = _mm256_shuffle_ps::<0b11_01_11_01>(a0, b0);
-        let left1 = _mm256_shuffle_ps::<0b10_00_10_00>(a1, b1);
-        let right1 = _mm256_shuffle_ps::<0b11_01_11_01>(a1, b1);
-        // maxps(tap, m) is `tap > m ? tap : m`: what `m.max(tap)` gives for a non-NaN m.
-        let mut m = _mm256_max_ps(left0, floor);
-        m = _mm256_max_ps(right0, m);
-        m = _mm256_max_ps(left1, m);
-        m = _mm256_max_ps(right1, m);
-        let ordered = _mm256_castpd_ps(_mm256_permute4x64_pd::<0b11_01_10_00>(_mm256_castps_pd(m)));
-        if out8.len() == 8 {
-            store8(out8, ordered);
-        } else {
-            let mut full = [0.0f32; 8];
-            store8(&mut full, ordered);
-            out8.copy_from_slice(&full[..out8.len()]);
-        }
-        written += out8.len();
-    }
-    written
+    let (a0, b0) = (load8(&row0[..8]), load8(&row0[8..]));
+    let (a1, b1) = (load8(&row1[..8]), load8(&row1[8..]));
+    // Left taps (even positions) and right taps (odd) of eight windows, in the lane order
+    // [0 1 4 5 | 2 3 6 7] that the permute below undoes.
+    let left0 = _mm256_shuffle_ps::<0b10_00_10_00>(a0, b0);
+    let right0 = _mm256_shuffle_ps::<0b11_01_11_01>(a0, b0);
+    let left1 = _mm256_shuffle_ps::<0b10_00_10_00>(a1, b1);
+    let right1 = _mm256_shuffle_ps::<0b11_01_11_01>(a1, b1);
+    // maxps(tap, m) is `tap > m ? tap : m`: what `m.max(tap)` gives for a non-NaN m.
+    let mut m = _mm256_max_ps(left0, floor);
+    m = _mm256_max_ps(right0, m);
+    m = _mm256_max_ps(left1, m);
+    m = _mm256_max_ps(right1, m);
+    _mm256_castpd_ps(_mm256_permute4x64_pd::<0b11_01_10_00>(_mm256_castps_pd(m)))
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -284,13 +335,13 @@ impl TypedOp for Pool2x2 {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
     use tract_onnx::tract_core::ops::cnn::PaddingSpec;
 
     /// Values a pool must treat exactly as tract does: NaN, infinities, f32::MIN, signed zeros,
     /// ties; the rest pseudo-random.
-    fn awkward_values(len: usize, seed: u64) -> Vec<f32> {
+    pub(in crate::host) fn awkward_values(len: usize, seed: u64) -> Vec<f32> {
         let specials = [
             f32::NAN,
             f32::INFINITY,
@@ -348,7 +399,7 @@ mod tests {
         outputs.remove(0).into_tensor()
     }
 
-    fn bits(t: &Tensor) -> Vec<u32> {
+    pub(in crate::host) fn bits(t: &Tensor) -> Vec<u32> {
         t.try_as_plain_ram()
             .expect("plain")
             .as_slice::<f32>()
