@@ -15,6 +15,9 @@ mod chunks;
 #[path = "../runner/src/host/conv.rs"]
 mod conv;
 #[allow(dead_code)]
+#[path = "../runner/src/host/dense.rs"]
+mod dense;
+#[allow(dead_code)]
 #[path = "../runner/src/host/pool.rs"]
 mod pool;
 #[allow(dead_code)]

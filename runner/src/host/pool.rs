@@ -18,11 +18,13 @@ use tract_onnx::tract_core::ops::cnn::{MaxPool, PoolSpec};
 use tract_onnx::tract_core::ops::nn::DataFormat;
 
 /// The model as the host plans it: typed, decluttered, its small convolutions swapped for
-/// `SmallConv` and its strided 2x2 pools for `Pool2x2` (`into_optimized` comes next).
+/// `SmallConv`, its strided 2x2 pools for `Pool2x2` and its few-output dense layers for `Dense`
+/// (`into_optimized` comes next).
 pub fn typed_for_host(model: InferenceModel) -> TractResult<TypedModel> {
     let mut typed = model.into_typed()?.into_decluttered()?;
     super::conv::speed_up_convs(&mut typed)?;
     speed_up_pools(&mut typed)?;
+    super::dense::speed_up_dense(&mut typed)?;
     Ok(typed)
 }
 
@@ -125,6 +127,13 @@ pub(super) struct Geometry {
 }
 
 impl Geometry {
+    /// Whether the pool halves the map with no padding, every window inside it: output (p, q)
+    /// folds rows 2p and 2p + 1, columns 2q and 2q + 1.
+    pub(super) fn halves(&self) -> bool {
+        (self.sh, self.sw, self.pt, self.pl) == (2, 2, 0, 0)
+            && (self.oh, self.ow) == (self.h / 2, self.w / 2)
+    }
+
     /// The outputs `[lo, hi)` of a row whose two column taps are both inside the map.
     fn interior_columns(&self) -> (usize, usize) {
         let lo = self.pl.div_ceil(self.sw).min(self.ow);
@@ -271,10 +280,24 @@ fn interior_row_s2_avx2(r0: &[f32], r1: &[f32], out: &mut [f32], first_tap: usiz
 #[target_feature(enable = "avx2")]
 #[inline]
 fn pool8(row0: &[f32], row1: &[f32]) -> std::arch::x86_64::__m256 {
+    fold8(
+        [load8(&row0[..8]), load8(&row0[8..])],
+        [load8(&row1[..8]), load8(&row1[8..])],
+    )
+}
+
+/// The eight 2x2 windows over two rows of sixteen taps each, `[taps 0..8, taps 8..16]` of the
+/// top row and of the bottom one, in output order: tract's fold, `m.max(tap)` from `f32::MIN`
+/// over top-left, top-right, bottom-left, bottom-right.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+#[inline]
+pub(super) fn fold8(
+    [a0, b0]: [std::arch::x86_64::__m256; 2],
+    [a1, b1]: [std::arch::x86_64::__m256; 2],
+) -> std::arch::x86_64::__m256 {
     use std::arch::x86_64::*;
     let floor = _mm256_set1_ps(f32::MIN);
-    let (a0, b0) = (load8(&row0[..8]), load8(&row0[8..]));
-    let (a1, b1) = (load8(&row1[..8]), load8(&row1[8..]));
     // Left taps (even positions) and right taps (odd) of eight windows, in the lane order
     // [0 1 4 5 | 2 3 6 7] that the permute below undoes.
     let left0 = _mm256_shuffle_ps::<0b10_00_10_00>(a0, b0);
@@ -291,6 +314,7 @@ fn pool8(row0: &[f32], row1: &[f32]) -> std::arch::x86_64::__m256 {
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2")]
+#[inline]
 fn load8(from: &[f32]) -> std::arch::x86_64::__m256 {
     assert!(from.len() >= 8);
     // SAFETY: `from` holds at least eight f32s (asserted); the load has no alignment requirement.
@@ -299,7 +323,8 @@ fn load8(from: &[f32]) -> std::arch::x86_64::__m256 {
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2")]
-fn store8(to: &mut [f32], v: std::arch::x86_64::__m256) {
+#[inline]
+pub(super) fn store8(to: &mut [f32], v: std::arch::x86_64::__m256) {
     assert!(to.len() >= 8);
     // SAFETY: `to` holds at least eight f32s (asserted); the store has no alignment requirement.
     unsafe { std::arch::x86_64::_mm256_storeu_ps(to.as_mut_ptr(), v) }
@@ -550,5 +575,77 @@ pub(super) mod tests {
             };
             assert_eq!(run(swapped), run(typed), "{name}");
         }
+    }
+
+    #[test]
+    fn every_fixture_answers_bit_for_bit_as_tract_plans_it() {
+        use super::super::conv::SmallConv;
+        use super::super::dense::Dense;
+        use tract_onnx::tract_core::ops::cnn::Conv;
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/models");
+        let mut models = 0;
+        for entry in std::fs::read_dir(&dir).expect("fixtures") {
+            let path = entry.expect("entry").path();
+            if path.extension().and_then(|e| e.to_str()) != Some("onnx") {
+                continue;
+            }
+            let name = path
+                .file_name()
+                .unwrap_or_default()
+                .to_string_lossy()
+                .to_string();
+            let load = || tract_onnx::onnx().model_for_path(&path).expect("fixture");
+            let ours = typed_for_host(load()).expect("host plan");
+            let has = |f: fn(&TypedNode) -> bool| ours.nodes().iter().any(f);
+            assert!(
+                has(|n| n.op_is::<Dense>()),
+                "{name}: its 10-class head is a Dense"
+            );
+            assert!(!has(|n| n.op_is::<Conv>()), "{name}: no conv left to tract");
+            assert_eq!(
+                name.contains("cnn"),
+                has(|n| n.op_is::<SmallConv>()),
+                "{name}"
+            );
+            let theirs = load()
+                .into_typed()
+                .and_then(|m| m.into_decluttered())
+                .expect("typed");
+            let side = if name.starts_with("digits") { 8 } else { 28 };
+            let shape = |batch| {
+                if name.contains("cnn") {
+                    vec![batch, 1, side, side]
+                } else {
+                    vec![batch, side * side]
+                }
+            };
+            for batch in [1, 6, 37] {
+                let values: Vec<f32> = awkward_values(batch * side * side, batch as u64)
+                    .into_iter()
+                    .map(|v| {
+                        if v.is_finite() {
+                            v.abs().min(10.0) / 10.0
+                        } else {
+                            1.0
+                        }
+                    })
+                    .collect();
+                let input = Tensor::from_shape(&shape(batch), &values).expect("input");
+                let run = |m: TypedModel| {
+                    let plan = m
+                        .into_optimized()
+                        .and_then(|m| m.into_runnable())
+                        .expect("plan");
+                    bits(&plan.run(tvec![input.clone().into_tvalue()]).expect("run")[0])
+                };
+                assert_eq!(
+                    run(ours.clone()),
+                    run(theirs.clone()),
+                    "{name}, batch {batch}"
+                );
+            }
+            models += 1;
+        }
+        assert!(models >= 12, "{models} fixtures");
     }
 }
