@@ -18,6 +18,9 @@ mod conv;
 #[path = "../runner/src/host/dense.rs"]
 mod dense;
 #[allow(dead_code)]
+#[path = "../runner/src/host/plan.rs"]
+mod plan;
+#[allow(dead_code)]
 #[path = "../runner/src/host/pool.rs"]
 mod pool;
 #[allow(dead_code)]
@@ -124,7 +127,7 @@ fn in_process(
     let shape = input_shape(inference.input_fact(0).map_err(|e| e.to_string())?, batch)?;
     // The host's plan and way of running it: typed, decluttered, tract's strided 2x2 pools
     // swapped for `pool::Pool2x2`, large batches run in `chunks::rows_per_run` row chunks.
-    let typed = pool::typed_for_host(inference).map_err(|e| format!("{e:#}"))?;
+    let typed = plan::typed_for_host(inference).map_err(|e| format!("{e:#}"))?;
     let rows = chunks::rows_per_run(&typed).unwrap_or(0);
     let plan = typed
         .into_optimized()

@@ -91,6 +91,7 @@ fn first_output(outputs: TVec<TValue>) -> TractResult<TValue> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::host::plan::tests::bits;
 
     fn plan(name: &str) -> (TypedModel, Arc<TypedSimplePlan>) {
         let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/models");
@@ -105,15 +106,6 @@ mod tests {
             .and_then(|m| m.into_runnable())
             .expect("plan");
         (typed, plan)
-    }
-
-    fn bits(t: &Tensor) -> Vec<u32> {
-        t.try_as_plain_ram()
-            .and_then(|v| {
-                v.as_slice::<f32>()
-                    .map(|s| s.iter().map(|x| x.to_bits()).collect())
-            })
-            .expect("f32 output")
     }
 
     #[test]

@@ -25,6 +25,7 @@ use tract_onnx::tract_core::ops::cnn::{Conv, KernelFormat, MaxPool, PoolSpec};
 use tract_onnx::tract_core::ops::math::Max;
 use tract_onnx::tract_core::ops::nn::DataFormat;
 
+use super::plan::swap_nodes;
 use super::pool::Pool2x2;
 #[cfg(target_arch = "x86_64")]
 use super::pool::{fold8, store8};
@@ -37,23 +38,7 @@ const MAX_TAPS: usize = 75;
 /// [`SmallConv::for_node`]), with the ReLU after it when there is one; returns how many were
 /// replaced. Run it on a typed, decluttered model before `into_optimized`.
 pub fn speed_up_convs(model: &mut TypedModel) -> TractResult<usize> {
-    let mut replaced = 0;
-    for id in 0..model.nodes().len() {
-        let Some((op, last)) = SmallConv::for_node(model, id)? else {
-            continue;
-        };
-        let node = model.node(id);
-        let mut patch = TypedModelPatch::new("modelvet small conv");
-        let input = patch.tap_model(model, node.inputs[0])?;
-        let wire = patch.wire_node(&node.name, op, &[input])?[0];
-        patch.shunt_outside(model, OutletId::new(last, 0), wire)?;
-        patch.apply(model)?;
-        replaced += 1;
-    }
-    if replaced > 0 {
-        model.compact()?;
-    }
-    Ok(replaced)
+    swap_nodes(model, "modelvet small conv", SmallConv::for_node)
 }
 
 /// Convolution with stride and dilation 1, OIHW weights held by the op, bias and floor folded.
@@ -667,7 +652,7 @@ impl TypedOp for SmallConv {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::host::pool::tests::{awkward_values, bits};
+    use crate::host::plan::tests::{awkward_values, bits, run_plan};
     use tract_onnx::tract_core::ops::cnn::PaddingSpec;
 
     /// One conv layer as an ONNX model declutters to: Conv, then optionally a ReLU (`max` with a
@@ -771,14 +756,6 @@ mod tests {
             .collect()
     }
 
-    fn run(model: TypedModel, input: &Tensor) -> Vec<u32> {
-        let plan = model
-            .into_optimized()
-            .and_then(|m| m.into_runnable())
-            .expect("plan");
-        bits(&plan.run(tvec![input.clone().into_tvalue()]).expect("run")[0])
-    }
-
     /// Runs the layer through tract's plan and through the swapped one, for a symbolic batch (the
     /// host's plan) and, with finite inputs only, for the concrete shape; returns how many ops
     /// With NaN or infinite inputs tract's
@@ -811,7 +788,7 @@ mod tests {
                 layer.floor,
                 layer.pool
             );
-            let (ours, theirs) = (run(ours, &input), run(theirs, &input));
+            let (ours, theirs) = (run_plan(ours, &input), run_plan(theirs, &input));
             assert_eq!(ours.len(), theirs.len(), "{what}");
             if let Some(i) = (0..ours.len()).find(|&i| ours[i] != theirs[i]) {
                 panic!(

@@ -19,6 +19,8 @@ use tract_onnx::tract_core::ops::binary::TypedBinOp;
 use tract_onnx::tract_core::ops::einsum::EinSum;
 use tract_onnx::tract_core::ops::math::Add;
 
+use super::plan::swap_nodes;
+
 /// Most outputs per row the op takes: two vectors of eight. (At 32, a 64-feature layer ran ~5%
 /// slower than tract, measured on the digits MLP fixture.)
 const MAX_OUTPUTS: usize = 16;
@@ -30,23 +32,7 @@ const ROWS: usize = 4;
 /// [`Dense::for_node`]), with the bias addition after it when there is one; returns how many
 /// were replaced. Run it on a typed, decluttered model before `into_optimized`.
 pub fn speed_up_dense(model: &mut TypedModel) -> TractResult<usize> {
-    let mut replaced = 0;
-    for id in 0..model.nodes().len() {
-        let Some((op, last)) = Dense::for_node(model, id)? else {
-            continue;
-        };
-        let node = model.node(id);
-        let mut patch = TypedModelPatch::new("modelvet dense");
-        let input = patch.tap_model(model, node.inputs[0])?;
-        let wire = patch.wire_node(&node.name, op, &[input])?[0];
-        patch.shunt_outside(model, OutletId::new(last, 0), wire)?;
-        patch.apply(model)?;
-        replaced += 1;
-    }
-    if replaced > 0 {
-        model.compact()?;
-    }
-    Ok(replaced)
+    swap_nodes(model, "modelvet dense", Dense::for_node)
 }
 
 /// `[batch, ...features] x [...features, outputs]`, the weights held by the op.
@@ -356,7 +342,7 @@ impl TypedOp for Dense {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::host::pool::tests::{awkward_values, bits};
+    use crate::host::plan::tests::{awkward_values, run_plan};
 
     /// `[batch, features...] x [features..., outputs]` as a decluttered ONNX Gemm or MatMul
     /// becomes: an einsum with constant weights, then optionally the bias added.
@@ -398,14 +384,6 @@ mod tests {
         }
         model.select_output_outlets(&wire).expect("outputs");
         model
-    }
-
-    fn run(model: TypedModel, input: &Tensor) -> Vec<u32> {
-        let plan = model
-            .into_optimized()
-            .and_then(|m| m.into_runnable())
-            .expect("plan");
-        bits(&plan.run(tvec![input.clone().into_tvalue()]).expect("run")[0])
     }
 
     #[test]
@@ -451,7 +429,7 @@ mod tests {
                         // The einsum and its bias are folded: the source and Dense are left.
                         assert_eq!(ours.nodes().len(), 2, "{:?}", ours.nodes());
                         let what = format!("{features:?} -> {outputs}, bias {bias}, {rows} rows");
-                        let (ours, theirs) = (run(ours, &input), run(theirs, &input));
+                        let (ours, theirs) = (run_plan(ours, &input), run_plan(theirs, &input));
                         if let Some(i) = (0..ours.len()).find(|&i| ours[i] != theirs[i]) {
                             panic!(
                                 "{what}: output {i} is {} ({:#x}), tract's {} ({:#x})",

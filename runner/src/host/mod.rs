@@ -8,6 +8,7 @@ mod chunks;
 mod conv;
 mod dense;
 mod onnx;
+mod plan;
 mod pool;
 pub mod shared;
 mod wasm;

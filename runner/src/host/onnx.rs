@@ -63,7 +63,7 @@ pub fn load(bytes: &[u8]) -> Result<OnnxModel, String> {
     let model = guarded(|| tract_onnx::onnx().model_for_proto_model(&proto))
         .map_err(|e| format!("tract cannot read the model: {e}"))?;
     drop(proto);
-    let typed = guarded(|| super::pool::typed_for_host(model.clone()))
+    let typed = guarded(|| super::plan::typed_for_host(model.clone()))
         .map_err(|e| format!("tract cannot type the model: {e}"))?;
 
     let input_count = typed.input_outlets().map_err(|e| e.to_string())?.len();
@@ -249,7 +249,7 @@ impl OnnxModel {
                 } else {
                     let fact = InferenceFact::dt_shape(self.input_dt, shape);
                     let plan = guarded(|| {
-                        super::pool::typed_for_host(model.clone().with_input_fact(0, fact)?)?
+                        super::plan::typed_for_host(model.clone().with_input_fact(0, fact)?)?
                             .into_optimized()?
                             .into_runnable()
                     })

@@ -17,40 +17,23 @@ use tract_onnx::tract_core::internal::*;
 use tract_onnx::tract_core::ops::cnn::{MaxPool, PoolSpec};
 use tract_onnx::tract_core::ops::nn::DataFormat;
 
-/// The model as the host plans it: typed, decluttered, its small convolutions swapped for
-/// `SmallConv`, its strided 2x2 pools for `Pool2x2` and its few-output dense layers for `Dense`
-/// (`into_optimized` comes next).
-pub fn typed_for_host(model: InferenceModel) -> TractResult<TypedModel> {
-    let mut typed = model.into_typed()?.into_decluttered()?;
-    super::conv::speed_up_convs(&mut typed)?;
-    speed_up_pools(&mut typed)?;
-    super::dense::speed_up_dense(&mut typed)?;
-    Ok(typed)
-}
+use super::plan::swap_nodes;
 
 /// Replaces every tract `MaxPool` node that `Pool2x2` computes identically (see
 /// [`Pool2x2::replaces`]); returns how many were replaced. Run it on a typed, decluttered model
 /// before `into_optimized`.
 pub fn speed_up_pools(model: &mut TypedModel) -> TractResult<usize> {
-    let mut replaced = 0;
-    for id in 0..model.nodes().len() {
+    swap_nodes(model, "modelvet pool", |model, id| {
         let node = model.node(id);
-        let Some(pool) = node.op_as::<MaxPool>() else {
-            continue;
-        };
-        let Some(&input) = node.inputs.first() else {
-            continue;
+        let (Some(pool), &[input]) = (node.op_as::<MaxPool>(), &node.inputs[..]) else {
+            return Ok(None);
         };
         if node.outputs.len() != 1 || !Pool2x2::replaces(pool, model.outlet_fact(input)?) {
-            continue;
+            return Ok(None);
         }
-        let op = Pool2x2 {
-            spec: pool.pool_spec.clone(),
-        };
-        model.node_mut(id).op = Box::new(op);
-        replaced += 1;
-    }
-    Ok(replaced)
+        let spec = pool.pool_spec.clone();
+        Ok(Some((Pool2x2 { spec }, id)))
+    })
 }
 
 /// 2x2 max pool, NCHW f32, any stride but (1, 1), any padding, no dilation, no index output.
@@ -360,37 +343,10 @@ impl TypedOp for Pool2x2 {
 }
 
 #[cfg(test)]
-pub(super) mod tests {
+mod tests {
     use super::*;
+    use crate::host::plan::tests::{awkward_values, bits, run_plan};
     use tract_onnx::tract_core::ops::cnn::PaddingSpec;
-
-    /// Values a pool must treat exactly as tract does: NaN, infinities, f32::MIN, signed zeros,
-    /// ties; the rest pseudo-random.
-    pub(in crate::host) fn awkward_values(len: usize, seed: u64) -> Vec<f32> {
-        let specials = [
-            f32::NAN,
-            f32::INFINITY,
-            f32::NEG_INFINITY,
-            f32::MIN,
-            0.0,
-            -0.0,
-            1.0,
-            1.0,
-        ];
-        let mut state = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-        (0..len)
-            .map(|_| {
-                state ^= state << 13;
-                state ^= state >> 7;
-                state ^= state << 17;
-                if state.is_multiple_of(5) {
-                    specials[(state >> 8) as usize % specials.len()]
-                } else {
-                    ((state >> 11) % 2000) as f32 / 100.0 - 10.0
-                }
-            })
-            .collect()
-    }
 
     fn spec(strides: [usize; 2], padding: PaddingSpec, channels: usize) -> PoolSpec {
         PoolSpec::new(
@@ -422,16 +378,6 @@ pub(super) mod tests {
             .expect("plan");
         let mut outputs = plan.run(tvec![input.clone().into_tvalue()]).expect("run");
         outputs.remove(0).into_tensor()
-    }
-
-    pub(in crate::host) fn bits(t: &Tensor) -> Vec<u32> {
-        t.try_as_plain_ram()
-            .expect("plain")
-            .as_slice::<f32>()
-            .expect("f32")
-            .iter()
-            .map(|v| v.to_bits())
-            .collect()
     }
 
     #[test]
@@ -566,86 +512,7 @@ pub(super) mod tests {
                 .map(|v| if v.is_finite() { v.abs().min(1.0) } else { 1.0 })
                 .collect();
             let input = Tensor::from_shape(&[batch, 1, 28, 28], &values).expect("input");
-            let run = |m: TypedModel| {
-                let plan = m
-                    .into_optimized()
-                    .and_then(|m| m.into_runnable())
-                    .expect("plan");
-                bits(&plan.run(tvec![input.clone().into_tvalue()]).expect("run")[0])
-            };
-            assert_eq!(run(swapped), run(typed), "{name}");
+            assert_eq!(run_plan(swapped, &input), run_plan(typed, &input), "{name}");
         }
-    }
-
-    #[test]
-    fn every_fixture_answers_bit_for_bit_as_tract_plans_it() {
-        use super::super::conv::SmallConv;
-        use super::super::dense::Dense;
-        use tract_onnx::tract_core::ops::cnn::Conv;
-        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/models");
-        let mut models = 0;
-        for entry in std::fs::read_dir(&dir).expect("fixtures") {
-            let path = entry.expect("entry").path();
-            if path.extension().and_then(|e| e.to_str()) != Some("onnx") {
-                continue;
-            }
-            let name = path
-                .file_name()
-                .unwrap_or_default()
-                .to_string_lossy()
-                .to_string();
-            let load = || tract_onnx::onnx().model_for_path(&path).expect("fixture");
-            let ours = typed_for_host(load()).expect("host plan");
-            let has = |f: fn(&TypedNode) -> bool| ours.nodes().iter().any(f);
-            assert!(
-                has(|n| n.op_is::<Dense>()),
-                "{name}: its 10-class head is a Dense"
-            );
-            assert!(!has(|n| n.op_is::<Conv>()), "{name}: no conv left to tract");
-            assert_eq!(
-                name.contains("cnn"),
-                has(|n| n.op_is::<SmallConv>()),
-                "{name}"
-            );
-            let theirs = load()
-                .into_typed()
-                .and_then(|m| m.into_decluttered())
-                .expect("typed");
-            let side = if name.starts_with("digits") { 8 } else { 28 };
-            let shape = |batch| {
-                if name.contains("cnn") {
-                    vec![batch, 1, side, side]
-                } else {
-                    vec![batch, side * side]
-                }
-            };
-            for batch in [1, 6, 37] {
-                let values: Vec<f32> = awkward_values(batch * side * side, batch as u64)
-                    .into_iter()
-                    .map(|v| {
-                        if v.is_finite() {
-                            v.abs().min(10.0) / 10.0
-                        } else {
-                            1.0
-                        }
-                    })
-                    .collect();
-                let input = Tensor::from_shape(&shape(batch), &values).expect("input");
-                let run = |m: TypedModel| {
-                    let plan = m
-                        .into_optimized()
-                        .and_then(|m| m.into_runnable())
-                        .expect("plan");
-                    bits(&plan.run(tvec![input.clone().into_tvalue()]).expect("run")[0])
-                };
-                assert_eq!(
-                    run(ours.clone()),
-                    run(theirs.clone()),
-                    "{name}, batch {batch}"
-                );
-            }
-            models += 1;
-        }
-        assert!(models >= 12, "{models} fixtures");
     }
 }
