@@ -422,35 +422,23 @@ impl Plane {
                         store8(&mut row[j * ow + start(i)..][..8], v);
                     }
                 };
+                // One instance per vector count and row count, so the step stays in registers.
+                macro_rules! step {
+                    ($v:literal, $rows:literal) => {
+                        self.vectors::<$v, $rows, KW>(args, y, group.starts(), |r| {
+                            r.iter().enumerate().for_each(|(j, r)| store(j, r))
+                        })
+                    };
+                }
                 match (group.len, rows) {
-                    (1, 1) => {
-                        self.vectors::<1, 1, KW>(args, y, group.starts(), |r| store(0, &r[0]))
-                    }
-                    (2, 1) => {
-                        self.vectors::<2, 1, KW>(args, y, group.starts(), |r| store(0, &r[0]))
-                    }
-                    (3, 1) => {
-                        self.vectors::<3, 1, KW>(args, y, group.starts(), |r| store(0, &r[0]))
-                    }
-                    (_, 1) => {
-                        self.vectors::<4, 1, KW>(args, y, group.starts(), |r| store(0, &r[0]))
-                    }
-                    (1, _) => self.vectors::<1, 2, KW>(args, y, group.starts(), |r| {
-                        store(0, &r[0]);
-                        store(1, &r[1]);
-                    }),
-                    (2, _) => self.vectors::<2, 2, KW>(args, y, group.starts(), |r| {
-                        store(0, &r[0]);
-                        store(1, &r[1]);
-                    }),
-                    (3, _) => self.vectors::<3, 2, KW>(args, y, group.starts(), |r| {
-                        store(0, &r[0]);
-                        store(1, &r[1]);
-                    }),
-                    _ => self.vectors::<4, 2, KW>(args, y, group.starts(), |r| {
-                        store(0, &r[0]);
-                        store(1, &r[1]);
-                    }),
+                    (1, 1) => step!(1, 1),
+                    (2, 1) => step!(2, 1),
+                    (3, 1) => step!(3, 1),
+                    (_, 1) => step!(4, 1),
+                    (1, _) => step!(1, 2),
+                    (2, _) => step!(2, 2),
+                    (3, _) => step!(3, 2),
+                    _ => step!(4, 2),
                 }
             }
             y += rows;
