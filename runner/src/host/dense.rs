@@ -8,9 +8,9 @@
 //! arithmetic tract's matrix product does (`*_mmm_f32_*` kernels): per output, an accumulator
 //! starting at +0.0 takes one fused multiply-add per feature in order, then the bias is added
 //! (`bias + acc`, as the fused per-row add does). The AVX2 path holds each row's classes in one
-//! to two vectors of eight (the weights padded with zeros to a multiple of eight, the padding
-//! lanes never stored) and runs four rows at a time, so one load of a weight row serves four
-//! rows. Machines without AVX2 and FMA take the scalar fold, whose `mul_add` rounds once like the
+//! or two vectors of eight (the weights padded with zeros to a multiple of eight, the padding
+//! lanes never stored) and runs four rows at a time (the last few one by one), so one load of a
+//! weight row serves four rows. Machines without AVX2 and FMA take the scalar fold, whose `mul_add` rounds once like the
 //! vector FMA. The tests compare every bit against tract's own plan.
 
 use tract_onnx::prelude::*;
@@ -160,7 +160,7 @@ impl Dense {
         Ok(output)
     }
 
-    /// One row, scalar: tract's fold per output.
+    /// One row, scalar: tract's fold per output (machines without AVX2 and FMA).
     fn row(&self, x: &[f32], out: &mut [f32]) {
         let padded = self.outputs.next_multiple_of(8);
         for (m, o) in out.iter_mut().enumerate() {
@@ -172,21 +172,31 @@ impl Dense {
         }
     }
 
-    /// The rows in blocks of `ROWS`; returns how many rows it did (the rest are the caller's).
+    /// Every row, in blocks of `ROWS` then one at a time; returns how many rows it did.
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx2,fma")]
     fn rows_avx2(&self, x: &[f32], out: &mut [f32]) -> usize {
-        if self.outputs <= 8 {
-            self.blocks_avx2::<1>(x, out)
+        // Blocks of ROWS rows, then the rest one row at a time (still in vectors: a lone row,
+        // as a single-input request sends, must not fall to the scalar fold's `fmaf` calls).
+        let (k, m) = (self.features, self.outputs);
+        let blocked = x.len() / (k * ROWS) * ROWS;
+        let (x_blocks, x_rest) = x.split_at(blocked * k);
+        let (out_blocks, out_rest) = out.split_at_mut(blocked * m);
+        let rest = if m <= 8 {
+            self.blocks_avx2::<1, ROWS>(x_blocks, out_blocks);
+            self.blocks_avx2::<1, 1>(x_rest, out_rest)
         } else {
-            self.blocks_avx2::<2>(x, out)
-        }
+            self.blocks_avx2::<2, ROWS>(x_blocks, out_blocks);
+            self.blocks_avx2::<2, 1>(x_rest, out_rest)
+        };
+        blocked + rest
     }
 
-    /// `rows_avx2` with the outputs in `V` vectors of eight.
+    /// The rows of `x` in blocks of `R`, the outputs in `V` vectors of eight; returns how many
+    /// rows it did.
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx2,fma")]
-    fn blocks_avx2<const V: usize>(&self, x: &[f32], out: &mut [f32]) -> usize {
+    fn blocks_avx2<const V: usize, const R: usize>(&self, x: &[f32], out: &mut [f32]) -> usize {
         use std::arch::x86_64::*;
         let (k, m) = (self.features, self.outputs);
         // Each weight load reads eight floats at f * 8V + 8v with f < features, v < V: inside
@@ -198,13 +208,9 @@ impl Dense {
             padded[..m].copy_from_slice(b);
             padded
         });
-        let blocks = x.len() / (k * ROWS);
-        for (xs, outs) in x
-            .chunks_exact(k * ROWS)
-            .zip(out.chunks_exact_mut(m * ROWS))
-            .take(blocks)
-        {
-            let mut acc = [[_mm256_setzero_ps(); V]; ROWS];
+        let blocks = (x.len() / (k * R)).min(out.len() / (m * R));
+        for (xs, outs) in x.chunks_exact(k * R).zip(out.chunks_exact_mut(m * R)) {
+            let mut acc = [[_mm256_setzero_ps(); V]; R];
             for f in 0..k {
                 let mut w = [_mm256_setzero_ps(); V];
                 for (v, w) in w.iter_mut().enumerate() {
@@ -237,7 +243,7 @@ impl Dense {
                 out.copy_from_slice(&lanes[..m]);
             }
         }
-        blocks * ROWS
+        blocks * R
     }
 }
 
