@@ -100,6 +100,7 @@ impl SmallConv {
             && weights.datum_type() == f32_dt
             && bias.datum_type() == f32_dt
             && spec.kernel_shape.len() == 2
+            && spec.kernel_shape[0] >= 1
             // A one-column kernel is tract's own direct "blocked" conv.
             && spec.kernel_shape[1] >= 2
             && spec.dilations().iter().all(|&d| d == 1)
@@ -197,20 +198,22 @@ impl SmallConv {
         let mut unpooled = vec![0.0f32; if pool.is_some() { oh * ow } else { 0 }];
         let mut out_ram = output.try_as_plain_ram_mut()?;
         let dst = out_ram.as_slice_mut::<f32>()?;
-        for (image, out) in src
-            .chunks_exact(c * h * w)
-            .zip(dst.chunks_exact_mut(oc * out_h * out_w))
-        {
+        let chw = c * h * w;
+        for (i, out) in dst.chunks_exact_mut(oc * out_h * out_w).enumerate() {
+            let image = &src[i * chw..(i + 1) * chw];
+            // An empty map under padding leaves the padded image all zeros, as in tract.
             let image = if needs_pad {
                 let (top, left) = (padded[0].pad_before, padded[1].pad_before);
-                for (plane, padded_plane) in
-                    image.chunks_exact(h * w).zip(pad.chunks_exact_mut(ph * pw))
-                {
-                    for (row, to) in plane
-                        .chunks_exact(w)
-                        .zip(padded_plane[top * pw..].chunks_mut(pw))
+                if h * w > 0 {
+                    for (plane, padded_plane) in
+                        image.chunks_exact(h * w).zip(pad.chunks_exact_mut(ph * pw))
                     {
-                        to[left..left + w].copy_from_slice(row);
+                        for (row, to) in plane
+                            .chunks_exact(w)
+                            .zip(padded_plane[top * pw..].chunks_mut(pw))
+                        {
+                            to[left..left + w].copy_from_slice(row);
+                        }
                     }
                 }
                 &pad[..]
@@ -919,6 +922,17 @@ mod tests {
             .add_edge(w, InletId::new(conv, 1))
             .expect("rewire weights");
         assert_eq!(swapped(model), 0);
+    }
+
+    #[test]
+    fn an_empty_map_under_padding_answers_as_tract_does() {
+        // Every output sees only padding: tract answers the bias (and the ReLU of it).
+        for input in [[2, 1, 0, 5], [1, 2, 4, 0]] {
+            let mut layer = layer(input, 3, [3, 3]);
+            layer.padding = PaddingSpec::Explicit(tvec![2, 2], tvec![2, 2]);
+            layer.pool = None;
+            compare(&layer, 9, false);
+        }
     }
 
     #[test]
