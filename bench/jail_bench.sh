@@ -2,45 +2,54 @@
 # The jail's costs, measured side by side in one run:
 #  1. spawn-to-exit of `modelvet jail -- /bin/true` against `bwrap --unshare-all --ro-bind / / /bin/true`
 #     (target: at most 0.5x bwrap's median; must not be slower than bwrap), plus modelvet's own
-#     spawn-to-first-instruction figure (`setup_ms` in the report);
+#     spawn-to-first-instruction figure (`setup_ms` in the report), and the same spawn from the
+#     sandbox crate in a small binary (examples/small_jail.rs), which splits modelvet's time into
+#     the sandbox's work and the start and exit of the 200 MB binary around it;
 #  2. the added cost of an allowed syscall (target < 100 ns) and of a recorded one (target < 20 us).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 MV=${CARGO_TARGET_DIR:-target}/release/modelvet
 EX=${CARGO_TARGET_DIR:-target}/release/examples/syscall_cost
+SMALL=${CARGO_TARGET_DIR:-target}/release/examples/small_jail
 command -v bwrap >/dev/null || { echo "installing bubblewrap"; apt-get install -y -qq bubblewrap >/dev/null 2>&1 || (apt-get update -qq && apt-get install -y -qq bubblewrap >/dev/null); }
 RUNS=${RUNS:-60}
 
-median_ms() { # command... -> median wall ms over $RUNS runs
-  python3 - "$RUNS" "$@" <<'PY'
+echo "== jail: spawn to exit (median of $RUNS interleaved runs each, wall ms)"
+# Interleaved: one run of each command in turn, so the VM's speed drifts (up to ~40% from one
+# minute to the next here) hurt every command alike. `small_jail` is the sandbox crate's spawn in
+# a 9 MB binary: the same sandbox work without modelvet's 200 MB binary around it.
+read -r base bw mv version small < <(python3 - "$RUNS" "$MV" "$SMALL" <<'PY'
 import subprocess, sys, time, statistics
-runs = int(sys.argv[1]); cmd = sys.argv[2:]
-for _ in range(3):
-    subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-ts = []
-for _ in range(runs):
-    t = time.perf_counter(); subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL); ts.append((time.perf_counter() - t) * 1e3)
-print(f"{statistics.median(ts):.3f}")
+runs, mv, small = int(sys.argv[1]), sys.argv[2], sys.argv[3]
+cmds = [["/bin/true"], ["bwrap", "--unshare-all", "--ro-bind", "/", "/", "/bin/true"],
+        [mv, "jail", "--format", "json", "--", "/bin/true"], [mv, "--version"], [small, "/bin/true"]]
+ts = [[] for _ in cmds]
+for i in range(runs + 3):
+    for c, t in zip(cmds, ts):
+        start = time.perf_counter()
+        subprocess.run(c, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        if i >= 3:
+            t.append((time.perf_counter() - start) * 1e3)
+print(" ".join(f"{statistics.median(t):.3f}" for t in ts))
 PY
-}
-
-echo "== jail: spawn to exit (median of $RUNS runs, wall ms)"
-base=$(median_ms /bin/true)
-bw=$(median_ms bwrap --unshare-all --ro-bind / / /bin/true)
-mv=$(median_ms $MV jail --format json -- /bin/true)
+)
 setup=$(for i in $(seq 20); do $MV jail --format json -- /bin/true 2>/dev/null; done | python3 -c '
 import sys, json, statistics
 docs = sys.stdin.read().replace("}\n{", "}\x00{").split("\x00")
 rs = [json.loads(d)["sandbox"]["resources"] for d in docs]
 print("%.3f %.3f" % (statistics.median(r["setup_ms"] for r in rs), statistics.median(r.get("cgroup_attach_ms", 0) for r in rs)))')
-python3 - "$base" "$bw" "$mv" $setup <<'PY'
+python3 - "$base" "$bw" "$mv" "$version" "$small" $setup <<'PY'
 import sys
-base, bw, mv, setup, attach = map(float, sys.argv[1:])
+base, bw, mv, version, small, setup, attach = map(float, sys.argv[1:])
 print(f"  /bin/true bare                      {base:8.3f} ms")
 print(f"  bwrap --unshare-all /bin/true       {bw:8.3f} ms")
 print(f"  modelvet jail -- /bin/true          {mv:8.3f} ms   ratio to bwrap {mv/bw:.2f}x (target <= 0.50x, must be <= 1.00x)")
 print(f"  modelvet spawn to first instruction {setup:8.3f} ms   (setup_ms: namespaces, mounts, Landlock, cgroups, seccomp; of which cgroup-v1 attach {attach:.3f} ms)")
 print(f"  over bare exec: bwrap {bw-base:.3f} ms, modelvet {mv-base:.3f} ms")
+print(f"  where modelvet's {mv-bw:.3f} ms over bwrap go: the sandbox's own work beyond bwrap's {small-bw:.3f} ms "
+      f"(small_jail, the same spawn in a 9 MB binary: {small:.3f} ms, {small/bw:.2f}x bwrap); "
+      f"the 200 MB binary around it {mv-small:.3f} ms (its bare start and exit, `modelvet --version`: {version:.3f} ms, "
+      f"/bin/true {base:.3f} ms)")
 PY
 
 echo "== jail: syscall costs (ns per call, added by the sandbox)"
