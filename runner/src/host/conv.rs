@@ -201,21 +201,9 @@ impl SmallConv {
         let chw = c * h * w;
         for (i, out) in dst.chunks_exact_mut(oc * out_h * out_w).enumerate() {
             let image = &src[i * chw..(i + 1) * chw];
-            // An empty map under padding leaves the padded image all zeros, as in tract.
             let image = if needs_pad {
-                let (top, left) = (padded[0].pad_before, padded[1].pad_before);
-                if h * w > 0 {
-                    for (plane, padded_plane) in
-                        image.chunks_exact(h * w).zip(pad.chunks_exact_mut(ph * pw))
-                    {
-                        for (row, to) in plane
-                            .chunks_exact(w)
-                            .zip(padded_plane[top * pw..].chunks_mut(pw))
-                        {
-                            to[left..left + w].copy_from_slice(row);
-                        }
-                    }
-                }
+                let at = [padded[0].pad_before, padded[1].pad_before];
+                copy_padded(image, [h, w], &mut pad, [ph, pw], at);
                 &pad[..]
             } else {
                 image
@@ -239,6 +227,32 @@ impl SmallConv {
             }
         }
         Ok(output)
+    }
+}
+
+/// Copies `image`'s planes of `h` x `w` into `padded`'s planes of `ph` x `pw` at row and column
+/// `at`, leaving the padding as it is (zeros). An empty map leaves the padded image all zeros, the
+/// padding tract convolves too.
+fn copy_padded(
+    image: &[f32],
+    [h, w]: [usize; 2],
+    padded: &mut [f32],
+    [ph, pw]: [usize; 2],
+    at: [usize; 2],
+) {
+    if h * w == 0 {
+        return;
+    }
+    for (plane, padded_plane) in image
+        .chunks_exact(h * w)
+        .zip(padded.chunks_exact_mut(ph * pw))
+    {
+        for (row, to) in plane
+            .chunks_exact(w)
+            .zip(padded_plane[at[0] * pw..].chunks_mut(pw))
+        {
+            to[at[1]..at[1] + w].copy_from_slice(row);
+        }
     }
 }
 
