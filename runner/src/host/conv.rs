@@ -939,6 +939,43 @@ mod tests {
     }
 
     #[test]
+    fn random_layers_match_tract() {
+        // Shapes the grid above does not pick: random sizes, paddings, channels and kernels.
+        let mut state = 0x2545_F491_4F6C_DD1Du64;
+        let mut next = |below: usize| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            (state % below as u64) as usize
+        };
+        let mut compared = 0;
+        for case in 0..120 {
+            let (c, kh, kw) = (1 + next(3), 1 + next(5), 2 + next(4));
+            let pads: [usize; 4] = std::array::from_fn(|_| next(3));
+            let (h, w) = (kh + 1 + next(18), kw + 1 + next(40));
+            let pool = match next(4) {
+                0 => None,
+                1 => Some((2, PaddingSpec::Valid)),
+                2 => Some((2, PaddingSpec::SameUpper)),
+                _ => Some((3, PaddingSpec::Valid)),
+            };
+            let layer = Layer {
+                input: [1 + next(3), c, h, w],
+                out_channels: 1 + next(12),
+                kernel: [kh, kw],
+                padding: PaddingSpec::Explicit(tvec![pads[0], pads[1]], tvec![pads[2], pads[3]]),
+                bias: [Bias::Zero, Bias::Scalar, Bias::PerChannel][next(3)],
+                floor: [None, Some(0.0), Some(0.5)][next(3)],
+                pool,
+            };
+            compare(&layer, case, false);
+            compare(&layer, case, true);
+            compared += 1;
+        }
+        assert_eq!(compared, 120);
+    }
+
+    #[test]
     fn an_empty_map_under_padding_answers_as_tract_does() {
         // Every output sees only padding: tract answers the bias (and the ReLU of it).
         for input in [[2, 1, 0, 5], [1, 2, 4, 0]] {
