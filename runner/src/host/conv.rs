@@ -350,7 +350,7 @@ impl Plane {
             && std::arch::is_x86_feature_detected!("fma")
         {
             // SAFETY: AVX2 and FMA are present (checked just above).
-            unsafe { self.convolve_avx2(image, weights, tail, out) };
+            unsafe { self.plane_avx2((image, weights, tail), out, false) };
             return;
         }
         #[cfg(target_arch = "x86_64")]
@@ -391,7 +391,7 @@ impl Plane {
             && std::arch::is_x86_feature_detected!("fma")
         {
             // SAFETY: AVX2 and FMA are present (checked just above).
-            unsafe { self.halved_avx2(image, weights, tail, out) };
+            unsafe { self.plane_avx2((image, weights, tail), out, true) };
             return true;
         }
         false
@@ -413,32 +413,22 @@ impl Plane {
         acc
     }
 
-    /// `convolve` with AVX2 and FMA.
+    /// `convolve` (or with `halved`, `convolve_halved`) with AVX2 and FMA. A constant kernel
+    /// width lets the compiler unroll a kernel row's taps (0: any width).
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx2,fma")]
-    fn convolve_avx2(&self, image: &[f32], weights: &[f32], tail: Tail, out: &mut [f32]) {
-        let args = (image, weights, tail);
-        // A constant kernel width lets the compiler unroll a kernel row's taps (0: any width).
-        match self.kw {
-            2 => self.rows_avx2::<2>(args, out),
-            3 => self.rows_avx2::<3>(args, out),
-            4 => self.rows_avx2::<4>(args, out),
-            5 => self.rows_avx2::<5>(args, out),
-            _ => self.rows_avx2::<0>(args, out),
-        }
-    }
-
-    /// `convolve_halved` with AVX2 and FMA.
-    #[cfg(target_arch = "x86_64")]
-    #[target_feature(enable = "avx2,fma")]
-    fn halved_avx2(&self, image: &[f32], weights: &[f32], tail: Tail, out: &mut [f32]) {
-        let args = (image, weights, tail);
-        match self.kw {
-            2 => self.halved_rows_avx2::<2>(args, out),
-            3 => self.halved_rows_avx2::<3>(args, out),
-            4 => self.halved_rows_avx2::<4>(args, out),
-            5 => self.halved_rows_avx2::<5>(args, out),
-            _ => self.halved_rows_avx2::<0>(args, out),
+    fn plane_avx2(&self, args: Taps, out: &mut [f32], halved: bool) {
+        match (self.kw, halved) {
+            (2, false) => self.rows_avx2::<2>(args, out),
+            (3, false) => self.rows_avx2::<3>(args, out),
+            (4, false) => self.rows_avx2::<4>(args, out),
+            (5, false) => self.rows_avx2::<5>(args, out),
+            (_, false) => self.rows_avx2::<0>(args, out),
+            (2, true) => self.halved_rows_avx2::<2>(args, out),
+            (3, true) => self.halved_rows_avx2::<3>(args, out),
+            (4, true) => self.halved_rows_avx2::<4>(args, out),
+            (5, true) => self.halved_rows_avx2::<5>(args, out),
+            (_, true) => self.halved_rows_avx2::<0>(args, out),
         }
     }
 
