@@ -1,7 +1,12 @@
-//! The child between fork and exec: walks the precomputed `ChildPlan` with raw syscalls only.
-//! No allocation, no locks, no logging: the parent may be multithreaded, so any lock held by
-//! another thread at fork time stays held forever here. Failures are reported to the parent as a
-//! fixed-size record (step, index, errno) over the setup socket, then the child exits.
+//! The child between clone and exec: walks the precomputed `ChildPlan` with raw syscalls only.
+//! On x86_64 it shares the parent's memory (CLONE_VM, like posix_spawn) and runs on a stack of its
+//! own; elsewhere it is a copy-on-write fork. Either way: no allocation, no locks, no logging, no
+//! libc wrappers (their errno is the spawning thread's) and no writes outside its own stack. The
+//! parent is multithreaded, so a lock held by another thread at clone time could never be taken
+//! here, and every byte the child writes, the parent would see. Signals stay blocked until every
+//! handler is reset to the default, so none of the parent's handlers runs here. Failures are
+//! reported to the parent as a fixed-size record (step, index, errno) over the setup socket, then
+//! the child exits.
 
 use crate::plan::{ChildPlan, Op};
 use crate::sys::{self, SysError};
@@ -80,7 +85,7 @@ fn fail(sock: i32, step: Step, index: u32, e: SysError) -> ! {
     sys::exit_now(127)
 }
 
-/// Runs in the forked child. Never returns.
+/// Runs in the child, from clone to exec. Never returns.
 pub fn run(plan: &ChildPlan) -> ! {
     let sock = plan.sock;
     let or_fail = |step: Step, r: Result<(), SysError>| {
@@ -89,7 +94,9 @@ pub fn run(plan: &ChildPlan) -> ! {
         }
     };
 
-    // Die with the supervisor; become dumpable so the parent may write our id maps.
+    // Die with the supervisor; become dumpable so the parent may write our id maps. (Dumpable is
+    // a property of the memory: under CLONE_VM it is the parent's too, which an ordinary process
+    // already has; the exec gives the program its own.)
     or_fail(
         Step::Sync,
         sys::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as u64, 0).map(drop),

@@ -323,7 +323,7 @@ pub fn spawn_with(mut config: Config, support: &HostSupport) -> Result<Running, 
     }
 
     let [stage, newroot, oldroot, oldroot_abs, newroot_abs, dot, root] = plan::staging_paths()?;
-    let cplan = ChildPlan {
+    let cplan = Box::new(ChildPlan {
         ops,
         stage,
         newroot,
@@ -345,7 +345,8 @@ pub fn spawn_with(mut config: Config, support: &HostSupport) -> Result<Running, 
         fds,
         first_free_fd,
         sock: child_sock.as_raw_fd(),
-    };
+    });
+    let mem = ChildMemory::new(cplan)?;
 
     // Born into its v2 group (no migration); v1 groups are joined during the handshake.
     let unified_fd = group
@@ -382,29 +383,26 @@ pub fn spawn_with(mut config: Config, support: &HostSupport) -> Result<Running, 
             None
         }
     };
-    // SAFETY: the child only runs `child::run`, which makes raw syscalls on the precomputed plan
-    // and ends in execve or _exit.
-    let cloned = unsafe { sys::clone3(&mut args) };
-    if let Ok(sys::Forked::Child) = cloned {
-        child::run(&cplan);
-    }
+    let cloned = mem.clone_child(&mut args);
     if let Some(own) = &netns_switch
         && let Err(e) = sys::setns_net(own)
     {
         // This thread cannot get back to the host's network: stop rather than go on in the
         // sandbox's empty one.
-        if let Ok(sys::Forked::Parent { pid }) = cloned {
+        if let Ok(pid) = cloned {
             // SAFETY: kill(2) on the pid we just spawned.
             unsafe { libc::kill(pid, libc::SIGKILL) };
-            let _ = sys::wait4(pid, 0);
+            if sys::wait4(pid, 0).is_ok() {
+                mem.release();
+            }
         }
         return Err(e.into());
     }
     drop(netns);
     let pid = match cloned {
-        Ok(sys::Forked::Child) => unreachable!("the child ran child::run above"),
-        Ok(sys::Forked::Parent { pid }) => pid,
+        Ok(pid) => pid,
         Err(e) => {
+            mem.release();
             return Err(SandboxError::Unsupported {
                 what: format!("cannot create the sandbox's namespaces: {e}"),
                 hint: "the host must allow user namespaces (sysctl user.max_user_namespaces > 0, \
@@ -423,7 +421,8 @@ pub fn spawn_with(mut config: Config, support: &HostSupport) -> Result<Running, 
 
     // The supervisor thread starts now, building its runtime while the child sets up; it gets
     // the listener and the cgroup once the handshake is done.
-    let (tx, rx) = std::sync::mpsc::channel::<Option<(OwnedFd, Option<cgroup::Group>, f64)>>();
+    type Handover = (OwnedFd, Option<cgroup::Group>, f64, ChildMemory);
+    let (tx, rx) = std::sync::mpsc::channel::<Option<Handover>>();
     let timeout = config.timeout;
     let allow_exec = config.allow_exec;
     let echo = config.echo_output;
@@ -438,7 +437,7 @@ pub fn spawn_with(mut config: Config, support: &HostSupport) -> Result<Running, 
             let rt = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build();
-            let Ok(Some((listener, group, attach_ms))) = rx.recv() else {
+            let Ok(Some((listener, group, attach_ms, child_mem))) = rx.recv() else {
                 return supervisor::Supervisor::fallback_outcome(start, pid);
             };
             let sup = supervisor::Supervisor {
@@ -454,6 +453,7 @@ pub fn spawn_with(mut config: Config, support: &HostSupport) -> Result<Running, 
                 stdout: Some(out_r),
                 stderr: Some(err_r),
                 echo,
+                child_mem,
             };
             match rt {
                 Ok(rt) => rt.block_on(sup.run_async()),
@@ -465,31 +465,145 @@ pub fn spawn_with(mut config: Config, support: &HostSupport) -> Result<Running, 
             error: e,
             detail: None,
         });
-    let abort = |e: SandboxError| -> SandboxError {
+    // Kills the child and reaps it; only then may its memory go.
+    let abort = |e: SandboxError, mem: ChildMemory| -> SandboxError {
         let _ = sys::pidfd_send_signal(pidfd.as_raw_fd(), libc::SIGKILL);
-        let _ = sys::wait4(pid, 0);
+        if sys::wait4(pid, 0).is_ok() {
+            mem.release();
+        }
         e
     };
     let handle = match handle {
         Ok(h) => h,
-        Err(e) => return Err(abort(e)),
+        Err(e) => return Err(abort(e, mem)),
     };
     let (listener, attach_ms) =
-        match setup_handshake(pid, &parent_sock, &pidfd, group.as_ref(), &cplan) {
+        match setup_handshake(pid, &parent_sock, &pidfd, group.as_ref(), mem.plan()) {
             Ok(l) => l,
             Err(e) => {
                 let _ = tx.send(None);
-                let e = abort(e);
+                let e = abort(e, mem);
                 let _ = handle.join();
                 return Err(e);
             }
         };
-    drop(cplan);
     if sys::notif_set_sync_wakeup(&listener).is_err() {
         // Kernels before 6.6 lack it: notifications still work, only slower.
     }
-    let _ = tx.send(Some((listener, group, attach_ms)));
+    // The supervisor keeps the child's memory until it has reaped the child.
+    if let Err(std::sync::mpsc::SendError(Some((_, _, _, mem)))) =
+        tx.send(Some((listener, group, attach_ms, mem)))
+    {
+        let e = abort(
+            SandboxError::Setup {
+                step: "handing the child to its supervisor",
+                error: std::io::Error::other("the supervisor thread ended early"),
+                detail: None,
+            },
+            mem,
+        );
+        let _ = handle.join();
+        return Err(e);
+    }
     Ok(Running { pid, pidfd, handle })
+}
+
+/// Stack of the child between clone and exec: its walk of the plan needs a few KiB.
+#[cfg(target_arch = "x86_64")]
+const CHILD_STACK: usize = 256 << 10;
+
+/// What the child reads between clone and exec: the plan and, on x86_64, the stack it runs on.
+/// There the child shares our memory (CLONE_VM), so both stay mapped and unchanged until the
+/// child is known to be gone: they are freed only once it has been reaped (`release`) and
+/// leaked on every other path (an error or a panic while the child may still be running).
+pub(crate) struct ChildMemory {
+    plan: Option<Box<ChildPlan>>,
+    #[cfg(target_arch = "x86_64")]
+    stack: Option<sys::ChildStack>,
+    reaped: bool,
+}
+
+// SAFETY: the raw pointers in the plan point into the plan's own strings; nothing else refers to
+// them, and the plan is only read (by us and by the child) once built.
+unsafe impl Send for ChildMemory {}
+
+impl ChildMemory {
+    fn new(plan: Box<ChildPlan>) -> Result<ChildMemory, SandboxError> {
+        Ok(ChildMemory {
+            plan: Some(plan),
+            #[cfg(target_arch = "x86_64")]
+            stack: Some(sys::ChildStack::new(CHILD_STACK)?),
+            reaped: false,
+        })
+    }
+
+    fn plan(&self) -> &ChildPlan {
+        self.plan
+            .as_deref()
+            .expect("the plan lives as long as ChildMemory")
+    }
+
+    /// Starts the child on this plan; returns its pid (in the parent only: the child never
+    /// returns from here).
+    #[cfg(target_arch = "x86_64")]
+    fn clone_child(&self, args: &mut sys::CloneArgs) -> sys::SysResult<libc::pid_t> {
+        let stack = self
+            .stack
+            .as_ref()
+            .expect("the stack lives as long as ChildMemory");
+        let (base, size) = stack.range();
+        args.flags |= sys::CLONE_VM;
+        args.stack = base;
+        args.stack_size = size;
+        // Signals stay blocked in the child until it resets every handler to the default: our
+        // handlers must never run on its stack.
+        let old = sys::block_all_signals()?;
+        let plan: *const ChildPlan = self.plan();
+        // SAFETY: CLONE_VM with a stack of our own that, like the plan, is freed only once the
+        // child is reaped (see the type); the child runs `child_entry`, which only makes raw
+        // syscalls (no allocation, locks or errno) and ends in execve or exit; signals are
+        // blocked around the call.
+        let r = unsafe { sys::clone3_vm(args, child_entry, plan.cast()) };
+        sys::restore_signal_mask(&old);
+        r
+    }
+
+    /// Elsewhere a copy-on-write fork: the child walks its own copy of the plan.
+    #[cfg(not(target_arch = "x86_64"))]
+    fn clone_child(&self, args: &mut sys::CloneArgs) -> sys::SysResult<libc::pid_t> {
+        // SAFETY: the child only runs `child::run`, which makes raw syscalls on the precomputed
+        // plan and ends in execve or _exit.
+        match unsafe { sys::clone3(args) }? {
+            sys::Forked::Child => child::run(self.plan()),
+            sys::Forked::Parent { pid } => Ok(pid),
+        }
+    }
+
+    /// Nothing runs on this memory any more (the child was reaped, or never started): free it.
+    pub(crate) fn release(mut self) {
+        self.reaped = true;
+    }
+}
+
+impl Drop for ChildMemory {
+    fn drop(&mut self) {
+        if !self.reaped && cfg!(target_arch = "x86_64") {
+            // The child may still be running on this memory: leak it rather than free it under
+            // its feet.
+            std::mem::forget(self.plan.take());
+            #[cfg(target_arch = "x86_64")]
+            std::mem::forget(self.stack.take());
+        }
+    }
+}
+
+/// Where the CLONE_VM child starts, on its own stack.
+#[cfg(target_arch = "x86_64")]
+extern "C" fn child_entry(plan: *const u8) -> ! {
+    // SAFETY: `ChildMemory::clone_child` passes its plan, which stays alive and unchanged until
+    // the child is reaped.
+    let plan = unsafe { &*plan.cast::<ChildPlan>() };
+    child::run(plan)
 }
 
 static EARLY_NETNS: std::sync::Mutex<Option<std::thread::JoinHandle<Option<OwnedFd>>>> =

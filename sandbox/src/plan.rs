@@ -1,5 +1,5 @@
 //! The child's setup, computed in the parent as data: every path, string and table the child needs
-//! between fork and exec is built here, so the child itself only walks the plan with raw syscalls
+//! between clone and exec is built here, so the child itself only walks the plan with raw syscalls
 //! (no allocation, no locks, no logging).
 
 use std::ffi::{CString, OsStr, OsString};

@@ -47,6 +47,8 @@ pub(crate) struct Supervisor {
     pub stdout: Option<OwnedFd>,
     pub stderr: Option<OwnedFd>,
     pub echo: bool,
+    /// The child's plan and stack, freed once the child is reaped.
+    pub child_mem: crate::ChildMemory,
 }
 
 struct Recorder {
@@ -360,6 +362,7 @@ impl Supervisor {
             stdout,
             stderr,
             echo,
+            child_mem,
         } = self;
         let mut rec = Recorder {
             start,
@@ -445,6 +448,9 @@ impl Supervisor {
         // cgroup.kill makes sure, even of processes mid-fork.
         kill_tree(&group, exited.get_ref());
         let waited = sys::wait4(pid, 0).ok().flatten();
+        if waited.is_some() {
+            child_mem.release();
+        }
         let (status_raw, ru) = match waited {
             Some(w) => (Some(w.0), Some(w.1)),
             None => (None, None),

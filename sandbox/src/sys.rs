@@ -1,6 +1,7 @@
 //! Raw syscalls, each behind a typed wrapper returning `SysError`. Everything else in the crate
 //! calls these wrappers; this is the only module that talks to the kernel directly. The wrappers
-//! used between fork and exec neither allocate nor lock.
+//! used between clone and exec neither allocate nor lock, and make their syscall without libc
+//! (see `raw_syscall`).
 
 use std::ffi::CStr;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
@@ -96,6 +97,132 @@ pub unsafe fn clone3(args: &mut CloneArgs) -> SysResult<Forked> {
     }
 }
 
+pub const CLONE_VM: u64 = libc::CLONE_VM as u64;
+
+/// clone3(2) with CLONE_VM and a stack of its own, as posix_spawn does: the child shares our
+/// memory (no page tables to copy, none to tear down at its exec, no copy-on-write faults after),
+/// runs `entry(arg)` on the stack given in `args` and never comes back here. Returns the child's
+/// pid.
+///
+/// # Safety
+/// `args` must carry CLONE_VM (and no CLONE_VFORK, CLONE_THREAD or CLONE_SIGHAND) and a stack
+/// that stays mapped while the child runs on it; `arg` and everything it points to must stay
+/// valid and unchanged until the child has exec'd or exited. `entry` must never return and may
+/// only make raw syscalls (no allocation, no locks, no errno, no signal handlers: block signals
+/// around the call).
+#[cfg(target_arch = "x86_64")]
+pub unsafe fn clone3_vm(
+    args: &mut CloneArgs,
+    entry: extern "C" fn(*const u8) -> !,
+    arg: *const u8,
+) -> SysResult<libc::pid_t> {
+    let ret: isize;
+    // SAFETY: the caller vouches for `args`. In the parent the syscall returns the pid (or an
+    // error) and only rax, rcx and r11 change. In the child (rax 0) the kernel has pointed rsp at
+    // the top of the new stack, 16-byte aligned, so `call` enters `entry` with the ABI's
+    // alignment; `entry` never returns (ud2 traps if it ever did).
+    unsafe {
+        std::arch::asm!(
+            "syscall",
+            "test rax, rax",
+            "jnz 2f",
+            "xor ebp, ebp",
+            "mov rdi, r13",
+            "call r12",
+            "ud2",
+            "2:",
+            inlateout("rax") libc::SYS_clone3 as isize => ret,
+            in("rdi") args as *mut CloneArgs,
+            in("rsi") std::mem::size_of::<CloneArgs>(),
+            in("r12") entry as usize,
+            in("r13") arg,
+            lateout("rcx") _,
+            lateout("r11") _,
+            options(nostack),
+        );
+    }
+    check_raw("clone3", ret).map(|pid| pid as libc::pid_t)
+}
+
+/// The stack of a CLONE_VM child: anonymous memory with an inaccessible guard page below it, so
+/// an overflow faults instead of writing into whatever lies beneath.
+#[derive(Debug)]
+pub struct ChildStack {
+    base: *mut libc::c_void,
+    len: usize,
+}
+
+// SAFETY: the mapping is owned by this value alone; the pointer is never shared as a reference.
+unsafe impl Send for ChildStack {}
+
+const PAGE: usize = 4096;
+
+impl ChildStack {
+    pub fn new(size: usize) -> SysResult<ChildStack> {
+        let len = size.div_ceil(PAGE) * PAGE + PAGE;
+        // SAFETY: a fresh private anonymous mapping; no existing memory is affected.
+        let base = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                len,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_STACK | libc::MAP_NORESERVE,
+                -1,
+                0,
+            )
+        };
+        if base == libc::MAP_FAILED {
+            return Err(SysError {
+                call: "mmap",
+                errno: errno(),
+            });
+        }
+        let stack = ChildStack { base, len };
+        // SAFETY: the lowest page of the mapping made above.
+        check_int("mprotect", unsafe {
+            libc::mprotect(base, PAGE, libc::PROT_NONE)
+        })?;
+        Ok(stack)
+    }
+
+    /// The usable range (above the guard page) as clone_args wants it: lowest address, size.
+    pub fn range(&self) -> (u64, u64) {
+        (self.base as u64 + PAGE as u64, (self.len - PAGE) as u64)
+    }
+}
+
+impl Drop for ChildStack {
+    fn drop(&mut self) {
+        // SAFETY: the mapping made in `new`, unmapped once.
+        unsafe { libc::munmap(self.base, self.len) };
+    }
+}
+
+/// Blocks every signal on the calling thread, returning the mask to restore.
+pub fn block_all_signals() -> SysResult<libc::sigset_t> {
+    // SAFETY: sigset_t is plain data; all-zero is a valid value that sigfillset overwrites.
+    let mut all: libc::sigset_t = unsafe { std::mem::zeroed() };
+    // SAFETY: as above.
+    let mut old: libc::sigset_t = unsafe { std::mem::zeroed() };
+    // SAFETY: `all` is a valid, writable sigset.
+    unsafe { libc::sigfillset(&mut all) };
+    // SAFETY: both sets are valid; pthread_sigmask returns the error number itself.
+    let ret = unsafe { libc::pthread_sigmask(libc::SIG_SETMASK, &all, &mut old) };
+    if ret != 0 {
+        return Err(SysError {
+            call: "pthread_sigmask",
+            errno: ret,
+        });
+    }
+    Ok(old)
+}
+
+/// Restores a mask returned by `block_all_signals`.
+pub fn restore_signal_mask(old: &libc::sigset_t) {
+    // SAFETY: `old` is a valid sigset; the previous mask is not wanted (null).
+    unsafe { libc::pthread_sigmask(libc::SIG_SETMASK, old, std::ptr::null_mut()) };
+}
+
 pub fn pidfd_send_signal(pidfd: RawFd, sig: i32) -> SysResult<()> {
     // SAFETY: plain syscall on integers; a stale fd gives EBADF, not UB.
     let ret = unsafe { libc::syscall(libc::SYS_pidfd_send_signal, pidfd, sig, 0usize, 0u32) };
@@ -162,12 +289,80 @@ pub fn setns_net(ns: &OwnedFd) -> SysResult<()> {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Wrappers used in the child between fork and exec: no allocation, no locks.
+// Wrappers used in the child between clone and exec: no allocation, no locks, no errno.
+//
+// The child shares our memory (CLONE_VM), thread-local storage included: glibc's wrappers would
+// store their errno in the thread that spawned it, under that thread's feet. These wrappers make
+// the syscall directly and take the error from the return value.
+
+/// One syscall, without libc: the kernel's return value, a negated errno on failure.
+///
+/// # Safety
+/// The arguments must be what syscall `nr` expects (valid pointers for as long as it runs).
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+unsafe fn raw_syscall(nr: libc::c_long, a: [u64; 6]) -> isize {
+    let ret: isize;
+    // SAFETY: the caller vouches for the arguments; `syscall` clobbers only rax, rcx and r11,
+    // and does not touch the stack.
+    unsafe {
+        std::arch::asm!(
+            "syscall",
+            inlateout("rax") nr as isize => ret,
+            in("rdi") a[0],
+            in("rsi") a[1],
+            in("rdx") a[2],
+            in("r10") a[3],
+            in("r8") a[4],
+            in("r9") a[5],
+            lateout("rcx") _,
+            lateout("r11") _,
+            options(nostack),
+        );
+    }
+    ret
+}
+
+/// Elsewhere the child is a copy-on-write fork (see `ChildMemory::clone_child`), so libc's errno is its own.
+///
+/// # Safety
+/// As on x86_64.
+#[cfg(not(target_arch = "x86_64"))]
+unsafe fn raw_syscall(nr: libc::c_long, a: [u64; 6]) -> isize {
+    // SAFETY: the caller vouches for the arguments.
+    let ret = unsafe { libc::syscall(nr, a[0], a[1], a[2], a[3], a[4], a[5]) };
+    if ret < 0 {
+        -(errno() as isize)
+    } else {
+        ret as isize
+    }
+}
+
+/// `raw_syscall` with up to six arguments, mapped to a `SysResult`.
+macro_rules! sys_raw {
+    ($call:expr, $nr:expr $(, $arg:expr)* $(,)?) => {{
+        let mut a = [0u64; 6];
+        let args: &[u64] = &[$($arg as u64),*];
+        a[..args.len()].copy_from_slice(args);
+        // SAFETY: each call site passes the arguments its syscall expects (see there).
+        let ret = unsafe { raw_syscall($nr, a) };
+        check_raw($call, ret)
+    }};
+}
+
+fn check_raw(call: &'static str, ret: isize) -> SysResult<usize> {
+    if (-4095..0).contains(&ret) {
+        Err(SysError {
+            call,
+            errno: -ret as i32,
+        })
+    } else {
+        Ok(ret as usize)
+    }
+}
 
 pub fn prctl(option: i32, arg2: u64, arg3: u64) -> SysResult<i32> {
-    // SAFETY: prctl with integer arguments only.
-    let ret = unsafe { libc::prctl(option, arg2, arg3, 0u64, 0u64) };
-    check_int("prctl", ret)
+    sys_raw!("prctl", libc::SYS_prctl, option, arg2, arg3, 0, 0).map(|r| r as i32)
 }
 
 pub fn mount(
@@ -178,15 +373,21 @@ pub fn mount(
     data: Option<&CStr>,
 ) -> SysResult<()> {
     let p = |s: Option<&CStr>| s.map_or(std::ptr::null(), CStr::as_ptr);
-    // SAFETY: every pointer is either null or a NUL-terminated string that outlives the call.
-    let ret = unsafe { libc::mount(p(src), dst.as_ptr(), p(fstype), flags, p(data).cast()) };
-    check_int("mount", ret).map(drop)
+    // Every pointer is null or a NUL-terminated string that outlives the call.
+    sys_raw!(
+        "mount",
+        libc::SYS_mount,
+        p(src),
+        dst.as_ptr(),
+        p(fstype),
+        flags,
+        p(data)
+    )
+    .map(drop)
 }
 
 pub fn umount2(target: &CStr, flags: i32) -> SysResult<()> {
-    // SAFETY: target is NUL-terminated.
-    let ret = unsafe { libc::umount2(target.as_ptr(), flags) };
-    check_int("umount2", ret).map(drop)
+    sys_raw!("umount2", libc::SYS_umount2, target.as_ptr(), flags).map(drop)
 }
 
 #[repr(C)]
@@ -210,107 +411,137 @@ pub fn mount_setattr_recursive(path: &CStr, attrs: u64) -> SysResult<()> {
         propagation: 0,
         userns_fd: 0,
     };
-    // SAFETY: path is NUL-terminated and attr is a valid mount_attr of the size passed.
-    let ret = unsafe {
-        libc::syscall(
-            libc::SYS_mount_setattr,
-            libc::AT_FDCWD,
-            path.as_ptr(),
-            AT_RECURSIVE,
-            &attr as *const MountAttr,
-            std::mem::size_of::<MountAttr>(),
-        )
-    };
-    check("mount_setattr", ret).map(drop)
+    // The path is NUL-terminated and attr a valid mount_attr of the size passed.
+    sys_raw!(
+        "mount_setattr",
+        libc::SYS_mount_setattr,
+        libc::AT_FDCWD,
+        path.as_ptr(),
+        AT_RECURSIVE,
+        &attr as *const MountAttr,
+        std::mem::size_of::<MountAttr>()
+    )
+    .map(drop)
 }
 
 pub fn pivot_root(new_root: &CStr, put_old: &CStr) -> SysResult<()> {
-    // SAFETY: both are NUL-terminated strings.
-    let ret = unsafe { libc::syscall(libc::SYS_pivot_root, new_root.as_ptr(), put_old.as_ptr()) };
-    check("pivot_root", ret).map(drop)
+    sys_raw!(
+        "pivot_root",
+        libc::SYS_pivot_root,
+        new_root.as_ptr(),
+        put_old.as_ptr()
+    )
+    .map(drop)
 }
 
 pub fn chdir(path: &CStr) -> SysResult<()> {
-    // SAFETY: NUL-terminated path.
-    check_int("chdir", unsafe { libc::chdir(path.as_ptr()) }).map(drop)
+    sys_raw!("chdir", libc::SYS_chdir, path.as_ptr()).map(drop)
 }
 
 pub fn mkdir(path: &CStr, mode: u32) -> SysResult<()> {
-    // SAFETY: NUL-terminated path.
-    let ret = unsafe { libc::mkdir(path.as_ptr(), mode) };
-    match check_int("mkdir", ret) {
+    match sys_raw!(
+        "mkdir",
+        libc::SYS_mkdirat,
+        libc::AT_FDCWD,
+        path.as_ptr(),
+        mode
+    ) {
         Err(e) if e.errno == libc::EEXIST => Ok(()),
         r => r.map(drop),
     }
 }
 
 pub fn symlink(target: &CStr, linkpath: &CStr) -> SysResult<()> {
-    // SAFETY: NUL-terminated paths.
-    check_int("symlink", unsafe {
-        libc::symlink(target.as_ptr(), linkpath.as_ptr())
-    })
+    sys_raw!(
+        "symlink",
+        libc::SYS_symlinkat,
+        target.as_ptr(),
+        libc::AT_FDCWD,
+        linkpath.as_ptr()
+    )
     .map(drop)
+}
+
+fn open_raw(path: &CStr, flags: i32, mode: u32) -> SysResult<RawFd> {
+    sys_raw!(
+        "open",
+        libc::SYS_openat,
+        libc::AT_FDCWD,
+        path.as_ptr(),
+        flags,
+        mode
+    )
+    .map(|fd| fd as RawFd)
 }
 
 /// Creates (or opens) a regular file and writes `contents` into it.
 pub fn write_new_file(path: &CStr, contents: &[u8], mode: u32) -> SysResult<()> {
-    // SAFETY: NUL-terminated path; flags and mode are integers.
-    let fd = check_int("open", unsafe {
-        libc::open(
-            path.as_ptr(),
-            libc::O_WRONLY | libc::O_CREAT | libc::O_CLOEXEC | libc::O_NOFOLLOW,
-            mode,
-        )
-    })?;
+    let fd = open_raw(
+        path,
+        libc::O_WRONLY | libc::O_CREAT | libc::O_CLOEXEC | libc::O_NOFOLLOW,
+        mode,
+    )?;
     let mut rest = contents;
     let mut result = Ok(());
     while !rest.is_empty() {
-        // SAFETY: rest is a valid readable slice.
-        let n = unsafe { libc::write(fd, rest.as_ptr().cast(), rest.len()) };
-        if n <= 0 {
-            result = Err(SysError {
-                call: "write",
-                errno: errno(),
-            });
-            break;
+        match sys_raw!("write", libc::SYS_write, fd, rest.as_ptr(), rest.len()) {
+            Ok(0) => {
+                result = Err(SysError {
+                    call: "write",
+                    errno: libc::EIO,
+                });
+                break;
+            }
+            Ok(n) => rest = &rest[n.min(rest.len())..],
+            Err(e) if e.errno == libc::EINTR => {}
+            Err(e) => {
+                result = Err(e);
+                break;
+            }
         }
-        rest = &rest[n as usize..];
     }
-    // SAFETY: fd was opened above and is closed once.
-    unsafe { libc::close(fd) };
+    close(fd);
     result
 }
 
 pub fn open_path(path: &CStr) -> SysResult<RawFd> {
-    // SAFETY: NUL-terminated path.
-    check_int("open", unsafe {
-        libc::open(path.as_ptr(), libc::O_PATH | libc::O_CLOEXEC)
-    })
+    open_raw(path, libc::O_PATH | libc::O_CLOEXEC, 0)
 }
 
 pub fn close(fd: RawFd) {
-    // SAFETY: closing an integer fd; errors are irrelevant on this path.
-    unsafe { libc::close(fd) };
+    // Errors are irrelevant here: the descriptor is gone either way.
+    let _ = sys_raw!("close", libc::SYS_close, fd);
 }
 
 pub fn dup2(old: RawFd, new: RawFd) -> SysResult<()> {
-    // SAFETY: integer fds only.
-    check_int("dup2", unsafe { libc::dup2(old, new) }).map(drop)
+    if old == new {
+        // dup3 refuses equal descriptors; dup2 would leave the fd as it is, close-on-exec
+        // included, which is never what the child wants: clear the flag.
+        return sys_raw!("fcntl", libc::SYS_fcntl, old, libc::F_SETFD, 0).map(drop);
+    }
+    sys_raw!("dup2", libc::SYS_dup3, old, new, 0).map(drop)
 }
 
 pub const CLOSE_RANGE_CLOEXEC: u32 = 1 << 2;
 
 pub fn close_range_cloexec(first: u32) -> SysResult<()> {
-    // SAFETY: integers only; marks fds >= first close-on-exec.
-    let ret = unsafe { libc::syscall(libc::SYS_close_range, first, u32::MAX, CLOSE_RANGE_CLOEXEC) };
-    check("close_range", ret).map(drop)
+    sys_raw!(
+        "close_range",
+        libc::SYS_close_range,
+        first,
+        u32::MAX,
+        CLOSE_RANGE_CLOEXEC
+    )
+    .map(drop)
 }
 
 pub fn sethostname(name: &[u8]) -> SysResult<()> {
-    // SAFETY: name is a valid slice of the given length.
-    check_int("sethostname", unsafe {
-        libc::sethostname(name.as_ptr().cast(), name.len())
-    })
+    sys_raw!(
+        "sethostname",
+        libc::SYS_sethostname,
+        name.as_ptr(),
+        name.len()
+    )
     .map(drop)
 }
 
@@ -318,22 +549,13 @@ pub fn sethostname(name: &[u8]) -> SysResult<()> {
 /// set again after the id maps are written.
 pub fn become_ns_root() -> SysResult<()> {
     // Raw syscalls, not glibc's setresuid/setresgid: those broadcast the change to every thread
-    // glibc knows of and wait for each to answer. After our raw clone3, glibc in the child still
-    // lists the parent's threads, which do not exist here, so the wrapper would wait forever.
-    // SAFETY: integer arguments only; affects the calling (only) thread.
-    check("setresgid", unsafe {
-        libc::syscall(libc::SYS_setresgid, 0, 0, 0)
-    })?;
-    // SAFETY: as above.
-    check("setresuid", unsafe {
-        libc::syscall(libc::SYS_setresuid, 0, 0, 0)
-    })
-    .map(drop)
+    // glibc knows of and wait for each to answer, threads that are the parent's, not ours.
+    sys_raw!("setresgid", libc::SYS_setresgid, 0, 0, 0)?;
+    sys_raw!("setresuid", libc::SYS_setresuid, 0, 0, 0).map(drop)
 }
 
 pub fn setsid() -> SysResult<()> {
-    // SAFETY: no arguments.
-    check_int("setsid", unsafe { libc::setsid() }).map(drop)
+    sys_raw!("setsid", libc::SYS_setsid).map(drop)
 }
 
 pub fn setrlimit(resource: u32, value: u64) -> SysResult<()> {
@@ -341,64 +563,109 @@ pub fn setrlimit(resource: u32, value: u64) -> SysResult<()> {
         rlim_cur: value,
         rlim_max: value,
     };
-    // SAFETY: lim is a valid rlimit.
-    check_int("setrlimit", unsafe { libc::setrlimit(resource, &lim) }).map(drop)
+    // prlimit64 on ourselves (pid 0) with a valid new limit and no old one wanted.
+    sys_raw!(
+        "setrlimit",
+        libc::SYS_prlimit64,
+        0,
+        resource,
+        &lim as *const libc::rlimit,
+        0
+    )
+    .map(drop)
+}
+
+/// The kernel's `struct sigaction` for rt_sigaction(2) (not libc's, which is larger).
+#[repr(C)]
+struct KernelSigaction {
+    handler: usize,
+    flags: u64,
+    restorer: usize,
+    mask: u64,
 }
 
 /// Resets every catchable signal to its default action and unblocks all signals, so the target
-/// does not inherit the supervisor's SIGPIPE=ignore or its masks.
+/// does not inherit the supervisor's SIGPIPE=ignore, its handlers or its masks.
 pub fn reset_signals() {
+    let dfl = KernelSigaction {
+        handler: libc::SIG_DFL,
+        flags: 0,
+        restorer: 0,
+        mask: 0,
+    };
     for sig in 1..=64 {
         if sig == libc::SIGKILL || sig == libc::SIGSTOP {
             continue;
         }
-        // SAFETY: SIG_DFL is always a valid disposition; invalid numbers just return EINVAL.
-        unsafe { libc::signal(sig, libc::SIG_DFL) };
+        // A valid kernel sigaction of the 8-byte mask size; numbers the kernel lacks give EINVAL.
+        let _ = sys_raw!(
+            "rt_sigaction",
+            libc::SYS_rt_sigaction,
+            sig,
+            &dfl as *const KernelSigaction,
+            0,
+            8
+        );
     }
-    // SAFETY: sigset_t is plain data; all-zero is a valid (empty) value.
-    let mut set: libc::sigset_t = unsafe { std::mem::zeroed() };
-    // SAFETY: `set` is a valid, writable sigset.
-    unsafe { libc::sigemptyset(&mut set) };
-    // SAFETY: `set` is an initialised sigset; the old mask is not wanted (null).
-    unsafe { libc::sigprocmask(libc::SIG_SETMASK, &set, std::ptr::null_mut()) };
+    let empty: u64 = 0;
+    let _ = sys_raw!(
+        "rt_sigprocmask",
+        libc::SYS_rt_sigprocmask,
+        libc::SIG_SETMASK,
+        &empty as *const u64,
+        0,
+        8
+    );
 }
 
 pub fn write_all_raw(fd: RawFd, buf: &[u8]) -> SysResult<()> {
-    // SAFETY: buf is a valid readable slice.
-    let n = unsafe { libc::write(fd, buf.as_ptr().cast(), buf.len()) };
-    if n == buf.len() as isize {
-        Ok(())
-    } else {
-        Err(SysError {
-            call: "write",
-            errno: errno(),
-        })
+    loop {
+        match sys_raw!("write", libc::SYS_write, fd, buf.as_ptr(), buf.len()) {
+            Ok(n) if n == buf.len() => return Ok(()),
+            Ok(_) => {
+                return Err(SysError {
+                    call: "write",
+                    errno: libc::EIO,
+                });
+            }
+            Err(e) if e.errno == libc::EINTR => {}
+            Err(e) => return Err(e),
+        }
     }
 }
 
 pub fn read_raw(fd: RawFd, buf: &mut [u8]) -> SysResult<usize> {
     loop {
-        // SAFETY: buf is a valid writable slice.
-        let n = unsafe { libc::read(fd, buf.as_mut_ptr().cast(), buf.len()) };
-        if n < 0 && errno() == libc::EINTR {
-            continue;
+        match sys_raw!("read", libc::SYS_read, fd, buf.as_mut_ptr(), buf.len()) {
+            Err(e) if e.errno == libc::EINTR => {}
+            r => return r,
         }
-        return check("read", n as libc::c_long).map(|n| n as usize);
     }
 }
 
 pub fn execve(path: &CStr, argv: &[*const libc::c_char], envp: &[*const libc::c_char]) -> SysError {
-    // SAFETY: argv and envp are NULL-terminated arrays of NUL-terminated strings built before fork.
-    unsafe { libc::execve(path.as_ptr(), argv.as_ptr(), envp.as_ptr()) };
-    SysError {
-        call: "execve",
-        errno: errno(),
+    // argv and envp are NULL-terminated arrays of NUL-terminated strings built before the clone.
+    match sys_raw!(
+        "execve",
+        libc::SYS_execve,
+        path.as_ptr(),
+        argv.as_ptr(),
+        envp.as_ptr()
+    ) {
+        Err(e) => e,
+        Ok(_) => SysError {
+            call: "execve",
+            errno: libc::EIO,
+        },
     }
 }
 
 pub fn exit_now(code: i32) -> ! {
-    // SAFETY: _exit never returns and runs no atexit handlers (none must run in a forked child).
-    unsafe { libc::_exit(code) }
+    // exit_group ends this process only (the child is its own thread group) and runs no atexit
+    // handlers: none may run in the child.
+    loop {
+        let _ = sys_raw!("exit_group", libc::SYS_exit_group, code);
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -462,9 +729,14 @@ pub fn drop_all_capabilities() -> SysResult<()> {
         permitted: 0,
         inheritable: 0,
     }; 2];
-    // SAFETY: header and two data words as capset(2) expects for version 3.
-    let ret = unsafe { libc::syscall(libc::SYS_capset, &mut hdr as *mut CapHeader, data.as_ptr()) };
-    check("capset", ret).map(drop)
+    // A header and two data words, as capset(2) expects for version 3.
+    sys_raw!(
+        "capset",
+        libc::SYS_capset,
+        &mut hdr as *mut CapHeader,
+        data.as_ptr()
+    )
+    .map(drop)
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -502,16 +774,15 @@ pub fn landlock_abi() -> Option<u32> {
 
 /// Creates a ruleset; `size` selects how much of the attribute struct the running ABI knows.
 pub fn landlock_create_ruleset(attr: &LandlockRulesetAttr, size: usize) -> SysResult<RawFd> {
-    // SAFETY: attr is valid for `size` bytes (size <= size_of::<LandlockRulesetAttr>()).
-    let ret = unsafe {
-        libc::syscall(
-            libc::SYS_landlock_create_ruleset,
-            attr as *const LandlockRulesetAttr,
-            size,
-            0u32,
-        )
-    };
-    check("landlock_create_ruleset", ret).map(|fd| fd as RawFd)
+    // attr is valid for `size` bytes (size <= size_of::<LandlockRulesetAttr>()).
+    sys_raw!(
+        "landlock_create_ruleset",
+        libc::SYS_landlock_create_ruleset,
+        attr as *const LandlockRulesetAttr,
+        size.min(std::mem::size_of::<LandlockRulesetAttr>()),
+        0
+    )
+    .map(|fd| fd as RawFd)
 }
 
 pub fn landlock_add_path_rule(ruleset: RawFd, parent_fd: RawFd, access: u64) -> SysResult<()> {
@@ -519,23 +790,26 @@ pub fn landlock_add_path_rule(ruleset: RawFd, parent_fd: RawFd, access: u64) -> 
         allowed_access: access,
         parent_fd,
     };
-    // SAFETY: attr is a valid packed path_beneath attribute.
-    let ret = unsafe {
-        libc::syscall(
-            libc::SYS_landlock_add_rule,
-            ruleset,
-            LANDLOCK_RULE_PATH_BENEATH,
-            &attr as *const LandlockPathBeneathAttr,
-            0u32,
-        )
-    };
-    check("landlock_add_rule", ret).map(drop)
+    // attr is a valid packed path_beneath attribute.
+    sys_raw!(
+        "landlock_add_rule",
+        libc::SYS_landlock_add_rule,
+        ruleset,
+        LANDLOCK_RULE_PATH_BENEATH,
+        &attr as *const LandlockPathBeneathAttr,
+        0
+    )
+    .map(drop)
 }
 
 pub fn landlock_restrict_self(ruleset: RawFd) -> SysResult<()> {
-    // SAFETY: integers only.
-    let ret = unsafe { libc::syscall(libc::SYS_landlock_restrict_self, ruleset, 0u32) };
-    check("landlock_restrict_self", ret).map(drop)
+    sys_raw!(
+        "landlock_restrict_self",
+        libc::SYS_landlock_restrict_self,
+        ruleset,
+        0
+    )
+    .map(drop)
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -621,16 +895,15 @@ pub fn seccomp_install_listener(filter: &[libc::sock_filter]) -> SysResult<RawFd
         len: filter.len() as u16,
         filter: filter.as_ptr() as *mut libc::sock_filter,
     };
-    // SAFETY: prog points at a valid filter array that outlives the call.
-    let ret = unsafe {
-        libc::syscall(
-            libc::SYS_seccomp,
-            SECCOMP_SET_MODE_FILTER,
-            SECCOMP_FILTER_FLAG_NEW_LISTENER | SECCOMP_FILTER_FLAG_SPEC_ALLOW,
-            &prog as *const libc::sock_fprog,
-        )
-    };
-    check("seccomp", ret).map(|fd| fd as RawFd)
+    // prog points at a valid filter array that outlives the call.
+    sys_raw!(
+        "seccomp",
+        libc::SYS_seccomp,
+        SECCOMP_SET_MODE_FILTER,
+        SECCOMP_FILTER_FLAG_NEW_LISTENER | SECCOMP_FILTER_FLAG_SPEC_ALLOW,
+        &prog as *const libc::sock_fprog
+    )
+    .map(|fd| fd as RawFd)
 }
 
 pub fn notif_recv(listener: &impl AsRawFd) -> SysResult<SeccompNotif> {

@@ -27,3 +27,34 @@ fn spawning_while_other_threads_run_never_hangs() {
     drop(tx);
     busy.join().unwrap();
 }
+
+/// The spawning thread blocks every signal around the clone (the child must never run one of our
+/// handlers) and must get its own mask back.
+#[test]
+fn spawning_leaves_the_callers_signal_mask_as_it_was() {
+    let mask = || {
+        // SAFETY: sigset_t is plain data; pthread_sigmask with a null new set only reads.
+        let mut cur: libc::sigset_t = unsafe { std::mem::zeroed() };
+        // SAFETY: as above.
+        unsafe { libc::pthread_sigmask(libc::SIG_SETMASK, std::ptr::null(), &mut cur) };
+        (1..=64)
+            // SAFETY: `cur` is an initialised sigset.
+            .filter(|&s| unsafe { libc::sigismember(&cur, s) } == 1)
+            .collect::<Vec<i32>>()
+    };
+    // SAFETY: sigset_t is plain data; all-zero is a valid value.
+    let mut one: libc::sigset_t = unsafe { std::mem::zeroed() };
+    // SAFETY: `one` is a valid, writable sigset.
+    unsafe { libc::sigemptyset(&mut one) };
+    // SAFETY: as above, and SIGUSR2 is a valid signal number.
+    unsafe { libc::sigaddset(&mut one, libc::SIGUSR2) };
+    // SAFETY: blocks one signal on this test thread only.
+    unsafe { libc::pthread_sigmask(libc::SIG_BLOCK, &one, std::ptr::null_mut()) };
+    let before = mask();
+    assert_eq!(before, vec![libc::SIGUSR2]);
+    let mut cfg = sandbox::Config::new("/bin/true");
+    cfg.echo_output = false;
+    let out = sandbox::spawn(cfg).expect("spawn").wait();
+    assert_eq!(out.exit.code, Some(0), "{:?}", out.exit);
+    assert_eq!(mask(), before);
+}
