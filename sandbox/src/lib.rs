@@ -199,10 +199,16 @@ pub fn spawn_with(mut config: Config, support: &HostSupport) -> Result<Running, 
     // Kernel work that does not depend on the plan runs on a helper thread while this one builds
     // the plan: the network namespace (the slowest namespace to make, about a millisecond) and
     // the cgroups.
+    // Unique per spawn: threads of one process spawn at once (a sequence number), and a pid
+    // comes back after a crash that left its groups behind (the time).
+    static SPAWNS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
     let group_name = format!(
-        "modelvet-{}-{}",
+        "modelvet-{}-{}-{}",
         std::process::id(),
-        start.elapsed().as_nanos()
+        SPAWNS.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() % 1_000_000_000_000)
     );
     let mut prep = Prep::start(
         support.cgroups.clone(),

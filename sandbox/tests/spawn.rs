@@ -58,3 +58,25 @@ fn spawning_leaves_the_callers_signal_mask_as_it_was() {
     assert_eq!(out.exit.code, Some(0), "{:?}", out.exit);
     assert_eq!(mask(), before);
 }
+
+/// Several threads spawning at once: each child runs on its own stack and plan in our shared
+/// memory (CLONE_VM), and none may see another's or hang.
+#[test]
+fn threads_spawning_at_once_each_get_their_own_sandbox() {
+    let workers: Vec<_> = (0..4)
+        .map(|w| {
+            std::thread::spawn(move || {
+                for i in 0..10 {
+                    let mut cfg = sandbox::Config::new("/bin/sh");
+                    cfg.args = vec!["-c".into(), format!("exit {}", (w * 10 + i) % 50).into()];
+                    cfg.echo_output = false;
+                    let out = sandbox::spawn(cfg).expect("spawn").wait();
+                    assert_eq!(out.exit.code, Some((w * 10 + i) % 50), "{:?}", out.exit);
+                }
+            })
+        })
+        .collect();
+    for w in workers {
+        w.join().expect("a spawning thread failed");
+    }
+}
