@@ -196,11 +196,8 @@ pub fn spawn_with(mut config: Config, support: &HostSupport) -> Result<Running, 
     let cwd_host = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("/"));
     let cwd = config.cwd.clone().unwrap_or_else(|| cwd_host.clone());
 
-    // Kernel work that does not depend on the plan runs on a helper thread while this one builds
-    // the plan: the network namespace (the slowest namespace to make, about a millisecond) and
-    // the cgroups.
-    // Unique per spawn: threads of one process spawn at once (a sequence number), and a pid
-    // comes back after a crash that left its groups behind (the time).
+    // The cgroups' name, unique per spawn: threads of one process spawn at once (a sequence
+    // number), and a pid comes back after a crash that left its groups behind (the time).
     static SPAWNS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
     let group_name = format!(
         "modelvet-{}-{}-{}",
@@ -210,6 +207,9 @@ pub fn spawn_with(mut config: Config, support: &HostSupport) -> Result<Running, 
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_nanos() % 1_000_000_000_000)
     );
+    // Kernel work that does not depend on the plan runs on a helper thread while this one builds
+    // the plan: the network namespace (the slowest namespace to make, about a millisecond) and
+    // the cgroups.
     let mut prep = Prep::start(
         support.cgroups.clone(),
         group_name,
