@@ -643,14 +643,7 @@ impl Op for SmallConv {
     op_as_typed_op!();
 }
 
-impl EvalOp for SmallConv {
-    op_out_of_plan!();
-
-    fn eval(&self, _ctx: &EvalContext, inputs: TVec<TValue>) -> TractResult<TVec<TValue>> {
-        let input = args_1!(inputs);
-        Ok(tvec!(self.conv(&input)?.into_tvalue()))
-    }
-}
+super::plan::single_input_eval!(SmallConv, conv);
 
 impl TypedOp for SmallConv {
     fn output_facts(&self, inputs: &[&TypedFact]) -> TractResult<TVec<TypedFact>> {

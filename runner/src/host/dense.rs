@@ -327,14 +327,7 @@ impl Op for Dense {
     op_as_typed_op!();
 }
 
-impl EvalOp for Dense {
-    op_out_of_plan!();
-
-    fn eval(&self, _ctx: &EvalContext, inputs: TVec<TValue>) -> TractResult<TVec<TValue>> {
-        let input = args_1!(inputs);
-        Ok(tvec!(self.run(&input)?.into_tvalue()))
-    }
-}
+super::plan::single_input_eval!(Dense, run);
 
 impl TypedOp for Dense {
     fn output_facts(&self, inputs: &[&TypedFact]) -> TractResult<TVec<TypedFact>> {

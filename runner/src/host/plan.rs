@@ -4,6 +4,22 @@
 
 use tract_onnx::prelude::*;
 
+/// `EvalOp` for one of our swapped-in ops: stateless, one input, one output computed by
+/// `$op::$method(&input)`.
+macro_rules! single_input_eval {
+    ($op:ty, $method:ident) => {
+        impl EvalOp for $op {
+            op_out_of_plan!();
+
+            fn eval(&self, _ctx: &EvalContext, inputs: TVec<TValue>) -> TractResult<TVec<TValue>> {
+                let input = args_1!(inputs);
+                Ok(tvec!(self.$method(&input)?.into_tvalue()))
+            }
+        }
+    };
+}
+pub(super) use single_input_eval;
+
 /// The model as the host plans it: typed, decluttered, its small convolutions swapped for
 /// `SmallConv` (with the ReLU and pool after them), its strided 2x2 pools for `Pool2x2` and its
 /// few-output dense layers for `Dense`.

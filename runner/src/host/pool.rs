@@ -325,14 +325,7 @@ impl Op for Pool2x2 {
     op_as_typed_op!();
 }
 
-impl EvalOp for Pool2x2 {
-    op_out_of_plan!();
-
-    fn eval(&self, _ctx: &EvalContext, inputs: TVec<TValue>) -> TractResult<TVec<TValue>> {
-        let input = args_1!(inputs);
-        Ok(tvec!(self.pool(&input)?.into_tvalue()))
-    }
-}
+super::plan::single_input_eval!(Pool2x2, pool);
 
 impl TypedOp for Pool2x2 {
     fn output_facts(&self, inputs: &[&TypedFact]) -> TractResult<TVec<TypedFact>> {
