@@ -472,3 +472,140 @@ fn an_unprivileged_user_gets_the_same_containment() {
         "{host}"
     );
 }
+
+/// Live (not zombie) `sleep` processes whose command line ends in `<arg>`.
+fn sleeps_with(arg: &str) -> Vec<i32> {
+    let needle = format!("sleep\0{arg}\0");
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|pid| {
+            let cmd = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+            let state = stat.rsplit(") ").next().and_then(|s| s.chars().next());
+            // modelvet's own command line ends the same way: the name tells them apart.
+            stat.contains("(sleep)")
+                && cmd.ends_with(needle.as_bytes())
+                && state.is_some_and(|s| s != 'Z')
+        })
+        .collect()
+}
+
+/// The cgroup directories a modelvet process with this pid made (`modelvet-<pid>-...`).
+fn groups_of(pid: u32) -> Vec<PathBuf> {
+    fn walk(dir: &std::path::Path, depth: u32, prefix: &str, out: &mut Vec<PathBuf>) {
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            return;
+        };
+        for e in entries.flatten() {
+            if !e.file_type().is_ok_and(|t| t.is_dir()) {
+                continue;
+            }
+            if e.file_name().to_string_lossy().starts_with(prefix) {
+                out.push(e.path());
+            } else if depth > 0 {
+                walk(&e.path(), depth - 1, prefix, out);
+            }
+        }
+    }
+    let mut out = Vec::new();
+    walk(
+        std::path::Path::new("/sys/fs/cgroup"),
+        4,
+        &format!("modelvet-{pid}-"),
+        &mut out,
+    );
+    out
+}
+
+fn wait_for(what: &str, mut ready: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !ready() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
+/// Starts `modelvet jail -- sleep <arg>` and returns once the sleep runs inside.
+fn jailed_sleep(arg: &str) -> std::process::Child {
+    let child = Command::new(modelvet())
+        .args([
+            "jail",
+            "--format",
+            "json",
+            "--timeout",
+            "60",
+            "--",
+            "sleep",
+            arg,
+        ])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("run modelvet");
+    wait_for("the jailed sleep to start", || !sleeps_with(arg).is_empty());
+    child
+}
+
+#[test]
+fn sigterm_and_sigint_stop_the_program_write_the_report_and_leave_nothing() {
+    for (sig, name, arg) in [
+        (libc::SIGTERM, "SIGTERM", "41.5"),
+        (libc::SIGINT, "SIGINT", "42.5"),
+    ] {
+        let child = jailed_sleep(arg);
+        let pid = child.id();
+        // SAFETY: kill(2) on the modelvet process we started and have not reaped.
+        assert_eq!(unsafe { libc::kill(pid as i32, sig) }, 0);
+        let out = child.wait_with_output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        // The shell's code for death by the signal, and a whole report of the stopped run.
+        assert_eq!(out.status.code(), Some(128 + sig), "{name}: {stderr}");
+        assert!(
+            stderr.contains(&format!("interrupted by {name}")),
+            "{stderr}"
+        );
+        let report: Value = serde_json::from_slice(&out.stdout)
+            .unwrap_or_else(|e| panic!("{name}: report is not JSON ({e}): {stderr}"));
+        assert_eq!(report["sandbox"]["exit"]["status"], "killed", "{name}");
+        assert!(
+            report["findings"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|f| f["rule"] == "sandbox.interrupted"),
+            "{name}: {:#}",
+            report["findings"]
+        );
+        assert!(sleeps_with(arg).is_empty(), "{name}: the program survived");
+        assert!(
+            groups_of(pid).is_empty(),
+            "{name}: cgroups left: {:?}",
+            groups_of(pid)
+        );
+    }
+}
+
+#[test]
+fn the_program_dies_with_a_killed_modelvet() {
+    let child = jailed_sleep("43.5");
+    let pid = child.id();
+    // SAFETY: kill(2) on the modelvet process we started and have not reaped.
+    assert_eq!(unsafe { libc::kill(pid as i32, libc::SIGKILL) }, 0);
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), None);
+    // Nothing could clean up after a SIGKILL but the parent-death signal the child set.
+    wait_for("the jailed program to die with modelvet", || {
+        sleeps_with("43.5").is_empty()
+    });
+    // The groups a SIGKILL leaves behind (a later run prunes them after a minute) are ours to
+    // remove, once the dead program has been reaped out of them.
+    wait_for("the killed run's cgroups to empty", || {
+        groups_of(pid)
+            .iter()
+            .all(|g| std::fs::remove_dir(g).is_ok())
+    });
+}

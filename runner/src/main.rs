@@ -14,7 +14,9 @@ mod probe;
 mod report;
 
 fn main() -> ExitCode {
-    // The sandboxing commands start the slowest part of the sandbox's set-up at once.
+    // The sandboxing commands start the slowest part of the sandbox's set-up at once, and stop
+    // their sandboxes cleanly on Ctrl-C or SIGTERM (a cleanup nicety: should it fail, the signals
+    // keep their default action and the program still dies with us by its parent-death signal).
     if matches!(
         std::env::args_os()
             .nth(1)
@@ -23,6 +25,7 @@ fn main() -> ExitCode {
         Some("jail" | "probe" | "detonate")
     ) {
         sandbox::warm_up();
+        let _ = sandbox::interrupt::catch();
     }
     let cli = match cli::Cli::try_parse() {
         Ok(cli) => cli,
@@ -32,7 +35,18 @@ fn main() -> ExitCode {
             return ExitCode::from(code);
         }
     };
-    match commands::run(cli.command) {
+    let result = commands::run(cli.command);
+    if let Some(sig) = sandbox::interrupt::received() {
+        // Whatever the command made of its stopped sandbox (a report, or an error that follows
+        // from the stop), the run is not complete: the shell's code for death by this signal.
+        drop(result);
+        eprintln!(
+            "modelvet: interrupted by {}: the sandbox was stopped and removed",
+            sandbox::interrupt::name(sig)
+        );
+        return ExitCode::from(128u8.saturating_add(sig as u8));
+    }
+    match result {
         Ok(code) => ExitCode::from(code),
         Err(e) => {
             if e.is_broken_pipe() {

@@ -211,6 +211,8 @@ impl Group {
         memory: u64,
         pids: u64,
     ) -> Result<Group, CgroupError> {
+        static PRUNED: std::sync::Once = std::sync::Once::new();
+        PRUNED.call_once(|| prune_stale(support));
         let mut g = Group {
             memory: None,
             pids: None,
@@ -360,6 +362,56 @@ impl Drop for Group {
     }
 }
 
+/// How old an abandoned group must be before it is removed: far longer than any spawn takes to
+/// move its child in, so that a group just made by a process we cannot see (another pid
+/// namespace sharing this hierarchy) is never taken from under it.
+const STALE_AFTER: Duration = Duration::from_secs(60);
+
+/// Removes the empty groups that modelvet processes killed without a chance to clean up
+/// (SIGKILL, a crash) left behind: named `modelvet-<pid>-...`, that pid gone, no task inside
+/// (the kernel refuses to remove a group that still has one), older than `STALE_AFTER`.
+fn prune_stale(support: &Support) {
+    let parents = [
+        support.unified.as_deref(),
+        support.memory.as_ref().map(|c| c.parent.as_path()),
+        support.pids.as_ref().map(|c| c.parent.as_path()),
+    ];
+    let mut seen: Vec<&Path> = Vec::new();
+    for parent in parents.into_iter().flatten() {
+        if seen.contains(&parent) {
+            continue;
+        }
+        seen.push(parent);
+        let Ok(entries) = fs::read_dir(parent) else {
+            continue;
+        };
+        for e in entries.flatten() {
+            let name = e.file_name();
+            let Some(pid) = stale_owner(&name.to_string_lossy()) else {
+                continue;
+            };
+            // SAFETY: kill(2) with signal 0 only checks that the pid exists.
+            let gone = unsafe { libc::kill(pid, 0) } != 0
+                && io::Error::last_os_error().raw_os_error() == Some(libc::ESRCH);
+            let old = e
+                .metadata()
+                .and_then(|m| m.modified())
+                .is_ok_and(|t| t.elapsed().is_ok_and(|age| age >= STALE_AFTER));
+            if gone && old {
+                let _ = fs::remove_dir(e.path());
+            }
+        }
+    }
+}
+
+/// The pid in a group name this module makes (`modelvet-<pid>-<seq>-<time>`).
+fn stale_owner(name: &str) -> Option<i32> {
+    let rest = name.strip_prefix("modelvet-")?;
+    let mut parts = rest.split('-');
+    let pid = parts.next()?.parse::<i32>().ok().filter(|&p| p > 0)?;
+    (parts.count() == 2).then_some(pid)
+}
+
 fn write(path: &Path, value: &str) -> Result<(), CgroupError> {
     fs::write(path, value).map_err(io_err(path))
 }
@@ -436,6 +488,78 @@ mod tests {
             s.unified,
             Some(PathBuf::from("/sys/fs/cgroup/session-1.scope"))
         );
+    }
+
+    #[test]
+    fn pruning_removes_only_old_empty_groups_of_dead_owners() {
+        let support = Support::detected();
+        let parents: Vec<PathBuf> = [
+            support.unified.clone(),
+            support.memory.as_ref().map(|c| c.parent.clone()),
+            support.pids.as_ref().map(|c| c.parent.clone()),
+        ]
+        .into_iter()
+        .flatten()
+        .filter(|p| writable(p))
+        .collect();
+        if parents.is_empty() {
+            eprintln!("no writable cgroup hierarchy here: nothing to prune");
+            return;
+        }
+        // A pid that existed and is gone: a child we ran and reaped.
+        let dead = std::process::Command::new("true")
+            .spawn()
+            .and_then(|mut c| c.wait().map(|_| c.id()))
+            .expect("run true");
+        let me = std::process::id();
+        let two_minutes_ago = std::time::SystemTime::now() - Duration::from_secs(120);
+        let make = |parent: &Path, name: &str, old: bool| -> PathBuf {
+            let p = parent.join(name);
+            fs::create_dir(&p).expect("make a test group");
+            if old {
+                fs::File::open(&p)
+                    .and_then(|f| f.set_modified(two_minutes_ago))
+                    .expect("age the test group");
+            }
+            p
+        };
+        let mut kept = Vec::new();
+        let mut removed = Vec::new();
+        for parent in &parents {
+            removed.push(make(parent, &format!("modelvet-{dead}-0-1"), true));
+            kept.push(make(parent, &format!("modelvet-{dead}-1-2"), false));
+            kept.push(make(parent, &format!("modelvet-{me}-0-3"), true));
+        }
+        prune_stale(&support);
+        let survivors: Vec<_> = removed.iter().filter(|p| p.exists()).collect();
+        let lost: Vec<_> = kept.iter().filter(|p| !p.exists()).collect();
+        for p in kept.iter().chain(&removed) {
+            let _ = fs::remove_dir(p);
+        }
+        assert!(survivors.is_empty(), "abandoned groups left: {survivors:?}");
+        assert!(
+            lost.is_empty(),
+            "groups removed that were not abandoned: {lost:?}"
+        );
+    }
+
+    #[test]
+    fn only_names_this_module_makes_have_an_owner() {
+        assert_eq!(stale_owner("modelvet-3301-0-93090941658"), Some(3301));
+        assert_eq!(stale_owner("modelvet-3301-12-1"), Some(3301));
+        for other in [
+            "modelvet",
+            "modelvet-",
+            "modelvet-x-0-1",
+            "modelvet-0-0-1",
+            "modelvet-3301",
+            "modelvet-3301-0",
+            "modelvet-3301-0-1-2",
+            "system.slice",
+            "user-3301-0-1",
+        ] {
+            assert_eq!(stale_owner(other), None, "{other}");
+        }
     }
 
     #[test]

@@ -94,13 +94,10 @@ pub fn run(plan: &ChildPlan) -> ! {
         }
     };
 
-    // Die with the supervisor; become dumpable so the parent may write our id maps. (Dumpable is
-    // a property of the memory: under CLONE_VM it is the parent's too, which an ordinary process
-    // already has; the exec gives the program its own.)
-    or_fail(
-        Step::Sync,
-        sys::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as u64, 0).map(drop),
-    );
+    // Become dumpable so the parent may write our id maps. (Dumpable is a property of the
+    // memory: under CLONE_VM it is the parent's too, which an ordinary process already has; the
+    // exec gives the program its own.) Until the parent-death signal is set below, a dead parent
+    // shows as the end of the socket, which every wait for the parent reads.
     or_fail(
         Step::Sync,
         sys::prctl(libc::PR_SET_DUMPABLE, 1, 0).map(drop),
@@ -113,6 +110,13 @@ pub fn run(plan: &ChildPlan) -> ! {
     }
 
     or_fail(Step::Sync, sys::become_ns_root());
+    // Die with the supervisor. Set only now: a change of effective uid or gid (become_ns_root's)
+    // clears the parent-death signal. The parent is alive here, or the MSG_CGROUPS wait below
+    // reads the end of the socket and exits.
+    or_fail(
+        Step::Sync,
+        sys::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as u64, 0).map(drop),
+    );
     or_fail(Step::Sync, sys::setsid());
     or_fail(Step::Hostname, sys::sethostname(plan.hostname));
     mounts(plan);

@@ -11,6 +11,7 @@ mod child;
 pub mod decode;
 pub mod event;
 pub mod host;
+pub mod interrupt;
 pub mod plan;
 pub mod seccomp;
 mod supervisor;
@@ -51,6 +52,9 @@ pub enum SandboxError {
     Filter(#[from] seccomp::FilterError),
     #[error("program not found or not executable: {0}")]
     ProgramNotFound(String),
+    /// An interrupting signal (see `interrupt`) came before this sandbox started: nothing ran.
+    #[error("interrupted by {} before the sandbox started", interrupt::name(*.0))]
+    Interrupted(i32),
 }
 
 /// What to run and under which limits.
@@ -186,6 +190,11 @@ pub fn spawn(config: Config) -> Result<Running, SandboxError> {
 /// `spawn` with host support already detected (callers that also report it detect it once).
 pub fn spawn_with(mut config: Config, support: &HostSupport) -> Result<Running, SandboxError> {
     support.require()?;
+    // From here until its cgroups are gone an interrupt stops this sandbox instead of the process.
+    let live = interrupt::Live::new();
+    if let Some(sig) = interrupt::received() {
+        return Err(SandboxError::Interrupted(sig));
+    }
     let start = Instant::now();
 
     let program_host = find_program(Path::new(&config.program)).ok_or_else(|| {
@@ -440,6 +449,8 @@ pub fn spawn_with(mut config: Config, support: &HostSupport) -> Result<Running, 
     let handle = std::thread::Builder::new()
         .name("modelvet-supervisor".into())
         .spawn(move || {
+            // Live until the outcome is made, the cgroups' removal included.
+            let _live = live;
             let rt = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build();

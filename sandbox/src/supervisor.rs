@@ -425,7 +425,11 @@ impl Supervisor {
                     kill_tree(&group, exited.get_ref());
                 }
                 _ = tick.tick(), if forced.is_none() => {
-                    if let Some(g) = &group {
+                    if crate::interrupt::received().is_some() {
+                        // We were asked to stop (Ctrl-C, SIGTERM): stop the program like a timeout.
+                        forced = Some(ExitStatus::Killed);
+                        kill_tree(&group, exited.get_ref());
+                    } else if let Some(g) = &group {
                         if g.oom_kills() > 0 {
                             forced = Some(ExitStatus::Memory);
                             kill_tree(&group, exited.get_ref());

@@ -259,6 +259,12 @@ pub fn findings(o: &Outcome, timeout_s: f64, memory: u64, pids: u64) -> Vec<Find
             "resource.pids",
             format!("hit the limit of {pids} processes: the whole tree was killed"),
         )),
+        ExitStatus::Killed if sandbox::interrupt::received().is_some() => out.push(res(
+            "sandbox.interrupted",
+            "modelvet was interrupted (Ctrl-C or SIGTERM) and stopped the program before it \
+             finished: what it did after that moment is not known"
+                .into(),
+        )),
         _ => {}
     }
     if o.events_dropped > 0 {
