@@ -358,6 +358,32 @@ fn missing_program_is_a_usage_error() {
     );
 }
 
+/// Limits the sandbox cannot apply are usage errors, never a panic or a dead supervisor: a memory
+/// limit so small that the child's set-up is OOM-killed while it still shares modelvet's memory
+/// took modelvet with it (exit 137), a timeout too large for a deadline panicked.
+#[test]
+fn limits_the_sandbox_cannot_apply_are_usage_errors() {
+    for (opt, value, says) in [
+        ("--memory", "64K", "at least"),
+        ("--memory", "1", "at least"),
+        ("--timeout", "1e19", "at most"),
+        ("--timeout", "1e30", "at most"),
+    ] {
+        let out = Command::new(modelvet())
+            .args(["jail", opt, value, "--", "/bin/true"])
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{opt} {value}: {err}");
+        assert!(err.contains(says), "{opt} {value}: {err}");
+        assert!(!err.contains("panicked"), "{opt} {value}: {err}");
+    }
+    // The smallest accepted memory limit runs a program.
+    let r = jail(&["--memory", "16M"], &["/bin/true"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_eq!(r.report["sandbox"]["exit"]["status"], "exited");
+}
+
 #[test]
 fn text_view_names_the_verdict_and_findings() {
     let out = Command::new(modelvet())

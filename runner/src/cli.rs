@@ -99,6 +99,24 @@ fn parse_timeout(s: &str) -> Result<f64, String> {
     if !(v.is_finite() && v > 0.0) {
         return Err(format!("'{s}': timeout must be positive"));
     }
+    let max = sandbox::MAX_TIMEOUT.as_secs();
+    if v > max as f64 {
+        return Err(format!(
+            "'{s}': timeout must be at most {max} seconds (a year)"
+        ));
+    }
+    Ok(v)
+}
+
+fn parse_memory(s: &str) -> Result<u64, String> {
+    let v = parse_bytes(s)?;
+    if v < sandbox::MIN_MEMORY {
+        return Err(format!(
+            "'{s}': memory must be at least {}M (the sandbox's own set-up before the program \
+             starts needs a few MiB of it)",
+            sandbox::MIN_MEMORY >> 20
+        ));
+    }
     Ok(v)
 }
 
@@ -108,7 +126,7 @@ pub struct SandboxArgs {
     #[arg(long, default_value = "30", value_parser = parse_timeout)]
     pub timeout: f64,
     /// Memory limit (cgroup when the host has one, else rlimits), e.g. 256M, 2G
-    #[arg(long, default_value = "1G", value_parser = parse_bytes)]
+    #[arg(long, default_value = "1G", value_parser = parse_memory)]
     pub memory: u64,
     /// Maximum number of processes and threads
     #[arg(long, default_value_t = 64)]
@@ -221,5 +239,11 @@ mod tests {
         assert!(parse_bytes("12Q").is_err());
         assert!(parse_bytes("-1M").is_err());
         assert!(parse_bytes("M").is_err());
+        assert_eq!(parse_memory("16M"), Ok(16 << 20));
+        assert!(parse_memory("64K").is_err());
+        assert!(parse_memory("4096").is_err());
+        assert!(parse_timeout("31536000").is_ok());
+        assert!(parse_timeout("1e19").is_err());
+        assert!(parse_timeout("1e30").is_err());
     }
 }

@@ -52,6 +52,9 @@ pub enum SandboxError {
     Filter(#[from] seccomp::FilterError),
     #[error("program not found or not executable: {0}")]
     ProgramNotFound(String),
+    /// A limit the sandbox cannot apply (see `MIN_MEMORY`, `MAX_TIMEOUT`): nothing ran.
+    #[error("{0}")]
+    Limit(String),
     /// An interrupting signal (see `interrupt`) came before this sandbox started: nothing ran.
     #[error("interrupted by {} before the sandbox started", interrupt::name(*.0))]
     Interrupted(i32),
@@ -148,6 +151,13 @@ impl Running {
     }
 }
 
+/// The smallest memory limit: the child's set-up and the first moments of its exec are charged to
+/// the memory cgroup while the child still shares modelvet's memory (CLONE_VM), and an OOM kill
+/// then would take every process sharing it, the supervisor too (below ~256 KiB measured here).
+pub const MIN_MEMORY: u64 = 16 << 20;
+/// The longest wall timeout (a year): the deadline must stay representable.
+pub const MAX_TIMEOUT: Duration = Duration::from_secs(365 * 24 * 3600);
+
 /// Lowest fd number used for descriptors handed to the child, far above what the child keeps.
 const HIGH_FD: RawFd = 200;
 /// A uid/gid no account uses: the program's root maps to it on the host.
@@ -190,6 +200,20 @@ pub fn spawn(config: Config) -> Result<Running, SandboxError> {
 /// `spawn` with host support already detected (callers that also report it detect it once).
 pub fn spawn_with(mut config: Config, support: &HostSupport) -> Result<Running, SandboxError> {
     support.require()?;
+    if config.memory < MIN_MEMORY {
+        return Err(SandboxError::Limit(format!(
+            "memory limit of {} bytes below the minimum of {} MiB",
+            config.memory,
+            MIN_MEMORY >> 20
+        )));
+    }
+    if config.timeout > MAX_TIMEOUT || config.timeout.is_zero() {
+        return Err(SandboxError::Limit(format!(
+            "timeout of {:?} outside (0, {} s]",
+            config.timeout,
+            MAX_TIMEOUT.as_secs()
+        )));
+    }
     // From here until its cgroups are gone an interrupt stops this sandbox instead of the process.
     let live = interrupt::Live::new();
     if let Some(sig) = interrupt::received() {

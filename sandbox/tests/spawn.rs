@@ -80,3 +80,31 @@ fn threads_spawning_at_once_each_get_their_own_sandbox() {
         w.join().expect("a spawning thread failed");
     }
 }
+
+/// Limits it cannot apply safely are refused before anything is made: a memory limit small enough
+/// for the child's set-up (which shares our memory until its exec) to be OOM-killed would take
+/// this process with it; a timeout past `MAX_TIMEOUT` has no representable deadline.
+#[test]
+fn limits_it_cannot_apply_are_refused_before_anything_runs() {
+    for (memory, timeout) in [
+        (sandbox::MIN_MEMORY - 1, Duration::from_secs(5)),
+        (64 << 10, Duration::from_secs(5)),
+        (1 << 30, sandbox::MAX_TIMEOUT + Duration::from_secs(1)),
+        (1 << 30, Duration::ZERO),
+    ] {
+        let mut cfg = sandbox::Config::new("/bin/true");
+        cfg.echo_output = false;
+        cfg.memory = memory;
+        cfg.timeout = timeout;
+        match sandbox::spawn(cfg) {
+            Err(sandbox::SandboxError::Limit(_)) => {}
+            Err(e) => panic!("{memory} bytes, {timeout:?}: wrong error {e}"),
+            Ok(r) => panic!("{memory} bytes, {timeout:?}: ran ({:?})", r.wait().exit),
+        }
+    }
+    let mut cfg = sandbox::Config::new("/bin/true");
+    cfg.echo_output = false;
+    cfg.memory = sandbox::MIN_MEMORY;
+    let out = sandbox::spawn(cfg).expect("spawn at the minimum").wait();
+    assert_eq!(out.exit.code, Some(0), "{:?}", out.exit);
+}

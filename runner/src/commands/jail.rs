@@ -28,9 +28,9 @@ struct JailReport<'a> {
 /// missing program or unusable path is 2.
 pub fn sandbox_error(e: sandbox::SandboxError) -> CliError {
     match e {
-        sandbox::SandboxError::ProgramNotFound(_) | sandbox::SandboxError::Plan(_) => {
-            CliError::Input(e.to_string())
-        }
+        sandbox::SandboxError::ProgramNotFound(_)
+        | sandbox::SandboxError::Plan(_)
+        | sandbox::SandboxError::Limit(_) => CliError::Input(e.to_string()),
         other => CliError::Sandbox(other.to_string()),
     }
 }
