@@ -635,3 +635,70 @@ fn the_program_dies_with_a_killed_modelvet() {
             .all(|g| std::fs::remove_dir(g).is_ok())
     });
 }
+
+/// `-o` naming a device, a pipe or a symlink. Reports to regular files are written to a temp file
+/// and renamed into place; done to `-o /dev/null` (as root) that put a regular file where the
+/// device was, for every program on the host.
+#[test]
+fn reports_to_devices_are_written_in_place_and_symlinks_are_followed() {
+    use std::os::unix::fs::FileTypeExt;
+    let is_null_device =
+        || std::fs::metadata("/dev/null").is_ok_and(|m| m.file_type().is_char_device());
+    assert!(
+        is_null_device(),
+        "/dev/null is not a device before the test"
+    );
+    let out = Command::new(modelvet())
+        .args(["jail", "-o", "/dev/null", "--", "/bin/true"])
+        .output()
+        .unwrap();
+    let intact = is_null_device();
+    if !intact {
+        // Put the device back for everything else on this host before failing.
+        let _ = std::fs::remove_file("/dev/null");
+        // SAFETY: mknod(2) with a NUL-terminated path; 1:3 is the null device.
+        unsafe {
+            libc::mknod(
+                c"/dev/null".as_ptr(),
+                libc::S_IFCHR | 0o666,
+                libc::makedev(1, 3),
+            )
+        };
+        // (mknod's mode passes through the umask.)
+        use std::os::unix::fs::PermissionsExt;
+        let _ = std::fs::set_permissions("/dev/null", std::fs::Permissions::from_mode(0o666));
+    }
+    assert!(
+        intact,
+        "-o /dev/null replaced the device with a regular file"
+    );
+    assert_eq!(out.status.code(), Some(0));
+
+    // A device that cannot take the report: a one-line error, exit 2.
+    let out = Command::new(modelvet())
+        .args(["jail", "-o", "/dev/full", "--", "/bin/true"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("cannot write the report"), "{err}");
+
+    // A symlink: the file it names gets the report, the link stays a link.
+    let dir = std::env::temp_dir().join(format!("modelvet-olink-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let (real, link) = (dir.join("real.json"), dir.join("link.json"));
+    std::fs::write(&real, "old").unwrap();
+    std::os::unix::fs::symlink(&real, &link).unwrap();
+    let out = Command::new(modelvet())
+        .args(["jail", "--format", "json", "-o"])
+        .arg(&link)
+        .args(["--", "/bin/true"])
+        .output()
+        .unwrap();
+    let link_kept = std::fs::symlink_metadata(&link).is_ok_and(|m| m.file_type().is_symlink());
+    let written = std::fs::read_to_string(&real).unwrap_or_default();
+    let _ = std::fs::remove_dir_all(&dir);
+    assert_eq!(out.status.code(), Some(0));
+    assert!(link_kept, "the symlink was replaced");
+    assert!(written.contains("modelvet.jail/1"), "{written}");
+}

@@ -102,6 +102,7 @@ impl ScanReport {
 }
 
 pub fn run(args: ScanArgs) -> Result<u8> {
+    crate::report::check_output(args.common.output.as_deref())?;
     let mut paths = Vec::new();
     for p in &args.paths {
         collect(p, &mut paths)?;

@@ -39,6 +39,20 @@ pub fn exit_code(findings: &[Finding], fail_on: Severity) -> u8 {
 /// writable), so a long run is never lost to a typo in `-o`.
 pub fn check_output(path: Option<&Path>) -> Result<(), crate::error::CliError> {
     let Some(p) = path else { return Ok(()) };
+    if is_special(p) {
+        // A device, pipe or socket the user named (-o /dev/null, -o /dev/stdout, a fifo), written
+        // in place. Only asked, not opened: a fifo's reader would take our close for the end.
+        let c = std::ffi::CString::new(p.as_os_str().as_encoded_bytes()).unwrap_or_default();
+        // SAFETY: access(2) on a NUL-terminated path.
+        if unsafe { libc::access(c.as_ptr(), libc::W_OK) } != 0 {
+            return Err(crate::error::CliError::Input(format!(
+                "cannot write the report to {}: {}",
+                p.display(),
+                std::io::Error::last_os_error()
+            )));
+        }
+        return Ok(());
+    }
     let dir = p
         .parent()
         .filter(|d| !d.as_os_str().is_empty())
@@ -56,11 +70,30 @@ pub fn check_output(path: Option<&Path>) -> Result<(), crate::error::CliError> {
     }
 }
 
+/// Whether `path` (or what it links to) exists and is not a regular file or a folder: a device,
+/// a pipe, a socket. Such a file is written in place; replacing it (the temp file and rename of
+/// a regular report) would put a regular file where `/dev/null` was.
+fn is_special(path: &Path) -> bool {
+    std::fs::metadata(path).is_ok_and(|m| !m.is_file() && !m.is_dir())
+}
+
 /// Writes `rendered` to `path` atomically (temp file + rename), or to stdout in one write.
-/// A reader never sees half a report.
+/// A reader never sees half a report. A symlink to a regular file is followed (the file it names
+/// is replaced, the link stays); a device, pipe or socket is written in place.
 pub fn emit(path: Option<&Path>, rendered: &str) -> std::io::Result<()> {
     match path {
+        Some(p) if is_special(p) => {
+            let mut f = std::fs::OpenOptions::new().write(true).open(p)?;
+            f.write_all(rendered.as_bytes())?;
+            f.flush()
+        }
         Some(p) => {
+            let resolved = if std::fs::symlink_metadata(p).is_ok_and(|m| m.is_symlink()) {
+                std::fs::canonicalize(p).ok()
+            } else {
+                None
+            };
+            let p = resolved.as_deref().unwrap_or(p);
             let dir = p
                 .parent()
                 .filter(|d| !d.as_os_str().is_empty())
