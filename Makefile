@@ -4,7 +4,7 @@
 CARGO ?= cargo
 BIN := target/release/modelvet
 
-.PHONY: build test demo bench fixtures fuzz clean-cgroups
+.PHONY: build test demo bench fixtures fuzz clean-cgroups check-aarch64
 
 build:
 	$(CARGO) build --release --workspace --bins --examples
@@ -29,5 +29,13 @@ fixtures:
 FUZZ_SECONDS ?= 60
 fuzz:
 	for t in pickle_vm zip_route safetensors gguf onnx keras channel; do bash fuzz/run_stable.sh $$t $(FUZZ_SECONDS) seeds/$$t || exit 1; done
+
+# The workspace compiled and linted for aarch64 Linux (per-architecture syscall tables; tract's
+# build script needs the cross C compiler). A compile check only: the sandbox's tests need a real
+# aarch64 kernel to run.
+check-aarch64:
+	rustup target add aarch64-unknown-linux-gnu
+	command -v aarch64-linux-gnu-gcc >/dev/null || apt-get install -y -qq gcc-aarch64-linux-gnu
+	$(CARGO) clippy --target aarch64-unknown-linux-gnu --workspace --all-targets -- -D warnings
 
 -include mk/*.mk

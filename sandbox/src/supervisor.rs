@@ -270,7 +270,9 @@ impl Recorder {
             }
             Tier::Record(Record::File) => {
                 let (dirfd, path_arg, flags) = match nr {
+                    #[cfg(target_arch = "x86_64")]
                     x if x == libc::SYS_open => (libc::AT_FDCWD as i64, a[0], a[1]),
+                    #[cfg(target_arch = "x86_64")]
                     x if x == libc::SYS_creat => (
                         libc::AT_FDCWD as i64,
                         a[0],

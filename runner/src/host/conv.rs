@@ -385,6 +385,8 @@ impl Plane {
     /// path (no AVX2 and FMA, or fewer than eight pooled columns).
     fn convolve_halved(&self, image: &[f32], weights: &[f32], tail: Tail, out: &mut [f32]) -> bool {
         assert!(out.len() == (self.oh / 2) * (self.ow / 2));
+        #[cfg(not(target_arch = "x86_64"))]
+        let _ = (image, weights, tail);
         #[cfg(target_arch = "x86_64")]
         if self.ow >= 16
             && std::arch::is_x86_feature_detected!("avx2")
@@ -563,11 +565,13 @@ impl Plane {
 }
 
 /// What a vector step reads: one image (padded), one output channel's weights, its tail.
+#[cfg(target_arch = "x86_64")]
 type Taps<'a> = (&'a [f32], &'a [f32], Tail);
 
 /// Vectors of eight covering `0..n` (`n >= 8`), in groups of up to `per_group`: vector `i`
 /// starts at `8i`, the last at `n - 8` when `n` is not a multiple of eight (overlapping the
 /// vector before).
+#[cfg(target_arch = "x86_64")]
 #[derive(Debug, Clone, Copy)]
 struct VectorGroups {
     n: usize,
@@ -576,6 +580,7 @@ struct VectorGroups {
 }
 
 /// Up to `per_group` consecutive vectors from vector `first`.
+#[cfg(target_arch = "x86_64")]
 #[derive(Debug, Clone, Copy)]
 struct VectorGroup {
     n: usize,
@@ -583,6 +588,7 @@ struct VectorGroup {
     len: usize,
 }
 
+#[cfg(target_arch = "x86_64")]
 impl VectorGroups {
     fn new(n: usize, per_group: usize) -> Self {
         VectorGroups {
@@ -593,6 +599,7 @@ impl VectorGroups {
     }
 }
 
+#[cfg(target_arch = "x86_64")]
 impl Iterator for VectorGroups {
     type Item = VectorGroup;
 
@@ -610,6 +617,7 @@ impl Iterator for VectorGroups {
     }
 }
 
+#[cfg(target_arch = "x86_64")]
 impl VectorGroup {
     /// Where the group's vector `i` starts.
     fn start(&self, i: usize) -> usize {

@@ -26,6 +26,7 @@ use super::plan::swap_nodes;
 const MAX_OUTPUTS: usize = 16;
 
 /// Rows computed together by the AVX2 path.
+#[cfg(target_arch = "x86_64")]
 const ROWS: usize = 4;
 
 /// Replaces every tract `EinSum` node that `Dense` computes identically (see
@@ -143,6 +144,7 @@ impl Dense {
         let x = ram.as_slice::<f32>()?;
         let mut out_ram = output.try_as_plain_ram_mut()?;
         let out = out_ram.as_slice_mut::<f32>()?;
+        #[cfg_attr(not(target_arch = "x86_64"), allow(unused_mut))]
         let mut done = 0;
         #[cfg(target_arch = "x86_64")]
         if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")

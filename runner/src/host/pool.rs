@@ -201,6 +201,7 @@ impl Geometry {
 /// Outputs of one row whose windows lie inside the map: output `k` folds `r0[t]`, `r0[t + 1]`,
 /// `r1[t]`, `r1[t + 1]` with `t = first_tap + k * sw`.
 fn interior_row(r0: &[f32], r1: &[f32], out: &mut [f32], first_tap: usize, sw: usize) {
+    #[cfg_attr(not(target_arch = "x86_64"), allow(unused_mut))]
     let mut done = 0;
     #[cfg(target_arch = "x86_64")]
     if sw == 2 && std::arch::is_x86_feature_detected!("avx2") {

@@ -32,7 +32,14 @@ pub const HOST_ALLOW: &[(i64, &str)] = &[
     (libc::SYS_fstat, "model file size"),
     (libc::SYS_newfstatat, "model file size, loader"),
     (libc::SYS_statx, "model file size"),
+    #[cfg(target_arch = "x86_64")]
     (libc::SYS_access, "dynamic loader"),
+    // aarch64 has no access, arch_prctl or poll: glibc calls faccessat and ppoll there. (Mapped
+    // from the x86_64 entries, not learnt on an aarch64 machine.)
+    #[cfg(target_arch = "aarch64")]
+    (libc::SYS_faccessat, "dynamic loader"),
+    #[cfg(target_arch = "aarch64")]
+    (libc::SYS_ppoll, "std start-up check of fds 0-2"),
     (libc::SYS_brk, "allocator"),
     (
         libc::SYS_mmap,
@@ -52,12 +59,14 @@ pub const HOST_ALLOW: &[(i64, &str)] = &[
     (libc::SYS_set_robust_list, "thread start"),
     (libc::SYS_rseq, "thread start"),
     (libc::SYS_set_tid_address, "process start"),
+    #[cfg(target_arch = "x86_64")]
     (libc::SYS_arch_prctl, "process start"),
     (libc::SYS_prlimit64, "stack size at start"),
     (libc::SYS_prctl, "thread names"),
     (libc::SYS_gettid, "thread identity"),
     (libc::SYS_getpid, "identity"),
     (libc::SYS_getrandom, "hash seeds"),
+    #[cfg(target_arch = "x86_64")]
     (libc::SYS_poll, "std start-up check of fds 0-2"),
     (libc::SYS_rt_sigaction, "wasmtime trap handlers"),
     (

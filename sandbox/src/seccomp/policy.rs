@@ -87,9 +87,12 @@ pub const DENY: &[(i64, &str)] = &[
     (c::SYS_clock_settime, "host clock"),
     (c::SYS_adjtimex, "host clock"),
     (c::SYS_clock_adjtime, "host clock"),
+    #[cfg(target_arch = "x86_64")]
     (c::SYS_iopl, "raw I/O ports"),
+    #[cfg(target_arch = "x86_64")]
     (c::SYS_ioperm, "raw I/O ports"),
     (c::SYS_vhangup, "terminal hangup"),
+    #[cfg(target_arch = "x86_64")]
     (c::SYS_uselib, "legacy loader"),
     (c::SYS_lookup_dcookie, "kernel profiling"),
     (c::SYS_kcmp, "compares kernel objects of other processes"),
@@ -100,6 +103,7 @@ pub const DENY: &[(i64, &str)] = &[
     (c::SYS_process_madvise, "acts on other processes' memory"),
     (c::SYS_sethostname, "host identity"),
     (c::SYS_setdomainname, "host identity"),
+    #[cfg(target_arch = "x86_64")]
     (c::SYS_mknod, "device nodes"),
     (c::SYS_mknodat, "device nodes"),
     (c::SYS_fanotify_init, "filesystem-wide monitoring"),
@@ -142,11 +146,15 @@ pub const RECORD: &[(i64, Record, &str)] = &[
         Record::Process,
         "new process or thread (answered ENOSYS: flags live in memory)",
     ),
+    #[cfg(target_arch = "x86_64")]
     (c::SYS_fork, Record::Process, "new process"),
+    #[cfg(target_arch = "x86_64")]
     (c::SYS_vfork, Record::Process, "new process"),
+    #[cfg(target_arch = "x86_64")]
     (c::SYS_open, Record::File, "file access"),
     (c::SYS_openat, Record::File, "file access"),
     (c::SYS_openat2, Record::File, "file access"),
+    #[cfg(target_arch = "x86_64")]
     (c::SYS_creat, Record::File, "file creation"),
 ];
 
@@ -171,6 +179,7 @@ pub const ALLOW: &[(i64, &str)] = &[
     (c::SYS_close, "descriptor bookkeeping"),
     (c::SYS_close_range, "descriptor bookkeeping"),
     (c::SYS_dup, "descriptor bookkeeping"),
+    #[cfg(target_arch = "x86_64")]
     (c::SYS_dup2, "descriptor bookkeeping"),
     (c::SYS_dup3, "descriptor bookkeeping"),
     (c::SYS_fcntl, "descriptor bookkeeping"),
@@ -193,6 +202,7 @@ pub const ALLOW: &[(i64, &str)] = &[
         c::SYS_fallocate,
         "resizes an open file (writable only in scratch)",
     ),
+    #[cfg(target_arch = "x86_64")]
     (c::SYS_pipe, "anonymous pipes"),
     (c::SYS_pipe2, "anonymous pipes"),
     (c::SYS_socketpair, "anonymous local sockets, no address"),
@@ -207,18 +217,24 @@ pub const ALLOW: &[(i64, &str)] = &[
     (c::SYS_listen, "follows a recorded bind"),
     (c::SYS_accept, "follows a recorded bind"),
     (c::SYS_accept4, "follows a recorded bind"),
+    #[cfg(target_arch = "x86_64")]
     (c::SYS_select, "waiting"),
     (c::SYS_pselect6, "waiting"),
+    #[cfg(target_arch = "x86_64")]
     (c::SYS_poll, "waiting"),
     (c::SYS_ppoll, "waiting"),
+    #[cfg(target_arch = "x86_64")]
     (c::SYS_epoll_create, "waiting"),
     (c::SYS_epoll_create1, "waiting"),
     (c::SYS_epoll_ctl, "waiting"),
+    #[cfg(target_arch = "x86_64")]
     (c::SYS_epoll_wait, "waiting"),
     (c::SYS_epoll_pwait, "waiting"),
     (c::SYS_epoll_pwait2, "waiting"),
+    #[cfg(target_arch = "x86_64")]
     (c::SYS_eventfd, "waiting"),
     (c::SYS_eventfd2, "waiting"),
+    #[cfg(target_arch = "x86_64")]
     (c::SYS_signalfd, "waiting"),
     (c::SYS_signalfd4, "waiting"),
     (c::SYS_timerfd_create, "timers"),
@@ -231,12 +247,14 @@ pub const ALLOW: &[(i64, &str)] = &[
     (c::SYS_timer_delete, "timers"),
     (c::SYS_getitimer, "timers"),
     (c::SYS_setitimer, "timers"),
+    #[cfg(target_arch = "x86_64")]
     (c::SYS_alarm, "timers"),
     (c::SYS_nanosleep, "time"),
     (c::SYS_clock_nanosleep, "time"),
     (c::SYS_clock_gettime, "time"),
     (c::SYS_clock_getres, "time"),
     (c::SYS_gettimeofday, "time"),
+    #[cfg(target_arch = "x86_64")]
     (c::SYS_time, "time"),
     (c::SYS_times, "time"),
     (c::SYS_mmap, "memory"),
@@ -290,6 +308,7 @@ pub const ALLOW: &[(i64, &str)] = &[
         c::SYS_tgkill,
         "signals (only reaches the sandbox's pid namespace)",
     ),
+    #[cfg(target_arch = "x86_64")]
     (c::SYS_pause, "signals"),
     (c::SYS_restart_syscall, "signals"),
     (
@@ -309,6 +328,7 @@ pub const ALLOW: &[(i64, &str)] = &[
     (c::SYS_get_robust_list, "thread bookkeeping"),
     (c::SYS_set_tid_address, "thread bookkeeping"),
     (c::SYS_rseq, "thread bookkeeping"),
+    #[cfg(target_arch = "x86_64")]
     (c::SYS_arch_prctl, "thread bookkeeping"),
     (
         c::SYS_prctl,
@@ -345,6 +365,7 @@ pub const ALLOW: &[(i64, &str)] = &[
     (c::SYS_getresuid, "identity"),
     (c::SYS_getresgid, "identity"),
     (c::SYS_getgroups, "identity"),
+    #[cfg(target_arch = "x86_64")]
     (c::SYS_getpgrp, "identity"),
     (c::SYS_getpgid, "identity"),
     (c::SYS_setpgid, "process groups inside the namespace"),
@@ -366,17 +387,22 @@ pub const ALLOW: &[(i64, &str)] = &[
     (c::SYS_umask, "file creation mask"),
     (c::SYS_getrandom, "randomness"),
     (c::SYS_fstat, "metadata"),
+    #[cfg(target_arch = "x86_64")]
     (c::SYS_stat, "metadata"),
+    #[cfg(target_arch = "x86_64")]
     (c::SYS_lstat, "metadata"),
     (c::SYS_newfstatat, "metadata"),
     (c::SYS_statx, "metadata"),
     (c::SYS_statfs, "metadata"),
     (c::SYS_fstatfs, "metadata"),
+    #[cfg(target_arch = "x86_64")]
     (c::SYS_access, "metadata"),
     (c::SYS_faccessat, "metadata"),
     (c::SYS_faccessat2, "metadata"),
+    #[cfg(target_arch = "x86_64")]
     (c::SYS_readlink, "metadata"),
     (c::SYS_readlinkat, "metadata"),
+    #[cfg(target_arch = "x86_64")]
     (c::SYS_getdents, "directory listing"),
     (c::SYS_getdents64, "directory listing"),
     (c::SYS_getcwd, "working directory"),
@@ -388,18 +414,25 @@ pub const ALLOW: &[(i64, &str)] = &[
     (c::SYS_listxattr, "metadata"),
     (c::SYS_llistxattr, "metadata"),
     (c::SYS_flistxattr, "metadata"),
+    #[cfg(target_arch = "x86_64")]
     (c::SYS_mkdir, "scratch writes (the rest is read-only)"),
     (c::SYS_mkdirat, "scratch writes (the rest is read-only)"),
+    #[cfg(target_arch = "x86_64")]
     (c::SYS_rmdir, "scratch writes (the rest is read-only)"),
+    #[cfg(target_arch = "x86_64")]
     (c::SYS_unlink, "scratch writes (the rest is read-only)"),
     (c::SYS_unlinkat, "scratch writes (the rest is read-only)"),
+    #[cfg(target_arch = "x86_64")]
     (c::SYS_rename, "scratch writes (the rest is read-only)"),
     (c::SYS_renameat, "scratch writes (the rest is read-only)"),
     (c::SYS_renameat2, "scratch writes (the rest is read-only)"),
+    #[cfg(target_arch = "x86_64")]
     (c::SYS_link, "scratch writes (the rest is read-only)"),
     (c::SYS_linkat, "scratch writes (the rest is read-only)"),
+    #[cfg(target_arch = "x86_64")]
     (c::SYS_symlink, "scratch writes (the rest is read-only)"),
     (c::SYS_symlinkat, "scratch writes (the rest is read-only)"),
+    #[cfg(target_arch = "x86_64")]
     (c::SYS_chmod, "scratch writes (the rest is read-only)"),
     (c::SYS_fchmod, "scratch writes (the rest is read-only)"),
     (c::SYS_fchmodat, "scratch writes (the rest is read-only)"),
