@@ -825,6 +825,29 @@ fn setup_handshake(
     Err(child_failure(&buf[..n], cplan))
 }
 
+const APPARMOR_USERNS_SYSCTL: &str = "/proc/sys/kernel/apparmor_restrict_unprivileged_userns";
+
+/// Ubuntu (23.10 on) lets an unprivileged process create a user namespace but, unless an AppArmor
+/// profile allows it, takes every capability inside away: the child's first privileged step
+/// (becoming root of its namespace, the hostname, the mounts) then fails with EPERM, which alone
+/// would not tell the user what to change.
+fn userns_restriction_hint(
+    step: Step,
+    errno: i32,
+    euid: u32,
+    restricted: bool,
+) -> Option<&'static str> {
+    let early = matches!(
+        step,
+        Step::Sync | Step::Hostname | Step::Mounts | Step::Pivot
+    );
+    (early && errno == libc::EPERM && euid != 0 && restricted).then_some(
+        "AppArmor restricts unprivileged user namespaces on this host \
+         (kernel.apparmor_restrict_unprivileged_userns=1): allow them for modelvet with an AppArmor \
+         profile granting `userns,`, or set the sysctl to 0",
+    )
+}
+
 fn child_failure(msg: &[u8], cplan: &ChildPlan) -> SandboxError {
     if msg.len() == 13 && msg[0] == child::MSG_ERROR {
         let step = u32::from_le_bytes([msg[1], msg[2], msg[3], msg[4]]);
@@ -850,6 +873,17 @@ fn child_failure(msg: &[u8], cplan: &ChildPlan) -> SandboxError {
                 .map(|r| format!("rule {:?}", r.0)),
             _ => None,
         };
+        // SAFETY: geteuid has no failure modes.
+        let euid = unsafe { libc::geteuid() };
+        let restricted =
+            std::fs::read_to_string(APPARMOR_USERNS_SYSCTL).is_ok_and(|v| v.trim() == "1");
+        let detail = match userns_restriction_hint(step, errno, euid, restricted) {
+            Some(hint) => Some(match detail {
+                Some(d) => format!("{hint}; {d}"),
+                None => hint.to_string(),
+            }),
+            None => detail,
+        };
         return SandboxError::Setup {
             step: step.describe(),
             error: std::io::Error::from_raw_os_error(errno),
@@ -860,5 +894,26 @@ fn child_failure(msg: &[u8], cplan: &ChildPlan) -> SandboxError {
         step: "starting the child",
         error: std::io::Error::other("the child exited during setup"),
         detail: None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_apparmor_userns_restriction_is_named_only_where_it_explains_the_failure() {
+        let hint = |step, errno, euid, restricted| {
+            userns_restriction_hint(step, errno, euid, restricted).is_some()
+        };
+        for step in [Step::Sync, Step::Hostname, Step::Mounts, Step::Pivot] {
+            assert!(hint(step, libc::EPERM, 1000, true), "{step:?}");
+        }
+        // Root is not restricted; other errors, later steps and unrestricted hosts are not it.
+        assert!(!hint(Step::Sync, libc::EPERM, 0, true));
+        assert!(!hint(Step::Sync, libc::EPERM, 1000, false));
+        assert!(!hint(Step::Mounts, libc::EACCES, 1000, true));
+        assert!(!hint(Step::Landlock, libc::EPERM, 1000, true));
+        assert!(!hint(Step::Exec, libc::EPERM, 1000, true));
     }
 }
