@@ -38,13 +38,13 @@ fn main() -> ExitCode {
     let result = commands::run(cli.command);
     if let Some(sig) = sandbox::interrupt::received() {
         // Whatever the command made of its stopped sandbox (a report, or an error that follows
-        // from the stop), the run is not complete: the shell's code for death by this signal.
+        // from the stop), the run is not complete: end by the signal itself, as if uncaught.
         drop(result);
         eprintln!(
             "modelvet: interrupted by {}: the sandbox was stopped and removed",
             sandbox::interrupt::name(sig)
         );
-        return ExitCode::from(128u8.saturating_add(sig as u8));
+        sandbox::interrupt::die_by(sig);
     }
     match result {
         Ok(code) => ExitCode::from(code),

@@ -362,14 +362,40 @@ impl Drop for Group {
     }
 }
 
+/// The cgroups' name for a new spawn, `modelvet-<pid>-<seq>-<time>-<pidns>`: unique per spawn
+/// (threads of one process spawn at once: the sequence number; a pid comes back after a crash
+/// that left its groups behind: the time), and telling `prune_stale` whose pid it is (the pid
+/// namespace's inode: a modelvet in another pid namespace sharing this hierarchy has pids that
+/// look dead from here).
+pub fn group_name() -> String {
+    static SPAWNS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    format!(
+        "modelvet-{}-{}-{}-{}",
+        std::process::id(),
+        SPAWNS.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() % 1_000_000_000_000),
+        own_pidns()
+    )
+}
+
+/// The inode of our pid namespace (0 where /proc cannot tell).
+fn own_pidns() -> u64 {
+    use std::os::unix::fs::MetadataExt;
+    static NS: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+    *NS.get_or_init(|| fs::metadata("/proc/self/ns/pid").map_or(0, |m| m.ino()))
+}
+
 /// How old an abandoned group must be before it is removed: far longer than any spawn takes to
 /// move its child in, so that a group just made by a process we cannot see (another pid
 /// namespace sharing this hierarchy) is never taken from under it.
 const STALE_AFTER: Duration = Duration::from_secs(60);
 
 /// Removes the empty groups that modelvet processes killed without a chance to clean up
-/// (SIGKILL, a crash) left behind: named `modelvet-<pid>-...`, that pid gone, no task inside
-/// (the kernel refuses to remove a group that still has one), older than `STALE_AFTER`.
+/// (SIGKILL, a crash) left behind: named by `group_name` in our pid namespace (or by the older
+/// names without one), that pid gone, no task inside (the kernel refuses to remove a group that
+/// still has one), older than `STALE_AFTER`.
 fn prune_stale(support: &Support) {
     let parents = [
         support.unified.as_deref(),
@@ -387,9 +413,12 @@ fn prune_stale(support: &Support) {
         };
         for e in entries.flatten() {
             let name = e.file_name();
-            let Some(pid) = stale_owner(&name.to_string_lossy()) else {
+            let Some((pid, ns)) = stale_owner(&name.to_string_lossy()) else {
                 continue;
             };
+            if ns.is_some_and(|ns| ns != own_pidns()) {
+                continue;
+            }
             // SAFETY: kill(2) with signal 0 only checks that the pid exists.
             let gone = unsafe { libc::kill(pid, 0) } != 0
                 && io::Error::last_os_error().raw_os_error() == Some(libc::ESRCH);
@@ -404,12 +433,22 @@ fn prune_stale(support: &Support) {
     }
 }
 
-/// The pid in a group name this module makes (`modelvet-<pid>-<seq>-<time>`).
-fn stale_owner(name: &str) -> Option<i32> {
-    let rest = name.strip_prefix("modelvet-")?;
-    let mut parts = rest.split('-');
-    let pid = parts.next()?.parse::<i32>().ok().filter(|&p| p > 0)?;
-    (parts.count() == 2).then_some(pid)
+/// The pid and pid namespace in a group name this module makes (see `group_name`; names
+/// without the namespace, from before it was added, give none).
+fn stale_owner(name: &str) -> Option<(i32, Option<u64>)> {
+    let parts: Vec<&str> = name.strip_prefix("modelvet-")?.split('-').collect();
+    let pid = parts.first()?.parse::<i32>().ok().filter(|&p| p > 0)?;
+    if !parts[1..]
+        .iter()
+        .all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()))
+    {
+        return None;
+    }
+    match parts.len() {
+        3 => Some((pid, None)),
+        4 => Some((pid, parts[3].parse().ok())),
+        _ => None,
+    }
 }
 
 fn write(path: &Path, value: &str) -> Result<(), CgroupError> {
@@ -526,9 +565,17 @@ mod tests {
         let mut kept = Vec::new();
         let mut removed = Vec::new();
         for parent in &parents {
+            let ns = own_pidns();
             removed.push(make(parent, &format!("modelvet-{dead}-0-1"), true));
-            kept.push(make(parent, &format!("modelvet-{dead}-1-2"), false));
-            kept.push(make(parent, &format!("modelvet-{me}-0-3"), true));
+            removed.push(make(parent, &format!("modelvet-{dead}-0-1-{ns}"), true));
+            kept.push(make(parent, &format!("modelvet-{dead}-1-2-{ns}"), false));
+            kept.push(make(parent, &format!("modelvet-{me}-0-3-{ns}"), true));
+            // Another pid namespace's: its pid means nothing here.
+            kept.push(make(
+                parent,
+                &format!("modelvet-{dead}-0-4-{}", ns + 1),
+                true,
+            ));
         }
         prune_stale(&support);
         let survivors: Vec<_> = removed.iter().filter(|p| p.exists()).collect();
@@ -545,8 +592,17 @@ mod tests {
 
     #[test]
     fn only_names_this_module_makes_have_an_owner() {
-        assert_eq!(stale_owner("modelvet-3301-0-93090941658"), Some(3301));
-        assert_eq!(stale_owner("modelvet-3301-12-1"), Some(3301));
+        assert_eq!(
+            stale_owner("modelvet-3301-0-93090941658"),
+            Some((3301, None))
+        );
+        assert_eq!(
+            stale_owner("modelvet-3301-12-1-4026531836"),
+            Some((3301, Some(4026531836)))
+        );
+        let ours = group_name();
+        let me = std::process::id() as i32;
+        assert_eq!(stale_owner(&ours), Some((me, Some(own_pidns()))), "{ours}");
         for other in [
             "modelvet",
             "modelvet-",
@@ -554,7 +610,8 @@ mod tests {
             "modelvet-0-0-1",
             "modelvet-3301",
             "modelvet-3301-0",
-            "modelvet-3301-0-1-2",
+            "modelvet-3301-0-1-2-3",
+            "modelvet-3301-0-x",
             "system.slice",
             "user-3301-0-1",
         ] {

@@ -94,10 +94,18 @@ pub fn run(plan: &ChildPlan) -> ! {
         }
     };
 
+    // Only the parent holds its end of the setup socket now: should it die, every wait for it
+    // below reads the end of the socket.
+    sys::close(plan.parent_sock);
+    // Die with the supervisor. Set now and again after become_ns_root, whose change of effective
+    // uid and gid clears it.
+    or_fail(
+        Step::Sync,
+        sys::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as u64, 0).map(drop),
+    );
     // Become dumpable so the parent may write our id maps. (Dumpable is a property of the
     // memory: under CLONE_VM it is the parent's too, which an ordinary process already has; the
-    // exec gives the program its own.) Until the parent-death signal is set below, a dead parent
-    // shows as the end of the socket, which every wait for the parent reads.
+    // exec gives the program its own.)
     or_fail(
         Step::Sync,
         sys::prctl(libc::PR_SET_DUMPABLE, 1, 0).map(drop),
@@ -110,9 +118,8 @@ pub fn run(plan: &ChildPlan) -> ! {
     }
 
     or_fail(Step::Sync, sys::become_ns_root());
-    // Die with the supervisor. Set only now: a change of effective uid or gid (become_ns_root's)
-    // clears the parent-death signal. The parent is alive here, or the MSG_CGROUPS wait below
-    // reads the end of the socket and exits.
+    // Again (see above). Had the parent died in between, the MSG_CGROUPS wait below reads the end
+    // of the socket and exits.
     or_fail(
         Step::Sync,
         sys::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as u64, 0).map(drop),

@@ -57,7 +57,8 @@ pub fn catch() -> SysResult<()> {
         if old.sa_sigaction == libc::SIG_IGN {
             continue;
         }
-        // SAFETY: as above; the handler only touches atomics and async-signal-safe calls.
+        // SAFETY: all-zero is a valid sigaction (plain data), filled in below with a handler that
+        // only touches atomics and makes async-signal-safe calls.
         let mut act: libc::sigaction = unsafe { std::mem::zeroed() };
         act.sa_sigaction = on_signal as extern "C" fn(libc::c_int) as libc::sighandler_t;
         act.sa_flags = libc::SA_RESTART;
@@ -74,7 +75,29 @@ pub fn catch() -> SysResult<()> {
     Ok(())
 }
 
-/// The interrupting signal received while a sandbox ran, if any.
+/// Ends the process by `sig` with its default action, as if it had never been caught: a shell
+/// running modelvet in a loop sees a death by SIGINT and stops the loop, which an exit code of
+/// 130 would not make it do. For after the clean-up.
+pub fn die_by(sig: i32) -> ! {
+    // SAFETY: all-zero is a valid sigaction (plain data), SIG_DFL filled in below.
+    let mut dfl: libc::sigaction = unsafe { std::mem::zeroed() };
+    dfl.sa_sigaction = libc::SIG_DFL;
+    // SAFETY: a valid action for a catchable signal.
+    unsafe { libc::sigaction(sig, &dfl, std::ptr::null_mut()) };
+    // SAFETY: sigset_t is plain data that sigemptyset initialises.
+    let mut set: libc::sigset_t = unsafe { std::mem::zeroed() };
+    // SAFETY: `set` is a valid sigset.
+    unsafe { libc::sigemptyset(&mut set) };
+    // SAFETY: `set` is a valid sigset; `sig` a valid signal number.
+    unsafe { libc::sigaddset(&mut set, sig) };
+    // SAFETY: unblocks one signal of the calling thread; the old mask is not wanted.
+    unsafe { libc::pthread_sigmask(libc::SIG_UNBLOCK, &set, std::ptr::null_mut()) };
+    // SAFETY: raise(3) with the default action set ends the process here.
+    unsafe { libc::raise(sig) };
+    std::process::exit(128 + sig)
+}
+
+/// The interrupting signal received while a sandbox ran, if any (it stays set).
 pub fn received() -> Option<i32> {
     match RECEIVED.load(Ordering::SeqCst) {
         0 => None,

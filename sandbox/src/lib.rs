@@ -229,17 +229,7 @@ pub fn spawn_with(mut config: Config, support: &HostSupport) -> Result<Running, 
     let cwd_host = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("/"));
     let cwd = config.cwd.clone().unwrap_or_else(|| cwd_host.clone());
 
-    // The cgroups' name, unique per spawn: threads of one process spawn at once (a sequence
-    // number), and a pid comes back after a crash that left its groups behind (the time).
-    static SPAWNS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-    let group_name = format!(
-        "modelvet-{}-{}-{}",
-        std::process::id(),
-        SPAWNS.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_nanos() % 1_000_000_000_000)
-    );
+    let group_name = cgroup::group_name();
     // Kernel work that does not depend on the plan runs on a helper thread while this one builds
     // the plan: the network namespace (the slowest namespace to make, about a millisecond) and
     // the cgroups.
@@ -384,6 +374,7 @@ pub fn spawn_with(mut config: Config, support: &HostSupport) -> Result<Running, 
         fds,
         first_free_fd,
         sock: child_sock.as_raw_fd(),
+        parent_sock: parent_sock.as_raw_fd(),
     });
     let mem = ChildMemory::new(cplan)?;
 
@@ -612,12 +603,18 @@ impl ChildMemory {
     /// Elsewhere a copy-on-write fork: the child walks its own copy of the plan.
     #[cfg(not(target_arch = "x86_64"))]
     fn clone_child(&self, args: &mut sys::CloneArgs) -> sys::SysResult<libc::pid_t> {
+        // As on x86_64, no handler of ours may run in the child: signals stay blocked there until
+        // it resets every handler to the default.
+        let old = sys::block_all_signals()?;
         // SAFETY: the child only runs `child::run`, which makes raw syscalls on the precomputed
         // plan and ends in execve or _exit.
-        match unsafe { sys::clone3(args) }? {
-            sys::Forked::Child => child::run(self.plan()),
-            sys::Forked::Parent { pid } => Ok(pid),
-        }
+        let r = match unsafe { sys::clone3(args) } {
+            Ok(sys::Forked::Child) => child::run(self.plan()),
+            Ok(sys::Forked::Parent { pid }) => Ok(pid),
+            Err(e) => Err(e),
+        };
+        sys::restore_signal_mask(&old);
+        r
     }
 
     /// Nothing runs on this memory any more (the child was reaped, or never started): free it.

@@ -151,6 +151,9 @@ pub struct ChildPlan {
     pub first_free_fd: RawFd,
     /// The child's end of the setup socket.
     pub sock: RawFd,
+    /// The parent's end of the setup socket, which the child inherits and closes first, so that
+    /// the parent's death shows in the child as the end of the socket.
+    pub parent_sock: RawFd,
 }
 
 /// How paths will be judged when the program opens them.

@@ -295,6 +295,14 @@ pub fn run(args: ProbeArgs) -> Result<u8> {
         }
     }
     session.stop();
+    if let Some(sig) = sandbox::interrupt::received() {
+        // The host was stopped under the probes (see `main`): no report, rather than one that
+        // blames the model for a crash we caused and judges it on unfinished probes.
+        return Err(CliError::Sandbox(format!(
+            "interrupted by {}: no report written",
+            sandbox::interrupt::name(sig)
+        )));
+    }
 
     // Merge every sandbox run of the session (restarts after crashes included).
     let outcome = merge_outcomes(&session);

@@ -261,7 +261,7 @@ pub fn findings(o: &Outcome, timeout_s: f64, memory: u64, pids: u64) -> Vec<Find
         )),
         ExitStatus::Killed if sandbox::interrupt::received().is_some() => out.push(res(
             "sandbox.interrupted",
-            "modelvet was interrupted (Ctrl-C or SIGTERM) and stopped the program before it \
+            "modelvet was interrupted (SIGINT, SIGTERM or SIGHUP) and stopped the program before it \
              finished: what it did after that moment is not known"
                 .into(),
         )),
