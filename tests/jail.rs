@@ -628,7 +628,7 @@ fn interrupts_stop_the_program_write_the_report_and_leave_nothing() {
 fn a_signal_ignored_at_start_stays_ignored() {
     use std::os::unix::process::CommandExt;
     let mut cmd = Command::new(modelvet());
-    cmd.args(["jail", "--format", "json", "--", "sleep", "0.4"]);
+    cmd.args(["jail", "--format", "json", "--", "sleep", "1.25"]);
     let ignore_hup = || {
         // SAFETY: signal(2) is async-signal-safe, fine between fork and exec.
         unsafe { libc::signal(libc::SIGHUP, libc::SIG_IGN) };
@@ -642,10 +642,16 @@ fn a_signal_ignored_at_start_stays_ignored() {
         .spawn()
         .unwrap();
     wait_for("the jailed sleep to start", || {
-        !sleeps_with("0.4").is_empty()
+        !sleeps_with("1.25").is_empty()
     });
     // SAFETY: kill(2) on the modelvet process we started and have not reaped.
     assert_eq!(unsafe { libc::kill(child.id() as i32, libc::SIGHUP) }, 0);
+    // Had the signal been caught, the supervisor would stop the sleep within its 10 ms tick.
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    assert!(
+        !sleeps_with("1.25").is_empty(),
+        "the ignored SIGHUP stopped the program"
+    );
     let out = child.wait_with_output().unwrap();
     assert_eq!(
         out.status.code(),
@@ -753,6 +759,25 @@ fn reports_to_devices_are_written_in_place_and_symlinks_are_not_followed() {
         text.starts_with("before\n") && text.contains("modelvet.jail/1"),
         "{text}"
     );
+
+    // The system's links are never replaced (/dev/stdin onto a regular file would have been), and
+    // a descriptor the caller did not pass is no target.
+    let input = std::fs::File::open(&log).unwrap();
+    let out = Command::new(modelvet())
+        .args(["jail", "-o", "/dev/stdin", "--", "/bin/true"])
+        .stdin(input)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        std::fs::symlink_metadata("/dev/stdin").is_ok_and(|m| m.file_type().is_symlink()),
+        "/dev/stdin was replaced"
+    );
+    let out = Command::new(modelvet())
+        .args(["jail", "-o", "/dev/fd/57", "--", "/bin/true"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
 
     // A socket cannot take a report: refused before the run.
     let sock = dir.join("s.sock");

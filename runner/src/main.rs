@@ -14,6 +14,8 @@ mod probe;
 mod report;
 
 fn main() -> ExitCode {
+    // Before anything of ours is open (see there).
+    report::capture_output_fd();
     // The sandboxing commands start the slowest part of the sandbox's set-up at once, and stop
     // their sandboxes cleanly on Ctrl-C or SIGTERM (a cleanup nicety: should it fail, the signals
     // keep their default action and the program still dies with us by its parent-death signal).

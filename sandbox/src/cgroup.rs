@@ -416,7 +416,8 @@ fn prune_stale(support: &Support) {
             let Some((pid, ns)) = stale_owner(&name.to_string_lossy()) else {
                 continue;
             };
-            if ns.is_some_and(|ns| ns != own_pidns()) {
+            // Another pid namespace's (its pid means nothing here), or one nobody could name.
+            if ns.is_some_and(|ns| ns == 0 || ns != own_pidns()) {
                 continue;
             }
             // SAFETY: kill(2) with signal 0 only checks that the pid exists.
@@ -446,7 +447,7 @@ fn stale_owner(name: &str) -> Option<(i32, Option<u64>)> {
     }
     match parts.len() {
         3 => Some((pid, None)),
-        4 => Some((pid, parts[3].parse().ok())),
+        4 => Some((pid, Some(parts[3].parse().ok()?))),
         _ => None,
     }
 }
@@ -570,12 +571,13 @@ mod tests {
             removed.push(make(parent, &format!("modelvet-{dead}-0-1-{ns}"), true));
             kept.push(make(parent, &format!("modelvet-{dead}-1-2-{ns}"), false));
             kept.push(make(parent, &format!("modelvet-{me}-0-3-{ns}"), true));
-            // Another pid namespace's: its pid means nothing here.
+            // Another pid namespace's: its pid means nothing here. One nobody could name, neither.
             kept.push(make(
                 parent,
                 &format!("modelvet-{dead}-0-4-{}", ns + 1),
                 true,
             ));
+            kept.push(make(parent, &format!("modelvet-{dead}-0-5-0"), true));
         }
         prune_stale(&support);
         let survivors: Vec<_> = removed.iter().filter(|p| p.exists()).collect();
@@ -612,6 +614,7 @@ mod tests {
             "modelvet-3301-0",
             "modelvet-3301-0-1-2-3",
             "modelvet-3301-0-x",
+            "modelvet-3301-0-1-99999999999999999999999",
             "system.slice",
             "user-3301-0-1",
         ] {

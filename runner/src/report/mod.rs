@@ -38,33 +38,94 @@ pub fn exit_code(findings: &[Finding], fail_on: Severity) -> u8 {
 /// Where a report goes.
 #[derive(Debug, PartialEq, Eq)]
 enum Target {
-    /// An open descriptor of ours, named as `/dev/stdout`, `/dev/fd/N` or `/proc/self/fd/N`:
-    /// written through the descriptor (a `>> log` stays an append, a socket stays a socket).
+    /// A descriptor the caller passed, named as `/dev/stdout`, `/dev/stderr`, `/dev/fd/N` or
+    /// `/proc/self/fd/N`: written through our copy of it (see `capture_output_fd`), so a `>> log`
+    /// stays an append and a socket stays a socket.
     Fd(i32),
     /// A character device or a fifo named directly (`/dev/null`, `mkfifo`): opened without
     /// following links and written in place. Replacing it would put a regular file where
     /// `/dev/null` was, for every program on the host.
     InPlace,
-    /// Anything else (a new file, a regular file, a symlink): written to a new temp file beside
-    /// it and renamed over it, so a reader never sees half a report. A symlink is replaced, not
-    /// followed: run as root, `-o` through a link someone else planted must not reach the file
-    /// it names.
+    /// A new file, a regular file, or a symlink to one (or to nothing): written to a new temp file
+    /// beside it and renamed over it, so a reader never sees half a report. A symlink is
+    /// replaced, not followed: run as root, `-o` through a link someone else planted must not
+    /// reach the file it names.
     Replace,
 }
 
-/// Classifies `-o PATH` without following a symlink at its last component.
-fn target(p: &Path) -> std::io::Result<Target> {
-    use std::os::unix::fs::FileTypeExt;
-    let s = p.to_string_lossy();
-    let fd = match s.as_ref() {
+/// The descriptor number `-o PATH` names, if it names one of ours.
+fn fd_path(p: &Path) -> Option<i32> {
+    // Components, so that `//dev/./stdout` is `/dev/stdout` too.
+    let norm: std::path::PathBuf = p.components().collect();
+    let s = norm.to_str()?;
+    match s {
         "/dev/stdout" => Some(1),
         "/dev/stderr" => Some(2),
         _ => s
             .strip_prefix("/dev/fd/")
             .or_else(|| s.strip_prefix("/proc/self/fd/"))
-            .and_then(|n| n.parse::<i32>().ok()),
+            .and_then(|n| n.parse::<i32>().ok())
+            .filter(|&n| n >= 0),
+    }
+}
+
+/// Our copy of the descriptor `-o` names, taken before modelvet opens anything of its own.
+static OUTPUT_FD: std::sync::OnceLock<(i32, Option<std::os::fd::OwnedFd>)> =
+    std::sync::OnceLock::new();
+
+/// Call first thing in `main`: if the command line's `-o`/`--output` names a descriptor
+/// (`/dev/stdout`, `/dev/fd/N`...), takes a close-on-exec copy of it now, while every open
+/// descriptor is one the caller passed. Checked later against that copy, never against whatever
+/// modelvet's own threads have opened under the same number since.
+pub fn capture_output_fd() {
+    let mut args = std::env::args_os().skip(1);
+    let mut value = None;
+    while let Some(a) = args.next() {
+        if a == "--" {
+            break;
+        }
+        let b = a.as_encoded_bytes();
+        if a == "-o" || a == "--output" {
+            value = args.next();
+        } else if let Some(v) = b
+            .strip_prefix(b"--output=")
+            .or_else(|| b.strip_prefix(b"-o"))
+        {
+            // SAFETY: a suffix of an OsStr's encoded bytes after an ASCII prefix.
+            value = Some(unsafe { std::ffi::OsStr::from_encoded_bytes_unchecked(v) }.to_owned());
+        }
+    }
+    let Some(fd) = value.as_deref().map(Path::new).and_then(fd_path) else {
+        return;
     };
-    if let Some(fd) = fd {
+    // SAFETY: F_DUPFD_CLOEXEC on an integer: a new descriptor (ours) or -1.
+    let copy = unsafe { libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, 3) };
+    let copy = (copy >= 0).then(|| {
+        // SAFETY: fcntl just returned this new descriptor; nothing else owns it.
+        unsafe { <std::os::fd::OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(copy) }
+    });
+    let _ = OUTPUT_FD.set((fd, copy));
+}
+
+/// Our copy of descriptor `fd`, open for writing, taken by `capture_output_fd`.
+fn output_fd(fd: i32) -> std::io::Result<std::os::fd::BorrowedFd<'static>> {
+    use std::os::fd::{AsFd, AsRawFd};
+    let copy = match OUTPUT_FD.get() {
+        Some((n, Some(copy))) if *n == fd => copy,
+        _ => return Err(std::io::Error::from_raw_os_error(libc::EBADF)),
+    };
+    // SAFETY: F_GETFL on a descriptor we own only queries it.
+    let flags = unsafe { libc::fcntl(copy.as_raw_fd(), libc::F_GETFL) };
+    if flags == -1 || flags & libc::O_ACCMODE == libc::O_RDONLY {
+        return Err(std::io::Error::from_raw_os_error(libc::EBADF));
+    }
+    Ok(copy.as_fd())
+}
+
+/// Classifies `-o PATH` without following a symlink to anything but a regular file.
+fn target(p: &Path) -> std::io::Result<Target> {
+    use std::os::unix::fs::FileTypeExt;
+    if let Some(fd) = fd_path(p) {
         return Ok(Target::Fd(fd));
     }
     let refuse = |what: &str| {
@@ -74,6 +135,18 @@ fn target(p: &Path) -> std::io::Result<Target> {
         ))
     };
     match std::fs::symlink_metadata(p) {
+        Ok(m) if m.file_type().is_symlink() => {
+            let norm: std::path::PathBuf = p.components().collect();
+            let into_proc = std::fs::canonicalize(p).is_ok_and(|t| t.starts_with("/proc"));
+            match std::fs::metadata(p) {
+                // /dev/stdin, /dev/core and the like: the system's links, never ours to replace.
+                _ if norm.starts_with("/dev") || into_proc => refuse("a system link"),
+                Ok(t) if !t.is_file() => {
+                    refuse("a symlink to something other than a regular file (name it directly)")
+                }
+                _ => Ok(Target::Replace),
+            }
+        }
         Ok(m) if m.file_type().is_char_device() || m.file_type().is_fifo() => Ok(Target::InPlace),
         Ok(m) if m.file_type().is_block_device() => refuse("a block device"),
         Ok(m) if m.file_type().is_socket() => refuse("a socket"),
@@ -83,25 +156,15 @@ fn target(p: &Path) -> std::io::Result<Target> {
 }
 
 /// Checks before any work that the report can be written where asked, so a long run is never
-/// lost to a typo in `-o`: the descriptor is open, the device or fifo writable, the folder of a
-/// new file writable.
+/// lost to a typo in `-o`: the descriptor is open for writing, the device or fifo writable, the
+/// folder of a new file writable.
 pub fn check_output(path: Option<&Path>) -> Result<(), crate::error::CliError> {
     let Some(p) = path else { return Ok(()) };
     let fail = |e: std::io::Error| {
         crate::error::CliError::Input(format!("cannot write the report to {}: {e}", p.display()))
     };
     match target(p).map_err(fail)? {
-        Target::Fd(fd) => {
-            // SAFETY: F_GETFL on an integer only queries the descriptor table.
-            let flags = unsafe { libc::fcntl(fd, libc::F_GETFL) };
-            if flags == -1 {
-                return Err(fail(std::io::Error::last_os_error()));
-            }
-            if flags & libc::O_ACCMODE == libc::O_RDONLY {
-                return Err(fail(std::io::Error::from_raw_os_error(libc::EBADF)));
-            }
-            Ok(())
-        }
+        Target::Fd(fd) => output_fd(fd).map(drop).map_err(fail),
         Target::InPlace => {
             // Only asked, not opened: a fifo's reader would take our close for the end.
             let c = std::ffi::CString::new(p.as_os_str().as_encoded_bytes()).unwrap_or_default();
@@ -162,19 +225,24 @@ pub fn emit(path: Option<&Path>, rendered: &str) -> std::io::Result<()> {
     };
     match target(p)? {
         Target::Fd(fd) => {
-            // SAFETY: `fd` was checked open and writable by `check_output`; the borrow lasts for
-            // this call only and the descriptor stays ours (ManuallyDrop: never closed here).
-            let mut f = std::mem::ManuallyDrop::new(unsafe {
-                <std::fs::File as std::os::fd::FromRawFd>::from_raw_fd(fd)
-            });
+            let mut f = std::fs::File::from(output_fd(fd)?.try_clone_to_owned()?);
             f.write_all(rendered.as_bytes())?;
             f.flush()
         }
         Target::InPlace => {
+            use std::os::unix::fs::FileTypeExt;
             let mut f = std::fs::OpenOptions::new()
                 .write(true)
-                .custom_flags(libc::O_NOFOLLOW)
+                .custom_flags(libc::O_NOFOLLOW | libc::O_NOCTTY)
                 .open(p)?;
+            // What was checked may have been swapped since: write only into a device or fifo.
+            let kind = f.metadata()?.file_type();
+            if !(kind.is_char_device() || kind.is_fifo()) {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::InvalidInput,
+                    format!("{} is no longer a device or fifo", p.display()),
+                ));
+            }
             f.write_all(rendered.as_bytes())?;
             f.flush()
         }
@@ -195,6 +263,25 @@ pub fn emit(path: Option<&Path>, rendered: &str) -> std::io::Result<()> {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn descriptor_paths_are_recognised_however_written() {
+        for (p, fd) in [
+            ("/dev/stdout", Some(1)),
+            ("//dev/./stdout", Some(1)),
+            ("/dev/stderr", Some(2)),
+            ("/dev/fd/7", Some(7)),
+            ("/proc/self/fd/3", Some(3)),
+            ("/dev/fd/-1", None),
+            ("/dev/fd/x", None),
+            ("/dev/stdin", None),
+            ("report.json", None),
+            ("/tmp/dev/stdout", None),
+        ] {
+            assert_eq!(fd_path(Path::new(p)), fd, "{p}");
+        }
+    }
+
     use super::*;
     use probes::finding::Category;
 
