@@ -225,17 +225,23 @@ fn reading_etc_shadow_sees_nothing_and_is_recorded() {
     assert!(has_rule(&r, "sandbox.file-outside", "high"));
 }
 
-fn processes_named(name: &str) -> usize {
+/// Live processes with `arg` among their arguments (other tests run `hostile` at the same time,
+/// so the name alone would count theirs).
+fn processes_with_arg(arg: &str) -> usize {
+    let needle = format!("\0{arg}\0");
     std::fs::read_dir("/proc")
         .unwrap()
         .filter_map(|e| e.ok())
-        .filter(|e| std::fs::read_to_string(e.path().join("comm")).is_ok_and(|c| c.trim() == name))
+        .filter(|e| {
+            std::fs::read(e.path().join("cmdline"))
+                .is_ok_and(|c| c.windows(needle.len()).any(|w| w == needle.as_bytes()))
+        })
         .count()
 }
 
 #[test]
 fn fork_bomb_stops_at_the_pids_limit_and_leaves_nothing_running() {
-    let before = processes_named("hostile");
+    let before = processes_with_arg("forkbomb");
     let r = hostile_case(&["--pids", "16", "--timeout", "20"], &["forkbomb"]);
     assert_eq!(
         r.report["sandbox"]["exit"]["status"], "pids",
@@ -259,7 +265,7 @@ fn fork_bomb_stops_at_the_pids_limit_and_leaves_nothing_running() {
     // Give the kernel a moment to finish reaping, then nothing of the bomb may be left.
     std::thread::sleep(std::time::Duration::from_millis(200));
     assert!(
-        processes_named("hostile") <= before,
+        processes_with_arg("forkbomb") <= before,
         "fork bomb processes survived the jail"
     );
 }
