@@ -766,24 +766,59 @@ fn reports_to_devices_are_written_in_place_and_symlinks_are_not_followed() {
         "{text}"
     );
 
-    // The system's links are never replaced (/dev/stdin onto a regular file would have been), and
-    // a descriptor the caller did not pass is no target.
-    let input = std::fs::File::open(&log).unwrap();
+    // The system's links are never replaced: /dev/stdin onto a regular file would have been,
+    // however spelled. (Only root could replace it at all.)
+    // SAFETY: geteuid has no failure modes.
+    if unsafe { libc::geteuid() } == 0 {
+        for spelling in [
+            "/dev/stdin",
+            "/tmp/../dev/stdin",
+            "/proc/self/root/dev/stdin",
+        ] {
+            let input = std::fs::File::open(&log).unwrap();
+            let out = Command::new(modelvet())
+                .args(["jail", "-o", spelling, "--", "/bin/true"])
+                .stdin(input)
+                .output()
+                .unwrap();
+            assert_eq!(out.status.code(), Some(2), "{spelling}");
+            assert!(
+                std::fs::symlink_metadata("/dev/stdin").is_ok_and(|m| m.file_type().is_symlink()),
+                "-o {spelling} replaced /dev/stdin"
+            );
+        }
+    }
+    // A descriptor the caller did not pass is no target, even one modelvet opens itself by the
+    // time the report is written (its helper threads open descriptors from 3 on).
     let out = Command::new(modelvet())
-        .args(["jail", "-o", "/dev/stdin", "--", "/bin/true"])
-        .stdin(input)
+        .args(["jail", "-o", "/dev/fd/3", "--", "/bin/true"])
         .output()
         .unwrap();
-    assert_eq!(out.status.code(), Some(2));
-    assert!(
-        std::fs::symlink_metadata("/dev/stdin").is_ok_and(|m| m.file_type().is_symlink()),
-        "/dev/stdin was replaced"
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
     );
+    // `-o=PATH` as clap takes it.
     let out = Command::new(modelvet())
-        .args(["jail", "-o", "/dev/fd/57", "--", "/bin/true"])
+        .args([
+            "jail",
+            "--format",
+            "json",
+            "-o=/dev/stdout",
+            "--",
+            "/bin/true",
+        ])
         .output()
         .unwrap();
-    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("modelvet.jail/1"));
 
     // A socket cannot take a report: refused before the run.
     let sock = dir.join("s.sock");

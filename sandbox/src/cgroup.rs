@@ -369,15 +369,19 @@ impl Drop for Group {
 /// look dead from here).
 pub fn group_name() -> String {
     static SPAWNS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-    format!(
-        "modelvet-{}-{}-{}-{}",
+    let name = format!(
+        "modelvet-{}-{}-{}",
         std::process::id(),
         SPAWNS.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
         std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_nanos() % 1_000_000_000_000),
-        own_pidns()
-    )
+            .map_or(0, |d| d.as_nanos() % 1_000_000_000_000)
+    );
+    // Where /proc cannot tell the namespace, the older name without it.
+    match own_pidns() {
+        0 => name,
+        ns => format!("{name}-{ns}"),
+    }
 }
 
 /// The inode of our pid namespace (0 where /proc cannot tell).

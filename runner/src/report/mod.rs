@@ -84,15 +84,16 @@ pub fn capture_output_fd() {
         if a == "--" {
             break;
         }
-        let b = a.as_encoded_bytes();
+        use std::os::unix::ffi::OsStrExt;
+        let b = a.as_bytes();
         if a == "-o" || a == "--output" {
             value = args.next();
-        } else if let Some(v) = b
-            .strip_prefix(b"--output=")
-            .or_else(|| b.strip_prefix(b"-o"))
-        {
-            // SAFETY: a suffix of an OsStr's encoded bytes after an ASCII prefix.
-            value = Some(unsafe { std::ffi::OsStr::from_encoded_bytes_unchecked(v) }.to_owned());
+        } else if let Some(v) = b.strip_prefix(b"--output=").or_else(|| {
+            // `-oPATH` and `-o=PATH`, as clap takes them.
+            b.strip_prefix(b"-o")
+                .map(|v| v.strip_prefix(b"=").unwrap_or(v))
+        }) {
+            value = Some(std::ffi::OsStr::from_bytes(v).to_owned());
         }
     }
     let Some(fd) = value.as_deref().map(Path::new).and_then(fd_path) else {
@@ -136,11 +137,19 @@ fn target(p: &Path) -> std::io::Result<Target> {
     };
     match std::fs::symlink_metadata(p) {
         Ok(m) if m.file_type().is_symlink() => {
-            let norm: std::path::PathBuf = p.components().collect();
-            let into_proc = std::fs::canonicalize(p).is_ok_and(|t| t.starts_with("/proc"));
+            // Judged by where the link really lives and points, not by how `p` is spelled
+            // (`/tmp/../dev/stdin`, `/proc/self/root/dev/stdin`, `stdin` run from /dev).
+            let dir = p
+                .parent()
+                .filter(|d| !d.as_os_str().is_empty())
+                .unwrap_or(Path::new("."));
+            let real_dir = std::fs::canonicalize(dir).unwrap_or_default();
+            let system = |d: &Path| ["/dev", "/proc", "/sys"].iter().any(|s| d.starts_with(s));
+            let points_into_system = std::fs::read_link(p).is_ok_and(|t| system(&real_dir.join(t)))
+                || std::fs::canonicalize(p).is_ok_and(|t| system(&t));
             match std::fs::metadata(p) {
                 // /dev/stdin, /dev/core and the like: the system's links, never ours to replace.
-                _ if norm.starts_with("/dev") || into_proc => refuse("a system link"),
+                _ if system(&real_dir) || points_into_system => refuse("a system link"),
                 Ok(t) if !t.is_file() => {
                     refuse("a symlink to something other than a regular file (name it directly)")
                 }
