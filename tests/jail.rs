@@ -374,6 +374,8 @@ fn limits_the_sandbox_cannot_apply_are_usage_errors() {
         ("--memory", "1", "at least"),
         ("--timeout", "1e19", "at most"),
         ("--timeout", "1e30", "at most"),
+        ("--pids", "0", "between"),
+        ("--pids", "99999999999", "between"),
     ] {
         let out = Command::new(modelvet())
             .args(["jail", opt, value, "--", "/bin/true"])

@@ -108,6 +108,19 @@ fn parse_timeout(s: &str) -> Result<f64, String> {
     Ok(v)
 }
 
+fn parse_pids(s: &str) -> Result<u64, String> {
+    let v: u64 = s
+        .parse()
+        .map_err(|_| format!("'{s}' is not a number of processes"))?;
+    if !(1..=sandbox::MAX_PIDS).contains(&v) {
+        return Err(format!(
+            "'{s}': pids must be between 1 and {} (the kernel's limit)",
+            sandbox::MAX_PIDS
+        ));
+    }
+    Ok(v)
+}
+
 fn parse_memory(s: &str) -> Result<u64, String> {
     let v = parse_bytes(s)?;
     if v < sandbox::MIN_MEMORY {
@@ -129,7 +142,7 @@ pub struct SandboxArgs {
     #[arg(long, default_value = "1G", value_parser = parse_memory)]
     pub memory: u64,
     /// Maximum number of processes and threads
-    #[arg(long, default_value_t = 64)]
+    #[arg(long, default_value_t = 64, value_parser = parse_pids)]
     pub pids: u64,
     /// Extra read-only path visible inside the sandbox
     #[arg(long = "ro", value_name = "PATH")]
@@ -245,5 +258,8 @@ mod tests {
         assert!(parse_timeout("31536000").is_ok());
         assert!(parse_timeout("1e19").is_err());
         assert!(parse_timeout("1e30").is_err());
+        assert_eq!(parse_pids("64"), Ok(64));
+        assert!(parse_pids("0").is_err());
+        assert!(parse_pids("99999999999").is_err());
     }
 }

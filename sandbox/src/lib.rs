@@ -155,6 +155,9 @@ impl Running {
 /// the memory cgroup while the child still shares modelvet's memory (CLONE_VM), and an OOM kill
 /// then would take every process sharing it, the supervisor too (below ~256 KiB measured here).
 pub const MIN_MEMORY: u64 = 16 << 20;
+/// The largest pids limit: the kernel's own ceiling on pids (PID_MAX_LIMIT on 64-bit); a pids
+/// cgroup refuses more.
+pub const MAX_PIDS: u64 = 4 << 20;
 /// The longest wall timeout (a year): the deadline must stay representable.
 pub const MAX_TIMEOUT: Duration = Duration::from_secs(365 * 24 * 3600);
 
@@ -205,6 +208,12 @@ pub fn spawn_with(mut config: Config, support: &HostSupport) -> Result<Running, 
             "memory limit of {} bytes below the minimum of {} MiB",
             config.memory,
             MIN_MEMORY >> 20
+        )));
+    }
+    if config.pids == 0 || config.pids > MAX_PIDS {
+        return Err(SandboxError::Limit(format!(
+            "pids limit of {} outside [1, {MAX_PIDS}]",
+            config.pids
         )));
     }
     if config.timeout > MAX_TIMEOUT || config.timeout.is_zero() {

@@ -86,20 +86,26 @@ fn threads_spawning_at_once_each_get_their_own_sandbox() {
 /// this process with it; a timeout past `MAX_TIMEOUT` has no representable deadline.
 #[test]
 fn limits_it_cannot_apply_are_refused_before_anything_runs() {
-    for (memory, timeout) in [
-        (sandbox::MIN_MEMORY - 1, Duration::from_secs(5)),
-        (64 << 10, Duration::from_secs(5)),
-        (1 << 30, sandbox::MAX_TIMEOUT + Duration::from_secs(1)),
-        (1 << 30, Duration::ZERO),
+    for (memory, timeout, pids) in [
+        (sandbox::MIN_MEMORY - 1, Duration::from_secs(5), 64),
+        (64 << 10, Duration::from_secs(5), 64),
+        (1 << 30, sandbox::MAX_TIMEOUT + Duration::from_secs(1), 64),
+        (1 << 30, Duration::ZERO, 64),
+        (1 << 30, Duration::from_secs(5), 0),
+        (1 << 30, Duration::from_secs(5), sandbox::MAX_PIDS + 1),
     ] {
         let mut cfg = sandbox::Config::new("/bin/true");
         cfg.echo_output = false;
         cfg.memory = memory;
         cfg.timeout = timeout;
+        cfg.pids = pids;
         match sandbox::spawn(cfg) {
             Err(sandbox::SandboxError::Limit(_)) => {}
-            Err(e) => panic!("{memory} bytes, {timeout:?}: wrong error {e}"),
-            Ok(r) => panic!("{memory} bytes, {timeout:?}: ran ({:?})", r.wait().exit),
+            Err(e) => panic!("{memory} bytes, {timeout:?}, {pids} pids: wrong error {e}"),
+            Ok(r) => panic!(
+                "{memory} bytes, {timeout:?}, {pids} pids: ran ({:?})",
+                r.wait().exit
+            ),
         }
     }
     let mut cfg = sandbox::Config::new("/bin/true");
