@@ -433,3 +433,88 @@ fn a_host_killed_at_the_wall_limit_is_a_timeout_not_a_crash() {
     assert!(!rules.contains(&"model.crash".to_string()), "{rules:?}");
     assert_eq!(r.report["verdict"], "warn");
 }
+
+/// Live processes whose command line contains every one of `parts`.
+fn processes_with(parts: &[&str]) -> usize {
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter(|e| {
+            let cmd = std::fs::read(e.path().join("cmdline")).unwrap_or_default();
+            let cmd = String::from_utf8_lossy(&cmd);
+            parts.iter().all(|p| cmd.contains(p))
+        })
+        .count()
+}
+
+/// SIGTERM in the middle of a probe: the model host is stopped and its cgroups removed, no report
+/// is written (it would judge the model on unfinished probes), and modelvet dies by the signal.
+#[test]
+fn an_interrupted_probe_stops_its_host_and_writes_no_report() {
+    use std::os::unix::process::ExitStatusExt;
+    // A copy under a name no other test uses, to find this run's host among the processes.
+    let dir = std::env::temp_dir().join(format!("modelvet-intr-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let model = dir.join("interrupted.onnx");
+    std::fs::copy(fixture("models/mnist_cnn_clean_a.onnx"), &model).unwrap();
+    let model_s = model.to_str().unwrap().to_string();
+    let child = Command::new(modelvet())
+        .arg("probe")
+        .arg(&model)
+        .args(["--format", "json", "--inputs"])
+        .arg(fixture("data/mnist_val_x.npy"))
+        // STRIP alone (so that no later probe restarts the host), whose calibration is then
+        // millions of CNN rows: the host is busy for long.
+        .args(["--probes", "strip", "--strip-n", "5000", "--timeout", "60"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while processes_with(&["__host", &model_s]) == 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the model host never started"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    // SAFETY: kill(2) on the modelvet process we started and have not reaped.
+    assert_eq!(unsafe { libc::kill(child.id() as i32, libc::SIGTERM) }, 0);
+    let pid = child.id();
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(
+        out.status.signal(),
+        Some(libc::SIGTERM),
+        "{:?} {stderr}",
+        out.status
+    );
+    assert!(out.stdout.is_empty(), "a report was written");
+    assert!(stderr.contains("interrupted by SIGTERM"), "{stderr}");
+    assert_eq!(
+        processes_with(&["__host", &model_s]),
+        0,
+        "the host survived"
+    );
+    let groups: Vec<_> = ["memory", "pids", "unified"]
+        .iter()
+        .flat_map(|h| {
+            let mut found = Vec::new();
+            let mut stack = vec![(PathBuf::from("/sys/fs/cgroup").join(h), 0)];
+            while let Some((d, depth)) = stack.pop() {
+                for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+                    let name = e.file_name().to_string_lossy().into_owned();
+                    if name.starts_with(&format!("modelvet-{pid}-")) {
+                        found.push(e.path());
+                    } else if depth < 3 && e.file_type().is_ok_and(|t| t.is_dir()) {
+                        stack.push((e.path(), depth + 1));
+                    }
+                }
+            }
+            found
+        })
+        .collect();
+    let _ = std::fs::remove_dir_all(&dir);
+    assert!(groups.is_empty(), "cgroups left: {groups:?}");
+}
