@@ -1,7 +1,7 @@
 //! A program that misbehaves in every way the jail must contain; the jail's integration tests
 //! run it under `modelvet jail`. Run: `cargo run --release --example hostile -- <case> [arg]`.
 //! Cases: connect PORT, udp PORT, connect6 PORT, exec, write PATH, shadow, forkbomb, membomb,
-//! busy, killparent, raw.
+//! busy, killparent, raw, clearpdeath [SECONDS].
 
 use std::io::Write;
 
@@ -110,9 +110,17 @@ fn main() {
                 println!("raw {name}: {r} errno {}", if r < 0 { errno() } else { 0 });
             }
         }
+        "clearpdeath" => {
+            // Drop the signal that would end us with our supervisor, then outlive it.
+            // SAFETY: prctl with integer arguments only.
+            let r = unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, 0, 0, 0, 0) };
+            println!("clearpdeath: {r} errno {}", if r < 0 { errno() } else { 0 });
+            let _ = std::io::stdout().flush();
+            std::thread::sleep(std::time::Duration::from_secs(arg.parse().unwrap_or(0)));
+        }
         _ => {
             eprintln!(
-                "usage: hostile connect|udp|connect6 PORT | exec | write PATH | shadow | forkbomb | membomb | busy | killparent | raw"
+                "usage: hostile connect|udp|connect6 PORT | exec | write PATH | shadow | forkbomb | membomb | busy | killparent | raw | clearpdeath [SECONDS]"
             );
             std::process::exit(2);
         }

@@ -857,3 +857,59 @@ fn reports_to_devices_are_written_in_place_and_symlinks_are_not_followed() {
     );
     assert!(report.contains("modelvet.jail/1"), "{report}");
 }
+
+/// The program cannot drop the parent-death signal that ends it with modelvet: the prctl is
+/// denied and recorded, and a modelvet killed outright still takes the program with it.
+#[test]
+fn the_program_cannot_drop_the_signal_that_ends_it_with_modelvet() {
+    let r = hostile_case(&[], &["clearpdeath"]);
+    assert!(
+        r.stderr.contains("clearpdeath: -1 errno 1"),
+        "the prctl was not refused with EPERM: {}",
+        r.stderr
+    );
+    let denied = events(&r, "denied");
+    assert!(
+        denied.iter().any(|e| e["syscall"] == "prctl"),
+        "{:#}",
+        r.report["sandbox"]["events"]
+    );
+    assert!(has_rule(&r, "sandbox.dangerous-syscall", "critical"));
+
+    // And the point of it: killed outright, modelvet still takes the program along.
+    let alive = || {
+        std::fs::read_dir("/proc")
+            .unwrap()
+            .filter_map(|e| e.ok())
+            .filter(|e| {
+                let cmd = std::fs::read(e.path().join("cmdline")).unwrap_or_default();
+                let stat = std::fs::read_to_string(e.path().join("stat")).unwrap_or_default();
+                stat.contains("(hostile)")
+                    && !stat.rsplit(") ").next().is_some_and(|s| s.starts_with('Z'))
+                    && cmd.ends_with(b"clearpdeath\x0030\0")
+            })
+            .count()
+    };
+    let h = hostile();
+    let child = Command::new(modelvet())
+        .args(["jail", "--format", "json", "--timeout", "60", "--"])
+        .arg(&h)
+        .args(["clearpdeath", "30"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_for("the hostile program to start", || alive() > 0);
+    // Let it make its prctl before the supervisor goes.
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let pid = child.id();
+    // SAFETY: kill(2) on the modelvet process we started and have not reaped.
+    assert_eq!(unsafe { libc::kill(pid as i32, libc::SIGKILL) }, 0);
+    let _ = child.wait_with_output();
+    wait_for("the program to die with modelvet", || alive() == 0);
+    wait_for("the killed run's cgroups to empty", || {
+        groups_of(pid)
+            .iter()
+            .all(|g| std::fs::remove_dir(g).is_ok())
+    });
+}

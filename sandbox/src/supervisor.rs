@@ -268,6 +268,25 @@ impl Recorder {
                 self.push(pid, EventKind::Process, name, action, d);
                 Some(resp)
             }
+            Tier::Record(Record::Attributes) => {
+                // The program's main thread keeps the parent-death signal the child set before
+                // its exec: without it, a modelvet killed outright (SIGKILL, the OOM killer) would
+                // leave the program running unsupervised. Registers only: nothing to re-read.
+                let drops_pdeathsig = a[0] == libc::PR_SET_PDEATHSIG as u64
+                    && a[1] != libc::SIGKILL as u64
+                    && pid == self.target_pid;
+                if !drops_pdeathsig {
+                    return Some(cont);
+                }
+                self.push(
+                    pid,
+                    EventKind::Denied,
+                    name,
+                    Action::Denied,
+                    json!({"nr": nr, "args": a, "option": "PR_SET_PDEATHSIG"}),
+                );
+                Some(deny(libc::EPERM))
+            }
             Tier::Record(Record::File) => {
                 let (dirfd, path_arg, flags) = match nr {
                     #[cfg(target_arch = "x86_64")]

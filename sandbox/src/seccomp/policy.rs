@@ -15,6 +15,8 @@ pub enum Record {
     Exec,
     Process,
     File,
+    /// prctl: passed, except the program's own attempt to drop its parent-death signal.
+    Attributes,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -153,6 +155,12 @@ pub const RECORD: &[(i64, Record, &str)] = &[
     #[cfg(target_arch = "x86_64")]
     (c::SYS_open, Record::File, "file access"),
     (c::SYS_openat, Record::File, "file access"),
+    (
+        c::SYS_prctl,
+        Record::Attributes,
+        "process attributes: the program may not drop the parent-death signal that ends it \
+         with modelvet; the rest passes (privileges are already dropped)",
+    ),
     (c::SYS_openat2, Record::File, "file access"),
     #[cfg(target_arch = "x86_64")]
     (c::SYS_creat, Record::File, "file creation"),
@@ -330,10 +338,6 @@ pub const ALLOW: &[(i64, &str)] = &[
     (c::SYS_rseq, "thread bookkeeping"),
     #[cfg(target_arch = "x86_64")]
     (c::SYS_arch_prctl, "thread bookkeeping"),
-    (
-        c::SYS_prctl,
-        "process attributes (privileges are already dropped)",
-    ),
     (c::SYS_sched_yield, "scheduling"),
     (c::SYS_sched_getaffinity, "scheduling"),
     (c::SYS_sched_setaffinity, "scheduling"),
