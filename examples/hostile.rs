@@ -111,7 +111,15 @@ fn main() {
             }
         }
         "clearpdeath" => {
-            // Drop the signal that would end us with our supervisor, then outlive it.
+            // Drop the signal that would end us with our supervisor, then outlive it. First with
+            // junk in the option's upper half (the kernel reads an int), then plainly.
+            let option = (1u64 << 32) | libc::PR_SET_PDEATHSIG as u64;
+            // SAFETY: a raw prctl with integer arguments only.
+            let r = unsafe { libc::syscall(libc::SYS_prctl, option, 0, 0, 0, 0) };
+            println!(
+                "clearpdeath high: {r} errno {}",
+                if r < 0 { errno() } else { 0 }
+            );
             // SAFETY: prctl with integer arguments only.
             let r = unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, 0, 0, 0, 0) };
             println!("clearpdeath: {r} errno {}", if r < 0 { errno() } else { 0 });

@@ -272,7 +272,8 @@ impl Recorder {
                 // The program's main thread keeps the parent-death signal the child set before
                 // its exec: without it, a modelvet killed outright (SIGKILL, the OOM killer) would
                 // leave the program running unsupervised. Registers only: nothing to re-read.
-                let drops_pdeathsig = a[0] == libc::PR_SET_PDEATHSIG as u64
+                // The option is an int: the kernel ignores the register's upper half, so must we.
+                let drops_pdeathsig = a[0] as u32 == libc::PR_SET_PDEATHSIG as u32
                     && a[1] != libc::SIGKILL as u64
                     && pid == self.target_pid;
                 if !drops_pdeathsig {
