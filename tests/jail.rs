@@ -7,6 +7,9 @@ use std::process::Command;
 
 use serde_json::Value;
 
+mod common;
+use common::groups_of;
+
 fn modelvet() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_modelvet"))
 }
@@ -523,33 +526,6 @@ fn sleeps_with(arg: &str) -> Vec<i32> {
                 && state.is_some_and(|s| s != 'Z')
         })
         .collect()
-}
-
-/// The cgroup directories a modelvet process with this pid made (`modelvet-<pid>-...`).
-fn groups_of(pid: u32) -> Vec<PathBuf> {
-    fn walk(dir: &std::path::Path, depth: u32, prefix: &str, out: &mut Vec<PathBuf>) {
-        let Ok(entries) = std::fs::read_dir(dir) else {
-            return;
-        };
-        for e in entries.flatten() {
-            if !e.file_type().is_ok_and(|t| t.is_dir()) {
-                continue;
-            }
-            if e.file_name().to_string_lossy().starts_with(prefix) {
-                out.push(e.path());
-            } else if depth > 0 {
-                walk(&e.path(), depth - 1, prefix, out);
-            }
-        }
-    }
-    let mut out = Vec::new();
-    walk(
-        std::path::Path::new("/sys/fs/cgroup"),
-        4,
-        &format!("modelvet-{pid}-"),
-        &mut out,
-    );
-    out
 }
 
 fn wait_for(what: &str, mut ready: impl FnMut() -> bool) {

@@ -8,6 +8,8 @@ use std::process::Command;
 use ndarray::{Array2, ArrayD};
 use ndarray_npy::ReadNpyExt;
 use serde_json::Value;
+
+mod common;
 use tract_onnx::prelude::*;
 
 fn modelvet() -> PathBuf {
@@ -497,24 +499,7 @@ fn an_interrupted_probe_stops_its_host_and_writes_no_report() {
         0,
         "the host survived"
     );
-    let groups: Vec<_> = ["memory", "pids", "unified"]
-        .iter()
-        .flat_map(|h| {
-            let mut found = Vec::new();
-            let mut stack = vec![(PathBuf::from("/sys/fs/cgroup").join(h), 0)];
-            while let Some((d, depth)) = stack.pop() {
-                for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
-                    let name = e.file_name().to_string_lossy().into_owned();
-                    if name.starts_with(&format!("modelvet-{pid}-")) {
-                        found.push(e.path());
-                    } else if depth < 3 && e.file_type().is_ok_and(|t| t.is_dir()) {
-                        stack.push((e.path(), depth + 1));
-                    }
-                }
-            }
-            found
-        })
-        .collect();
+    let groups = common::groups_of(pid);
     let _ = std::fs::remove_dir_all(&dir);
     assert!(groups.is_empty(), "cgroups left: {groups:?}");
 }

@@ -30,13 +30,18 @@ extern "C" fn on_signal(sig: libc::c_int) {
     }
     // The signal is blocked while this handler runs, so the raised one is delivered (with its
     // default action) as the handler returns.
-    // SAFETY: all-zero is a valid sigaction, which SIG_DFL then fills in.
-    let mut dfl: libc::sigaction = unsafe { std::mem::zeroed() };
-    dfl.sa_sigaction = libc::SIG_DFL;
-    // SAFETY: sigaction is async-signal-safe; a valid action for a catchable signal.
-    unsafe { libc::sigaction(sig, &dfl, std::ptr::null_mut()) };
+    restore_default(sig);
     // SAFETY: raise is async-signal-safe.
     unsafe { libc::raise(sig) };
+}
+
+/// Gives `sig` its default action again (async-signal-safe: sigaction only).
+fn restore_default(sig: libc::c_int) {
+    // SAFETY: all-zero is a valid sigaction (plain data), SIG_DFL filled in below.
+    let mut dfl: libc::sigaction = unsafe { std::mem::zeroed() };
+    dfl.sa_sigaction = libc::SIG_DFL;
+    // SAFETY: a valid action for a catchable signal.
+    unsafe { libc::sigaction(sig, &dfl, std::ptr::null_mut()) };
 }
 
 /// Catches SIGINT, SIGTERM and SIGHUP for the rest of the process's life (see the module). A
@@ -49,9 +54,7 @@ pub fn catch() -> SysResult<()> {
         if unsafe { libc::sigaction(sig, std::ptr::null(), &mut old) } != 0 {
             return Err(SysError {
                 call: "sigaction",
-                errno: std::io::Error::last_os_error()
-                    .raw_os_error()
-                    .unwrap_or(libc::EINVAL),
+                errno: crate::sys::errno(),
             });
         }
         if old.sa_sigaction == libc::SIG_IGN {
@@ -66,9 +69,7 @@ pub fn catch() -> SysResult<()> {
         if unsafe { libc::sigaction(sig, &act, std::ptr::null_mut()) } != 0 {
             return Err(SysError {
                 call: "sigaction",
-                errno: std::io::Error::last_os_error()
-                    .raw_os_error()
-                    .unwrap_or(libc::EINVAL),
+                errno: crate::sys::errno(),
             });
         }
     }
@@ -79,11 +80,7 @@ pub fn catch() -> SysResult<()> {
 /// running modelvet in a loop sees a death by SIGINT and stops the loop, which an exit code of
 /// 130 would not make it do. For after the clean-up.
 pub fn die_by(sig: i32) -> ! {
-    // SAFETY: all-zero is a valid sigaction (plain data), SIG_DFL filled in below.
-    let mut dfl: libc::sigaction = unsafe { std::mem::zeroed() };
-    dfl.sa_sigaction = libc::SIG_DFL;
-    // SAFETY: a valid action for a catchable signal.
-    unsafe { libc::sigaction(sig, &dfl, std::ptr::null_mut()) };
+    restore_default(sig);
     // SAFETY: sigset_t is plain data that sigemptyset initialises.
     let mut set: libc::sigset_t = unsafe { std::mem::zeroed() };
     // SAFETY: `set` is a valid sigset.

@@ -16,7 +16,7 @@ pub struct SysError {
 
 pub type SysResult<T> = Result<T, SysError>;
 
-fn errno() -> i32 {
+pub(crate) fn errno() -> i32 {
     std::io::Error::last_os_error()
         .raw_os_error()
         .unwrap_or(libc::EIO)
