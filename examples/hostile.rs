@@ -126,9 +126,29 @@ fn main() {
             let _ = std::io::stdout().flush();
             std::thread::sleep(std::time::Duration::from_secs(arg.parse().unwrap_or(0)));
         }
+        "threadexec" => {
+            // Exec from a second thread: the thread becomes the main thread of the new program,
+            // and a thread has no parent-death signal, so the program would outlive a killed
+            // supervisor. Then stay, as a program that got away would.
+            let secs = arg.clone();
+            let r = std::thread::spawn(move || {
+                let prog = c"/bin/sleep";
+                let secs = std::ffi::CString::new(secs).unwrap_or_default();
+                let argv = [prog.as_ptr(), secs.as_ptr(), std::ptr::null()];
+                // SAFETY: NUL-terminated strings and a NULL-terminated argv that outlive the call.
+                unsafe { libc::execv(prog.as_ptr(), argv.as_ptr()) };
+                errno()
+            })
+            .join();
+            println!("threadexec: errno {}", r.unwrap_or(0));
+            let _ = std::io::stdout().flush();
+            std::thread::sleep(std::time::Duration::from_secs_f64(
+                arg.parse().unwrap_or(0.0),
+            ));
+        }
         _ => {
             eprintln!(
-                "usage: hostile connect|udp|connect6 PORT | exec | write PATH | shadow | forkbomb | membomb | busy | killparent | raw | clearpdeath [SECONDS]"
+                "usage: hostile connect|udp|connect6 PORT | exec | write PATH | shadow | forkbomb | membomb | busy | killparent | raw | clearpdeath [SECONDS] | threadexec SECONDS"
             );
             std::process::exit(2);
         }

@@ -512,7 +512,12 @@ fn an_unprivileged_user_gets_the_same_containment() {
 
 /// Live (not zombie) `sleep` processes whose command line ends in `<arg>`.
 fn sleeps_with(arg: &str) -> Vec<i32> {
-    let needle = format!("sleep\0{arg}\0");
+    live_processes("sleep", &format!("sleep\0{arg}\0"))
+}
+
+/// Live (not zombie) processes named `comm` whose command line ends with `tail`.
+fn live_processes(comm: &str, tail: &str) -> Vec<i32> {
+    let comm = format!("({comm})");
     std::fs::read_dir("/proc")
         .unwrap()
         .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok())
@@ -521,8 +526,8 @@ fn sleeps_with(arg: &str) -> Vec<i32> {
             let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
             let state = stat.rsplit(") ").next().and_then(|s| s.chars().next());
             // modelvet's own command line ends the same way: the name tells them apart.
-            stat.contains("(sleep)")
-                && cmd.ends_with(needle.as_bytes())
+            stat.contains(&comm)
+                && cmd.ends_with(tail.as_bytes())
                 && state.is_some_and(|s| s != 'Z')
         })
         .collect()
@@ -855,19 +860,7 @@ fn the_program_cannot_drop_the_signal_that_ends_it_with_modelvet() {
     assert!(has_rule(&r, "sandbox.dangerous-syscall", "critical"));
 
     // And the point of it: killed outright, modelvet still takes the program along.
-    let alive = || {
-        std::fs::read_dir("/proc")
-            .unwrap()
-            .filter_map(|e| e.ok())
-            .filter(|e| {
-                let cmd = std::fs::read(e.path().join("cmdline")).unwrap_or_default();
-                let stat = std::fs::read_to_string(e.path().join("stat")).unwrap_or_default();
-                stat.contains("(hostile)")
-                    && !stat.rsplit(") ").next().is_some_and(|s| s.starts_with('Z'))
-                    && cmd.ends_with(b"clearpdeath\x0030\0")
-            })
-            .count()
-    };
+    let alive = || live_processes("hostile", "clearpdeath\x0030\0").len();
     let h = hostile();
     let child = Command::new(modelvet())
         .args(["jail", "--format", "json", "--timeout", "60", "--"])
@@ -879,6 +872,58 @@ fn the_program_cannot_drop_the_signal_that_ends_it_with_modelvet() {
         .unwrap();
     wait_for("the hostile program to start", || alive() > 0);
     // Let it make its prctl before the supervisor goes.
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let pid = child.id();
+    // SAFETY: kill(2) on the modelvet process we started and have not reaped.
+    assert_eq!(unsafe { libc::kill(pid as i32, libc::SIGKILL) }, 0);
+    let _ = child.wait_with_output();
+    wait_for("the program to die with modelvet", || alive() == 0);
+    wait_for("the killed run's cgroups to empty", || {
+        groups_of(pid)
+            .iter()
+            .all(|g| std::fs::remove_dir(g).is_ok())
+    });
+}
+
+/// With --allow-exec, an exec from a second thread of the program's first process is refused:
+/// it would make that thread the main thread, and threads carry no parent-death signal, so the
+/// new program would outlive a modelvet killed outright. Execs of forked processes still pass.
+#[test]
+fn an_exec_from_a_thread_is_refused_so_the_program_cannot_outlive_modelvet() {
+    let r = hostile_case(&["--allow-exec"], &["threadexec", "0"]);
+    assert!(
+        r.stderr.contains("threadexec: errno 1"),
+        "the thread's exec was not refused with EPERM: {}",
+        r.stderr
+    );
+    let execs = events(&r, "exec");
+    assert!(
+        execs.iter().any(|e| e["action"] == "denied"
+            && e["detail"]["thread"] == true
+            && e["detail"]["path"] == "/bin/sleep"),
+        "{:#}",
+        r.report["sandbox"]["events"]
+    );
+    assert!(has_rule(&r, "sandbox.exec", "critical"));
+    // A forked process's exec is still allowed.
+    let r = hostile_case(&["--allow-exec"], &["exec"]);
+    assert!(r.stderr.contains("pwned"), "{}", r.stderr);
+
+    // Killed outright, modelvet takes the program along: no sleep got away.
+    let alive = || {
+        live_processes("hostile", "threadexec\x0030.25\0").len()
+            + live_processes("sleep", "sleep\x0030.25\0").len()
+    };
+    let child = Command::new(modelvet())
+        .args(["jail", "--allow-exec", "--timeout", "60", "--"])
+        .arg(hostile())
+        .args(["threadexec", "30.25"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_for("the hostile program to start", || alive() > 0);
+    // Let its thread make the exec before the supervisor goes.
     std::thread::sleep(std::time::Duration::from_millis(300));
     let pid = child.id();
     // SAFETY: kill(2) on the modelvet process we started and have not reaped.

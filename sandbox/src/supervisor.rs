@@ -212,13 +212,27 @@ impl Recorder {
                     return None;
                 }
                 let first = !self.first_exec_done && pid == self.target_pid;
-                let allowed = first || self.allow_exec;
-                let detail = json!({"path": path, "argv": argv, "first": first});
                 if first {
                     self.first_exec_done = true;
                     self.first_exec_at = Some(Instant::now());
                     // The target's own start is not an event of the program.
                     return Some(cont);
+                }
+                // An exec from another thread of the sandbox's first process makes that thread
+                // the process's main thread, and threads start without the parent-death signal:
+                // the program could then outlive a modelvet killed outright. Refused even with
+                // --allow-exec (forked processes may exec: they die with the namespace's pid 1).
+                // A thread gone before we could tell counts as one: its exec cannot happen anyway.
+                let from_thread = pid != self.target_pid
+                    && thread_group(pid).is_none_or(|g| g == self.target_pid);
+                let allowed = self.allow_exec && !from_thread;
+                let mut detail = json!({"path": path, "argv": argv, "first": false});
+                if from_thread {
+                    detail["thread"] = json!(true);
+                    detail["note"] = json!(
+                        "exec from a secondary thread of the sandbox's first process: refused, it \
+                         would drop the parent-death signal"
+                    );
                 }
                 let action = if allowed {
                     Action::Allowed
@@ -354,6 +368,17 @@ impl Recorder {
             }
         }
     }
+}
+
+/// The thread group (process) a thread belongs to, from the Tgid field of /proc/<tid>/status.
+fn thread_group(tid: u32) -> Option<u32> {
+    std::fs::read_to_string(format!("/proc/{tid}/status"))
+        .ok()?
+        .lines()
+        .find_map(|l| l.strip_prefix("Tgid:"))?
+        .trim()
+        .parse()
+        .ok()
 }
 
 /// Reads /proc/<pid>/<link>. The kernel renders it relative to the child's root when the child
