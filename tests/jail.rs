@@ -860,18 +860,27 @@ fn the_program_cannot_drop_the_signal_that_ends_it_with_modelvet() {
     assert!(has_rule(&r, "sandbox.dangerous-syscall", "critical"));
 
     // And the point of it: killed outright, modelvet still takes the program along.
-    let alive = || live_processes("hostile", "clearpdeath\x0030\0").len();
-    let h = hostile();
+    outlives_no_killed_modelvet(&[], &["clearpdeath", "30"], || {
+        live_processes("hostile", "clearpdeath\x0030\0").len()
+    });
+}
+
+/// Runs the hostile program with `args` under `modelvet jail OPTS`, lets it act, kills modelvet
+/// with SIGKILL and expects `alive` (the program's processes) to drop to zero: nothing could
+/// clean up after a SIGKILL but the parent-death signal.
+fn outlives_no_killed_modelvet(opts: &[&str], args: &[&str], alive: impl Fn() -> usize) {
     let child = Command::new(modelvet())
-        .args(["jail", "--format", "json", "--timeout", "60", "--"])
-        .arg(&h)
-        .args(["clearpdeath", "30"])
+        .args(["jail", "--timeout", "60"])
+        .args(opts)
+        .arg("--")
+        .arg(hostile())
+        .args(args)
         .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
         .spawn()
         .unwrap();
     wait_for("the hostile program to start", || alive() > 0);
-    // Let it make its prctl before the supervisor goes.
+    // Let it make its move before the supervisor goes.
     std::thread::sleep(std::time::Duration::from_millis(300));
     let pid = child.id();
     // SAFETY: kill(2) on the modelvet process we started and have not reaped.
@@ -910,29 +919,8 @@ fn an_exec_from_a_thread_is_refused_so_the_program_cannot_outlive_modelvet() {
     assert!(r.stderr.contains("pwned"), "{}", r.stderr);
 
     // Killed outright, modelvet takes the program along: no sleep got away.
-    let alive = || {
+    outlives_no_killed_modelvet(&["--allow-exec"], &["threadexec", "30.25"], || {
         live_processes("hostile", "threadexec\x0030.25\0").len()
             + live_processes("sleep", "sleep\x0030.25\0").len()
-    };
-    let child = Command::new(modelvet())
-        .args(["jail", "--allow-exec", "--timeout", "60", "--"])
-        .arg(hostile())
-        .args(["threadexec", "30.25"])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    wait_for("the hostile program to start", || alive() > 0);
-    // Let its thread make the exec before the supervisor goes.
-    std::thread::sleep(std::time::Duration::from_millis(300));
-    let pid = child.id();
-    // SAFETY: kill(2) on the modelvet process we started and have not reaped.
-    assert_eq!(unsafe { libc::kill(pid as i32, libc::SIGKILL) }, 0);
-    let _ = child.wait_with_output();
-    wait_for("the program to die with modelvet", || alive() == 0);
-    wait_for("the killed run's cgroups to empty", || {
-        groups_of(pid)
-            .iter()
-            .all(|g| std::fs::remove_dir(g).is_ok())
     });
 }
