@@ -924,3 +924,39 @@ fn an_exec_from_a_thread_is_refused_so_the_program_cannot_outlive_modelvet() {
             + live_processes("sleep", "sleep\x0030.25\0").len()
     });
 }
+
+/// A program in a `bin/` brings that folder's install prefix only when it looks like one (a
+/// venv's `lib`), never the folder around it: `~/bin/tool` used to bind all of `~`.
+#[test]
+fn a_program_in_a_home_bin_does_not_expose_the_home() {
+    let home = std::env::temp_dir().join(format!("mv-home-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&home);
+    std::fs::create_dir_all(home.join("bin")).unwrap();
+    std::fs::copy("/bin/sh", home.join("bin/sh")).unwrap();
+    let secret = home.join("credentials");
+    std::fs::write(&secret, "token-123\n").unwrap();
+    let script = format!("read l < {} && echo \"got $l\"", secret.display());
+    let sh = home.join("bin/sh");
+    let r = jail(&[], &[sh.to_str().unwrap(), "-c", &script]);
+    // A venv-like prefix still brings its lib/ (and nothing else of the prefix).
+    std::fs::create_dir_all(home.join("lib")).unwrap();
+    std::fs::write(home.join("lib/libdata.txt"), "lib-ok\n").unwrap();
+    let script = format!(
+        "read a < {home}/lib/libdata.txt && echo \"lib $a\"; read b < {home}/credentials && echo \"got $b\"",
+        home = home.display()
+    );
+    let venv = jail(&[], &[sh.to_str().unwrap(), "-c", &script]);
+    let _ = std::fs::remove_dir_all(&home);
+    assert!(!r.stderr.contains("token-123"), "{}", r.stderr);
+    assert!(
+        r.report["sandbox"]["events"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["detail"]["path"] == secret.to_str().unwrap()),
+        "the attempt was not recorded: {:#}",
+        r.report["sandbox"]["events"]
+    );
+    assert!(venv.stderr.contains("lib lib-ok"), "{}", venv.stderr);
+    assert!(!venv.stderr.contains("token-123"), "{}", venv.stderr);
+}

@@ -167,6 +167,31 @@ const HIGH_FD: RawFd = 200;
 const UNUSED_ID_BASE: u32 = 0x3f00_0000;
 const ENV_PATH: &str = "PATH=/usr/local/bin:/usr/bin:/bin";
 
+/// The host paths that make the program runnable. Outside the system dirs, a program in a `bin/`
+/// whose parent looks like an install prefix (a venv's, pyenv's or conda's: it has `lib`,
+/// `lib64` or `pyvenv.cfg`) brings that `bin/` and those entries, so its interpreter finds its
+/// library; never the prefix itself, which for `~/bin/tool` would be the whole home directory.
+fn program_paths(program: &Path) -> Vec<PathBuf> {
+    const PREFIX_ENTRIES: [&str; 3] = ["lib", "lib64", "pyvenv.cfg"];
+    let Some(bin) = program.parent() else {
+        return vec![program.to_path_buf()];
+    };
+    let prefix = bin.parent().unwrap_or(bin);
+    let entries: Vec<PathBuf> = PREFIX_ENTRIES
+        .iter()
+        .map(|e| prefix.join(e))
+        .filter(|p| p.exists())
+        .collect();
+    if bin.file_name().is_some_and(|n| n == "bin")
+        && !plan::SYSTEM_DIRS.iter().any(|s| program.starts_with(s))
+        && !entries.is_empty()
+    {
+        std::iter::once(bin.to_path_buf()).chain(entries).collect()
+    } else {
+        vec![program.to_path_buf()]
+    }
+}
+
 /// A regular file with an execute bit, found as given or in PATH.
 fn find_program(name: &Path) -> Option<PathBuf> {
     use std::os::unix::fs::PermissionsExt;
@@ -249,19 +274,9 @@ pub fn spawn_with(mut config: Config, support: &HostSupport) -> Result<Running, 
         config.pids,
     );
 
-    // What becomes visible: the program (with its install prefix when it sits in a bin/ outside
-    // the system dirs, so a venv's or pyenv's interpreter finds its library), and arguments that
-    // name existing host files.
+    // What becomes visible: the program, and arguments that name existing host files.
     let mut ro = config.ro.clone();
-    match program.parent() {
-        Some(bin)
-            if bin.file_name().is_some_and(|n| n == "bin")
-                && !plan::SYSTEM_DIRS.iter().any(|s| program.starts_with(s)) =>
-        {
-            ro.push(bin.parent().unwrap_or(bin).to_path_buf())
-        }
-        _ => ro.push(program.clone()),
-    }
+    ro.extend(program_paths(&program));
     if config.bind_args {
         for a in &config.args {
             let p = cwd_host.join(Path::new(a));
@@ -906,6 +921,35 @@ fn child_failure(msg: &[u8], cplan: &ChildPlan) -> SandboxError {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_program_in_a_bin_brings_an_install_prefix_never_a_home() {
+        let dir = std::env::temp_dir().join(format!("mv-prefix-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        // ~/bin/tool: the tool only, not the home beside it.
+        let home = dir.join("home");
+        std::fs::create_dir_all(home.join("bin")).unwrap();
+        std::fs::create_dir_all(home.join(".ssh")).unwrap();
+        let tool = home.join("bin/tool");
+        assert_eq!(program_paths(&tool), vec![tool.clone()]);
+        // A venv: its bin/, lib/ and pyvenv.cfg, never the folder holding them.
+        let venv = dir.join("venv");
+        std::fs::create_dir_all(venv.join("bin")).unwrap();
+        std::fs::create_dir_all(venv.join("lib/python3.11/site-packages")).unwrap();
+        std::fs::write(venv.join("pyvenv.cfg"), "home = /usr/bin\n").unwrap();
+        std::fs::write(venv.join("secret"), "").unwrap();
+        let got = program_paths(&venv.join("bin/python"));
+        let _ = std::fs::remove_dir_all(&dir);
+        assert_eq!(
+            got,
+            vec![venv.join("bin"), venv.join("lib"), venv.join("pyvenv.cfg")]
+        );
+        // System programs: themselves.
+        assert_eq!(
+            program_paths(Path::new("/usr/bin/env")),
+            vec![PathBuf::from("/usr/bin/env")]
+        );
+    }
 
     #[test]
     fn an_apparmor_userns_restriction_is_named_only_where_it_explains_the_failure() {
