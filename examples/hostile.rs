@@ -126,6 +126,30 @@ fn main() {
             let _ = std::io::stdout().flush();
             std::thread::sleep(std::time::Duration::from_secs(arg.parse().unwrap_or(0)));
         }
+        "flood" => {
+            // Bury what follows under harmless events, past the report's limit.
+            for _ in 0..arg.parse::<usize>().unwrap_or(10_000) {
+                let _ = std::fs::File::open("/dev/null");
+            }
+            // SAFETY: a raw ptrace with integer arguments, expected to fail with EPERM.
+            let ptrace = unsafe { libc::syscall(libc::SYS_ptrace, libc::PTRACE_TRACEME, 0, 0, 0) };
+            let shadow = std::fs::read_to_string("/etc/shadow").is_ok();
+            let connect = std::net::TcpStream::connect(("127.0.0.1", 9)).is_ok();
+            let exec = std::process::Command::new("/bin/sh")
+                .args(["-c", "true"])
+                .status()
+                .is_ok();
+            println!("flood: ptrace {ptrace} shadow {shadow} connect {connect} exec {exec}");
+        }
+        "nrwalk" => {
+            // Syscall numbers no kernel has, one after another: each a new name to count.
+            let n = arg.parse::<i64>().unwrap_or(1000);
+            for nr in 1000..1000 + n {
+                // SAFETY: numbers past the syscall table: the kernel (or the filter) refuses them.
+                unsafe { libc::syscall(nr, 0, 0, 0) };
+            }
+            println!("nrwalk: {n} numbers");
+        }
         "threadexec" => {
             // Exec from a second thread: the thread becomes the main thread of the new program,
             // and a thread has no parent-death signal, so the program would outlive a killed
@@ -148,7 +172,7 @@ fn main() {
         }
         _ => {
             eprintln!(
-                "usage: hostile connect|udp|connect6 PORT | exec | write PATH | shadow | forkbomb | membomb | busy | killparent | raw | clearpdeath [SECONDS] | threadexec SECONDS"
+                "usage: hostile connect|udp|connect6 PORT | exec | write PATH | shadow | forkbomb | membomb | busy | killparent | raw | clearpdeath [SECONDS] | threadexec SECONDS | flood N | nrwalk N"
             );
             std::process::exit(2);
         }

@@ -960,3 +960,47 @@ fn a_program_in_a_home_bin_does_not_expose_the_home() {
     assert!(venv.stderr.contains("lib lib-ok"), "{}", venv.stderr);
     assert!(!venv.stderr.contains("token-123"), "{}", venv.stderr);
 }
+
+/// Past the report's event limit, the first event of each kind of behaviour is still kept: a
+/// flood of harmless opens used to hide the ptrace, the read of /etc/shadow, the connect and the
+/// exec behind it from the findings (verdict pass).
+#[test]
+fn a_flood_of_harmless_events_does_not_hide_what_follows() {
+    let r = hostile_case(&[], &["flood", "10100"]);
+    assert!(r.stderr.contains("flood: ptrace -1"), "{}", r.stderr);
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    assert_eq!(r.report["verdict"], "fail");
+    for (rule, severity) in [
+        ("sandbox.dangerous-syscall", "critical"),
+        ("sandbox.file-outside", "high"),
+        ("sandbox.network", "high"),
+        ("sandbox.exec", "critical"),
+        ("sandbox.events-dropped", "info"),
+    ] {
+        assert!(
+            has_rule(&r, rule, severity),
+            "no {rule} finding: {:#}",
+            r.report["findings"]
+        );
+    }
+    let kept = r.report["sandbox"]["events"].as_array().unwrap().len();
+    assert!(kept <= 12_000, "{kept} events kept");
+}
+
+/// Syscall numbers no table names each get a name only up to a bound; the rest are counted as
+/// `syscall_other`: walking the number line grew modelvet's memory and the report without end.
+#[test]
+fn unnamed_syscall_numbers_cannot_grow_the_counts_without_end() {
+    let r = hostile_case(&[], &["nrwalk", "3000"]);
+    assert!(r.stderr.contains("nrwalk: 3000 numbers"), "{}", r.stderr);
+    let counts = r.report["sandbox"]["syscalls"].as_object().unwrap();
+    let unnamed = counts.keys().filter(|k| k.starts_with("syscall_")).count();
+    assert!(unnamed <= 65, "{unnamed} names: {counts:?}");
+    let total: u64 = counts
+        .iter()
+        .filter(|(k, _)| k.starts_with("syscall_"))
+        .map(|(_, v)| v.as_u64().unwrap())
+        .sum();
+    assert_eq!(total, 3000, "{counts:?}");
+    assert!(has_rule(&r, "sandbox.dangerous-syscall", "critical"));
+}

@@ -20,6 +20,13 @@ use crate::sys::{self, SeccompNotif, SeccompNotifResp};
 /// Events kept in a report; more are counted, not stored (a fork bomb would otherwise make the
 /// report as large as the bomb).
 pub const MAX_EVENTS: usize = 10_000;
+/// Past `MAX_EVENTS`, the first event of each kind of behaviour (kind, syscall, action, and for
+/// files whether it was outside and a write, for sockets the family) is still stored, up to this
+/// many: a flood of harmless events must not hide what comes after it from the findings.
+pub const MAX_LATE_EVENTS: usize = 2_000;
+/// Distinct names given to syscall numbers no table names (`syscall_<nr>`); past it they are all
+/// `syscall_other`, so a program walking the number line cannot grow the counts without end.
+const MAX_UNNAMED: usize = 64;
 /// Bytes of the program's stdout and stderr kept for the report.
 pub const OUTPUT_TAIL: usize = 4096;
 /// How often cgroup counters (OOM kills, refused forks) are polled.
@@ -58,6 +65,9 @@ struct Recorder {
     dropped: u64,
     syscalls: BTreeMap<String, u64>,
     names: HashMap<i64, String>,
+    unnamed: usize,
+    /// The kinds of behaviour stored so far (see `MAX_LATE_EVENTS`).
+    kinds: std::collections::HashSet<String>,
     ns_pids: HashMap<u32, i64>,
     first_exec_done: bool,
     first_exec_at: Option<Instant>,
@@ -69,10 +79,18 @@ struct Recorder {
 
 impl Recorder {
     fn name(&mut self, nr: i64) -> String {
-        self.names
-            .entry(nr)
-            .or_insert_with(|| policy::name(nr))
-            .clone()
+        if let Some(n) = self.names.get(&nr) {
+            return n.clone();
+        }
+        let name = policy::name(nr);
+        if name.starts_with("syscall_") {
+            if self.unnamed >= MAX_UNNAMED {
+                return "syscall_other".into();
+            }
+            self.unnamed += 1;
+        }
+        self.names.insert(nr, name.clone());
+        name
     }
 
     /// The pid as the sandbox sees it, from the last NSpid field of /proc/<pid>/status.
@@ -95,10 +113,22 @@ impl Recorder {
     }
 
     fn push(&mut self, pid: u32, kind: EventKind, syscall: String, action: Action, detail: Value) {
-        if self.events.len() >= MAX_EVENTS {
+        let flag = |k: &str| detail.get(k).map_or_else(String::new, Value::to_string);
+        let behaviour = format!(
+            "{kind:?} {syscall} {action:?} {} {} {}",
+            flag("outside"),
+            flag("write"),
+            flag("family")
+        );
+        let late = self.events.len() >= MAX_EVENTS;
+        if late
+            && (self.events.len() >= MAX_EVENTS + MAX_LATE_EVENTS
+                || self.kinds.contains(&behaviour))
+        {
             self.dropped += 1;
             return;
         }
+        self.kinds.insert(behaviour);
         let pid = self.ns_pid(pid);
         let t_ms = (self.start.elapsed().as_secs_f64() * 1e3 * 1000.0).round() / 1000.0;
         self.events.push(Event {
@@ -418,6 +448,8 @@ impl Supervisor {
             dropped: 0,
             syscalls: BTreeMap::new(),
             names: HashMap::new(),
+            unnamed: 0,
+            kinds: std::collections::HashSet::new(),
             ns_pids: HashMap::new(),
             first_exec_done: false,
             first_exec_at: None,
