@@ -2,7 +2,7 @@
 //! containment (what the program could not do) and the record (what the report says it tried).
 
 use std::net::{TcpListener, UdpSocket};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use serde_json::Value;
@@ -1003,4 +1003,49 @@ fn unnamed_syscall_numbers_cannot_grow_the_counts_without_end() {
         .sum();
     assert_eq!(total, 3000, "{counts:?}");
     assert!(has_rule(&r, "sandbox.dangerous-syscall", "critical"));
+}
+
+/// A writable path is bound only as it really is: a link planted in an output folder by one run
+/// (`out/results -> /victim`) used to make the next run's `--allow-write out/results` bind the
+/// victim writable.
+#[test]
+fn a_writable_path_through_a_symlink_is_refused() {
+    let dir = std::env::temp_dir().join(format!("mv-planted-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(dir.join("out")).unwrap();
+    std::fs::create_dir_all(dir.join("victim")).unwrap();
+    std::fs::write(dir.join("victim/file"), "precious").unwrap();
+    // Writable by the sandbox's unused uid too, so that only the binding stands in the way.
+    use std::os::unix::fs::PermissionsExt;
+    let open =
+        |p: PathBuf, mode| std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode));
+    open(dir.join("victim"), 0o777).unwrap();
+    open(dir.join("victim/file"), 0o666).unwrap();
+    std::os::unix::fs::symlink(dir.join("victim"), dir.join("out/results")).unwrap();
+    let write_file = |rw: &Path| {
+        Command::new(modelvet())
+            .args(["jail", "--format", "json", "--allow-write"])
+            .arg(rw)
+            .args(["--", "/bin/sh", "-c"])
+            .arg(format!("echo owned > {}/file", rw.display()))
+            .output()
+            .unwrap()
+    };
+    let planted = write_file(&dir.join("out/results"));
+    let victim = std::fs::read_to_string(dir.join("victim/file")).unwrap_or_default();
+    // Named as it is, the same folder is writable.
+    let direct = write_file(&dir.join("victim"));
+    let after = std::fs::read_to_string(dir.join("victim/file")).unwrap_or_default();
+    let _ = std::fs::remove_dir_all(&dir);
+    assert_eq!(planted.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&planted.stderr);
+    assert!(err.contains("may not go through a symlink"), "{err}");
+    assert_eq!(victim, "precious");
+    assert_eq!(
+        direct.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&direct.stderr)
+    );
+    assert_eq!(after, "owned\n");
 }

@@ -326,6 +326,21 @@ pub fn mounts(inp: &MountInputs) -> Result<(Vec<Op>, PathRules), PlanError> {
                     "the host root is never bound".into(),
                 ));
             }
+            if write {
+                // A link in a writable folder may have been planted by an earlier run to lead a
+                // later run's writes anywhere: a writable path must be named as it really is.
+                let cwd = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("/"));
+                if normalize(&cwd.join(p)) != canon {
+                    return Err(PlanError::Path(
+                        p.clone(),
+                        format!(
+                            "writable paths may not go through a symlink: this one leads to {}; \
+                             name that path if it is meant",
+                            canon.display()
+                        ),
+                    ));
+                }
+            }
             if !write && is_system(&canon) {
                 continue;
             }
