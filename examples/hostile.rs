@@ -150,6 +150,27 @@ fn main() {
             }
             println!("nrwalk: {n} numbers");
         }
+        "int80" => {
+            // A syscall through the i386 ABI (getpid, 20 there), which a filter written for the
+            // x86_64 numbers alone would misread.
+            #[cfg(target_arch = "x86_64")]
+            {
+                let r: i64;
+                // SAFETY: int 0x80 with eax = 20 (i386 getpid) reads and writes no memory; the
+                // registers the entry may change are declared.
+                unsafe {
+                    std::arch::asm!(
+                        "int 0x80",
+                        inlateout("rax") 20i64 => r,
+                        out("r8") _, out("r9") _, out("r10") _, out("r11") _,
+                        options(nostack)
+                    )
+                };
+                println!("int80: {r}");
+            }
+            #[cfg(not(target_arch = "x86_64"))]
+            println!("int80: not x86_64");
+        }
         "threadexec" => {
             // Exec from a second thread: the thread becomes the main thread of the new program,
             // and a thread has no parent-death signal, so the program would outlive a killed
@@ -172,7 +193,7 @@ fn main() {
         }
         _ => {
             eprintln!(
-                "usage: hostile connect|udp|connect6 PORT | exec | write PATH | shadow | forkbomb | membomb | busy | killparent | raw | clearpdeath [SECONDS] | threadexec SECONDS | flood N | nrwalk N"
+                "usage: hostile connect|udp|connect6 PORT | exec | write PATH | shadow | forkbomb | membomb | busy | killparent | raw | clearpdeath [SECONDS] | threadexec SECONDS | flood N | nrwalk N | int80"
             );
             std::process::exit(2);
         }

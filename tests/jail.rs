@@ -1049,3 +1049,26 @@ fn a_writable_path_through_a_symlink_is_refused() {
     );
     assert_eq!(after, "owned\n");
 }
+
+/// A syscall through another ABI (i386's `int 0x80`) is refused and recorded as a denied
+/// dangerous syscall; it used to kill the process with nothing in the report (verdict pass).
+#[cfg(target_arch = "x86_64")]
+#[test]
+fn a_syscall_through_the_i386_abi_is_refused_and_recorded() {
+    let r = hostile_case(&[], &["int80"]);
+    assert!(
+        r.stderr.contains("int80: -1\n"),
+        "not refused with EPERM: {}",
+        r.stderr
+    );
+    let denied = events(&r, "denied");
+    assert!(
+        denied
+            .iter()
+            .any(|e| e["syscall"] == "i386_syscall" && e["detail"]["nr"] == 20),
+        "{:#}",
+        r.report["sandbox"]["events"]
+    );
+    assert!(has_rule(&r, "sandbox.dangerous-syscall", "critical"));
+    assert_eq!(r.code, 1);
+}

@@ -147,6 +147,26 @@ impl Recorder {
         let nr = i64::from(n.data.nr);
         let a = n.data.args;
         let pid = n.pid;
+        if n.data.arch != crate::seccomp::AUDIT_ARCH {
+            // Another ABI (i386's int 0x80 on x86_64), a known way past filters written for
+            // one: its numbers name other syscalls, so none runs, whatever it is.
+            let abi = crate::seccomp::abi_name(n.data.arch);
+            let name = format!("{abi}_syscall");
+            *self.syscalls.entry(name.clone()).or_insert(0) += 1;
+            self.push(
+                pid,
+                EventKind::Denied,
+                name,
+                Action::Denied,
+                json!({"nr": nr, "abi": abi, "args": a}),
+            );
+            return Some(SeccompNotifResp {
+                id: n.id,
+                val: 0,
+                error: -libc::EPERM,
+                flags: 0,
+            });
+        }
         let name = self.name(nr);
         *self.syscalls.entry(name.clone()).or_insert(0) += 1;
         let tier = if nr >= 0 && (nr as usize) < self.tiers.len() {
