@@ -150,6 +150,38 @@ fn main() {
             }
             println!("nrwalk: {n} numbers");
         }
+        "mmsg" => {
+            // Two datagrams in one sendmmsg: the first, unaddressed, to the peer of a socketpair;
+            // the second addressed to the host socket at PATH.
+            let mut pair = [0; 2];
+            // SAFETY: socketpair(2) into a two-int array.
+            unsafe { libc::socketpair(libc::AF_UNIX, libc::SOCK_DGRAM, 0, pair.as_mut_ptr()) };
+            // SAFETY: sockaddr_un is plain data; zero is a valid value.
+            let mut to: libc::sockaddr_un = unsafe { std::mem::zeroed() };
+            to.sun_family = libc::AF_UNIX as u16;
+            for (d, b) in to.sun_path.iter_mut().zip(arg.bytes().take(107)) {
+                *d = b as libc::c_char;
+            }
+            let payloads = [*b"to the peer", *b"to the host"];
+            let mut iov: Vec<libc::iovec> = payloads
+                .iter()
+                .map(|p| libc::iovec {
+                    iov_base: p.as_ptr() as *mut libc::c_void,
+                    iov_len: p.len(),
+                })
+                .collect();
+            // SAFETY: mmsghdr is plain data; zero is a valid value.
+            let mut msgs: [libc::mmsghdr; 2] = unsafe { std::mem::zeroed() };
+            msgs[0].msg_hdr.msg_iov = &mut iov[0];
+            msgs[0].msg_hdr.msg_iovlen = 1;
+            msgs[1].msg_hdr.msg_iov = &mut iov[1];
+            msgs[1].msg_hdr.msg_iovlen = 1;
+            msgs[1].msg_hdr.msg_name = (&raw mut to).cast();
+            msgs[1].msg_hdr.msg_namelen = std::mem::size_of::<libc::sockaddr_un>() as u32;
+            // SAFETY: two initialised mmsghdr whose pointers outlive the call.
+            let r = unsafe { libc::sendmmsg(pair[0], msgs.as_mut_ptr(), 2, 0) };
+            println!("mmsg: {r}");
+        }
         "int80" => {
             // A syscall through the i386 ABI (getpid, 20 there), which a filter written for the
             // x86_64 numbers alone would misread.
@@ -193,7 +225,7 @@ fn main() {
         }
         _ => {
             eprintln!(
-                "usage: hostile connect|udp|connect6 PORT | exec | write PATH | shadow | forkbomb | membomb | busy | killparent | raw | clearpdeath [SECONDS] | threadexec SECONDS | flood N | nrwalk N | int80"
+                "usage: hostile connect|udp|connect6 PORT | exec | write PATH | shadow | forkbomb | membomb | busy | killparent | raw | clearpdeath [SECONDS] | threadexec SECONDS | flood N | nrwalk N | int80 | mmsg PATH"
             );
             std::process::exit(2);
         }

@@ -1072,3 +1072,50 @@ fn a_syscall_through_the_i386_abi_is_refused_and_recorded() {
     assert!(has_rule(&r, "sandbox.dangerous-syscall", "critical"));
     assert_eq!(r.code, 1);
 }
+
+/// Every message of a sendmmsg is decoded: a datagram to a host socket (under a path bound in
+/// with --ro) hidden as the second message behind one to a socketpair's peer left no finding.
+/// A read-only mount does not stop a socket's use: the record says so, as a high finding.
+#[test]
+fn every_message_of_a_sendmmsg_is_recorded_and_host_sockets_are_high() {
+    let dir = std::env::temp_dir().join(format!("mv-mmsg-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let sock = dir.join("dg");
+    let listener = std::os::unix::net::UnixDatagram::bind(&sock).unwrap();
+    listener.set_nonblocking(true).unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&sock, std::fs::Permissions::from_mode(0o777)).unwrap();
+    let r = hostile_case(
+        &["--ro", dir.to_str().unwrap()],
+        &["mmsg", sock.to_str().unwrap()],
+    );
+    let mut buf = [0u8; 64];
+    let got = listener.recv(&mut buf).map(|n| buf[..n].to_vec());
+    let _ = std::fs::remove_dir_all(&dir);
+    assert!(r.stderr.contains("mmsg: 2"), "{}", r.stderr);
+    assert_eq!(got.ok().as_deref(), Some(&b"to the host"[..]));
+    let net = events(&r, "network");
+    let send = net
+        .iter()
+        .find(|e| e["syscall"] == "sendmmsg")
+        .expect("no sendmmsg event");
+    assert_eq!(send["detail"]["path"], sock.to_str().unwrap(), "{send:#}");
+    assert_eq!(send["detail"]["host"], true, "{send:#}");
+    assert_eq!(send["detail"]["messages"], 2, "{send:#}");
+    assert!(
+        has_rule(&r, "sandbox.unix-socket", "high"),
+        "{:#}",
+        r.report["findings"]
+    );
+    assert_eq!(r.code, 1);
+    // socket(2) events name no descriptor (its first argument is the family).
+    let udp = hostile_case(&[], &["udp", "9"]);
+    let net = events(&udp, "network");
+    let socket = net
+        .iter()
+        .find(|e| e["syscall"] == "socket")
+        .expect("no socket event");
+    assert_eq!(socket["detail"]["family"], "inet", "{socket:#}");
+    assert!(socket["detail"].get("fd").is_none(), "{socket:#}");
+}

@@ -143,6 +143,18 @@ pub fn read_msghdr_name(pid: u32, addr: u64) -> Option<Map<String, Value>> {
     read_sockaddr(pid, name, u64::from(namelen))
 }
 
+/// The destinations of a sendmmsg: the msghdr at the start of each of the first `vlen` (at most
+/// `MAX_MMSG`) `struct mmsghdr` at `addr`, those that name one.
+pub fn read_mmsg_names(pid: u32, addr: u64, vlen: u64) -> Vec<Map<String, Value>> {
+    /// Messages read per call (the kernel takes up to 1024).
+    const MAX_MMSG: u64 = 64;
+    /// `struct mmsghdr`: a 56-byte msghdr and a u32, padded to 64.
+    const MMSGHDR: u64 = 64;
+    (0..vlen.min(MAX_MMSG))
+        .filter_map(|i| read_msghdr_name(pid, addr.checked_add(i * MMSGHDR)?))
+        .collect()
+}
+
 pub fn socket_type_name(ty: u64) -> &'static str {
     match (ty & 0xf) as i32 {
         libc::SOCK_STREAM => "stream",

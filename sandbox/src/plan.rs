@@ -163,6 +163,9 @@ pub struct PathRules {
     pub readable: Vec<String>,
     /// Prefixes the program may write.
     pub writable: Vec<String>,
+    /// Host paths bound in on request (target, arguments, --ro, --allow-write): a socket there
+    /// is a host service, not one the program made in its scratch.
+    pub host: Vec<String>,
 }
 
 impl PathRules {
@@ -178,6 +181,9 @@ impl PathRules {
     }
     pub fn is_writable(&self, path: &str) -> bool {
         under_any(path, &self.writable)
+    }
+    pub fn is_host(&self, path: &str) -> bool {
+        under_any(path, &self.host)
     }
 }
 
@@ -374,6 +380,7 @@ pub fn mounts(inp: &MountInputs) -> Result<(Vec<Op>, PathRules), PlanError> {
         };
         binds.push((p.clone(), p.clone(), attrs));
         let s = p.to_string_lossy().into_owned();
+        rules.host.push(s.clone());
         if *w {
             rules.writable.push(s);
         } else {

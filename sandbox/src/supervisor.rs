@@ -232,14 +232,31 @@ impl Recorder {
                     x if x == libc::SYS_sendmsg => {
                         decode::read_msghdr_name(pid, a[1]).unwrap_or_default()
                     }
-                    // struct mmsghdr starts with a msghdr.
-                    _ => decode::read_msghdr_name(pid, a[1]).unwrap_or_default(),
+                    // sendmmsg: every message may name its own destination. The first one named
+                    // leads; all of them are listed.
+                    _ => {
+                        let names = decode::read_mmsg_names(pid, a[1], a[2]);
+                        let mut m = names.first().cloned().unwrap_or_default();
+                        m.insert("messages".into(), json!(a[2]));
+                        if names.len() > 1 {
+                            m.insert("destinations".into(), json!(names));
+                        }
+                        m
+                    }
                 };
                 if !valid(listener) {
                     return None;
                 }
                 d.entry("family").or_insert(json!("other"));
-                d.insert("fd".into(), json!(a[0] as i64));
+                if nr != libc::SYS_socket {
+                    d.insert("fd".into(), json!(a[0] as i64));
+                }
+                // A socket under a bound host path is a host service's.
+                if let Some(path) = d.get("path").and_then(Value::as_str)
+                    && self.rules.is_host(path)
+                {
+                    d.insert("host".into(), json!(true));
+                }
                 self.push(
                     pid,
                     EventKind::Network,

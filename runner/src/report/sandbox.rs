@@ -62,6 +62,59 @@ fn is_unaddressed_send(syscall: &str, d: &serde_json::Value) -> bool {
         && d.get("path").is_none()
 }
 
+/// The finding for one destination of a socket call (none for the harmless ones), with its
+/// grouping key.
+fn network_finding(syscall: &str, d: &serde_json::Value) -> Option<(String, Finding)> {
+    if is_benign_local(d) || is_unaddressed_send(syscall, d) {
+        return None;
+    }
+    if d["family"] == "unix" {
+        let path = s(d, "path");
+        let f = if d["host"] == true {
+            Finding::new(
+                "sandbox.unix-socket",
+                Severity::High,
+                Category::Behaviour,
+                format!(
+                    "attempt to reach a host service: {syscall} unix {path} (a socket under a \
+                     path bound in from the host)"
+                ),
+            )
+        } else {
+            Finding::new(
+                "sandbox.unix-socket",
+                Severity::Medium,
+                Category::Behaviour,
+                format!("local socket attempt: {syscall} unix {path}"),
+            )
+        };
+        return Some((
+            format!("{syscall} {path}"),
+            f.with_evidence(format!("{syscall} {d}")),
+        ));
+    }
+    let target = match (d.get("address"), d.get("path")) {
+        (Some(a), _) => format!(
+            "{} {}:{}",
+            s(d, "family"),
+            a.as_str().unwrap_or(""),
+            s(d, "port")
+        ),
+        (None, Some(p)) => format!("unix {}", p.as_str().unwrap_or("")),
+        _ => format!("{} socket (type {})", s(d, "family"), s(d, "type")),
+    };
+    Some((
+        format!("{syscall} {target}"),
+        Finding::new(
+            "sandbox.network",
+            Severity::High,
+            Category::Behaviour,
+            format!("network attempt: {syscall} {target} (the sandbox has no network)"),
+        )
+        .with_evidence(format!("{syscall} {d}")),
+    ))
+}
+
 /// Findings from a run's record, grouped so a fork bomb gives one line, not ten thousand.
 pub fn findings(o: &Outcome, timeout_s: f64, memory: u64, pids: u64) -> Vec<Finding> {
     let mut groups: BTreeMap<(String, String), (Finding, u64)> = BTreeMap::new();
@@ -129,46 +182,15 @@ pub fn findings(o: &Outcome, timeout_s: f64, memory: u64, pids: u64) -> Vec<Find
                 .at(loc)
                 .with_evidence(format!("{}(flags {})", e.syscall, s(d, "flags"))),
             ),
-            EventKind::Network if is_benign_local(d) || is_unaddressed_send(&e.syscall, d) => {}
-            EventKind::Network if d["family"] == "unix" => {
-                let path = s(d, "path");
-                add(
-                    format!("{} {path}", e.syscall),
-                    Finding::new(
-                        "sandbox.unix-socket",
-                        Severity::Medium,
-                        Category::Behaviour,
-                        format!("local socket attempt: {} unix {path}", e.syscall),
-                    )
-                    .at(loc)
-                    .with_evidence(format!("{} {}", e.syscall, d)),
-                );
-            }
             EventKind::Network => {
-                let target = match (d.get("address"), d.get("path")) {
-                    (Some(a), _) => format!(
-                        "{} {}:{}",
-                        s(d, "family"),
-                        a.as_str().unwrap_or(""),
-                        s(d, "port")
-                    ),
-                    (None, Some(p)) => format!("unix {}", p.as_str().unwrap_or("")),
-                    _ => format!("{} socket (type {})", s(d, "family"), s(d, "type")),
-                };
-                add(
-                    format!("{} {target}", e.syscall),
-                    Finding::new(
-                        "sandbox.network",
-                        Severity::High,
-                        Category::Behaviour,
-                        format!(
-                            "network attempt: {} {target} (the sandbox has no network)",
-                            e.syscall
-                        ),
-                    )
-                    .at(loc)
-                    .with_evidence(format!("{} {}", e.syscall, d)),
-                );
+                // A sendmmsg lists each message's destination; anything else has one.
+                let one = [d.clone()];
+                let dests = d["destinations"].as_array().map_or(&one[..], Vec::as_slice);
+                for dd in dests {
+                    if let Some((key, f)) = network_finding(&e.syscall, dd) {
+                        add(key, f.at(loc.clone()));
+                    }
+                }
             }
             EventKind::File if d.get("outside").is_some() => {
                 let path = d
