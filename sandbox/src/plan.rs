@@ -539,7 +539,11 @@ mod tests {
         let r = PathRules {
             readable: vec!["/usr".into(), "/etc/hosts".into()],
             writable: vec!["/tmp".into()],
+            host: vec!["/srv/in".into()],
         };
+        assert!(r.is_host("/srv/in/sock"));
+        assert!(!r.is_host("/srv/inside"));
+        assert!(!r.is_host("/tmp/sock"));
         assert!(r.is_readable("/usr/lib/x.so"));
         assert!(r.is_readable("/usr"));
         assert!(!r.is_readable("/usrlocal/x"));
