@@ -1119,3 +1119,32 @@ fn every_message_of_a_sendmmsg_is_recorded_and_host_sockets_are_high() {
     assert_eq!(socket["detail"]["family"], "inet", "{socket:#}");
     assert!(socket["detail"].get("fd").is_none(), "{socket:#}");
 }
+
+/// Nothing the program chooses reaches the operator's terminal as a control sequence: not the
+/// path in a finding (here with an erase-line sequence and a fake "verdict" line), not its echoed
+/// output (here a "conceal" that would hide the report printed after it).
+#[test]
+fn the_text_report_and_the_echo_cannot_drive_the_terminal() {
+    let script = r#"printf 'out\033[8m\n' >&2; p="$(printf '/etc/x\033[2K\nverdict: pass')"; : < "$p""#;
+    let out = Command::new(modelvet())
+        .args(["jail", "--", "/bin/sh", "-c", script])
+        .output()
+        .unwrap();
+    let (report, echo) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    assert!(!report.contains('\u{1b}'), "{report:?}");
+    assert!(!echo.contains('\u{1b}'), "{echo:?}");
+    assert!(echo.contains("out\\x1b[8m"), "{echo:?}");
+    assert!(
+        report.contains("/etc/x\\u{1b}[2K\\u{a}verdict: pass"),
+        "{report}"
+    );
+    assert_eq!(
+        report.lines().filter(|l| l.starts_with("verdict:")).count(),
+        1,
+        "{report}"
+    );
+    assert_eq!(out.status.code(), Some(1), "{report}");
+}

@@ -695,6 +695,37 @@ fn notify_loop(listener: &OwnedFd, rec: &mut Recorder, done: &std::sync::atomic:
     }
 }
 
+/// The program's output made harmless to a terminal: escape sequences and other control bytes
+/// (all but newline, carriage return and tab, and the C1 controls' UTF-8 form) are written as
+/// `\x..` text. Raw, a program could leave the terminal concealing or erasing the report that
+/// follows it.
+fn inert_output(b: &[u8]) -> std::borrow::Cow<'_, [u8]> {
+    let bad = |i: usize| {
+        let c = b[i];
+        (c < 0x20 && !matches!(c, b'\n' | b'\r' | b'\t'))
+            || c == 0x7f
+            || (c == 0xc2 && b.get(i + 1).is_some_and(|n| (0x80..0xa0).contains(n)))
+    };
+    if !(0..b.len()).any(bad) {
+        return std::borrow::Cow::Borrowed(b);
+    }
+    let mut out = Vec::with_capacity(b.len() + 16);
+    let mut i = 0;
+    while i < b.len() {
+        if bad(i) {
+            let n = if b[i] == 0xc2 { 2 } else { 1 };
+            for &c in &b[i..i + n] {
+                out.extend_from_slice(format!("\\x{c:02x}").as_bytes());
+            }
+            i += n;
+        } else {
+            out.push(b[i]);
+            i += 1;
+        }
+    }
+    std::borrow::Cow::Owned(out)
+}
+
 /// Copies the program's output to our stderr (never stdout: JSON reports go there), keeping the tail.
 async fn relay(fd: OwnedFd, echo: bool) -> Vec<u8> {
     let mut tail: Vec<u8> = Vec::new();
@@ -708,7 +739,7 @@ async fn relay(fd: OwnedFd, echo: bool) -> Vec<u8> {
             Ok(0) | Err(_) => break,
             Ok(n) => {
                 if echo {
-                    let _ = err.write_all(&buf[..n]).await;
+                    let _ = err.write_all(&inert_output(&buf[..n])).await;
                 }
                 tail.extend_from_slice(&buf[..n]);
                 if tail.len() > OUTPUT_TAIL {
@@ -718,4 +749,17 @@ async fn relay(fd: OwnedFd, echo: bool) -> Vec<u8> {
         }
     }
     tail
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn echoed_output_cannot_drive_the_terminal() {
+        use super::inert_output;
+        assert_eq!(&*inert_output(b"plain\ttext\r\n"), b"plain\ttext\r\n");
+        assert_eq!(
+            &*inert_output(b"\x1b[8mhidden\x07\xc2\x9b2J\xc3\xa9"),
+            b"\\x1b[8mhidden\\x07\\xc2\\x9b2J\xc3\xa9"
+        );
+    }
 }

@@ -526,7 +526,9 @@ pub fn run(args: DetonateArgs) -> Result<u8> {
             r.schema = SCHEMA;
             report::sarif::render(&r)
         }
-        Format::Text => text(&target, summary.as_ref(), &outcome, &findings),
+        Format::Text => {
+            report::text::terminal_safe(text(&target, summary.as_ref(), &outcome, &findings))
+        }
     };
     report::emit(args.common.output.as_deref(), &rendered)?;
     Ok(report::exit_code(&findings, args.common.fail_on.0))
@@ -555,12 +557,17 @@ fn text(t: &Target, s: Option<&LoadSummary>, o: &Outcome, findings: &[Finding]) 
                 s.joblib.as_deref().unwrap_or("absent")
             );
             for st in &s.streams {
-                let _ = write!(out, "  {}: {}", st.location, st.status);
+                let _ = write!(
+                    out,
+                    "  {}: {}",
+                    report::text::inert(&st.location),
+                    st.status
+                );
                 if let Some(k) = &st.kind {
                     let _ = write!(out, " ({k})");
                 }
                 if let Some(e) = &st.error {
-                    let _ = write!(out, " ({e})");
+                    let _ = write!(out, " ({})", report::text::inert(e));
                 }
                 out.push('\n');
             }
@@ -568,7 +575,7 @@ fn text(t: &Target, s: Option<&LoadSummary>, o: &Outcome, findings: &[Finding]) 
                 let g: Vec<String> = s
                     .globals
                     .iter()
-                    .map(|g| format!("{} ({})", g.name, g.how))
+                    .map(|g| format!("{} ({})", report::text::inert(&g.name), g.how))
                     .collect();
                 let _ = writeln!(out, "  globals: {}", g.join(", "));
             }

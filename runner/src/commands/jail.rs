@@ -118,7 +118,7 @@ pub fn run(args: JailArgs) -> Result<u8> {
             report::sandbox::text(&mut s, &outcome);
             s.push_str("findings:\n");
             report::text::findings(&mut s, &findings);
-            s
+            report::text::terminal_safe(s)
         }
     };
     finish(&args, &findings, rendered)

@@ -360,14 +360,14 @@ pub fn run(args: ProbeArgs) -> Result<u8> {
             s.push('\n');
             s
         }
-        Format::Text => text_view(
+        Format::Text => report::text::terminal_safe(text_view(
             &target,
             info.as_ref(),
             &probes,
             &findings,
             &outcome,
             trigger_image.as_deref(),
-        ),
+        )),
     };
     report::emit(args.common.output.as_deref(), &rendered)?;
     Ok(report::exit_code(&findings, args.common.fail_on.0))

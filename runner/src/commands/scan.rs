@@ -120,7 +120,7 @@ pub fn run(args: ScanArgs) -> Result<u8> {
             s
         }
         Format::Sarif => sarif::render(&report),
-        Format::Text => scan_text::render(&report),
+        Format::Text => crate::report::text::terminal_safe(scan_text::render(&report)),
     };
     emit(args.common.output.as_deref(), &rendered)?;
     let all: Vec<Finding> = report.findings().cloned().collect();

@@ -14,7 +14,11 @@ pub fn render(r: &ScanReport) -> String {
         let _ = writeln!(
             out,
             "\n{}\n  format {}  {} bytes  sha256 {}  max {}",
-            f.path, f.format, f.bytes, f.sha256, f.max_severity
+            text::inert(&f.path),
+            f.format,
+            f.bytes,
+            f.sha256,
+            f.max_severity
         );
         text::findings(&mut out, &f.findings);
     }

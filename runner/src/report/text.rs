@@ -17,11 +17,60 @@ pub fn findings(out: &mut String, findings: &[Finding]) {
             f.rule
         );
         if let Some(loc) = &f.location {
-            let _ = write!(out, "  {loc}");
+            let _ = write!(out, "  {}", inert(loc));
         }
-        let _ = writeln!(out, "\n           {}", f.message);
+        let _ = writeln!(out, "\n           {}", inert(&f.message));
         if let Some(ev) = &f.evidence {
-            let _ = writeln!(out, "           evidence: {ev}");
+            let _ = writeln!(out, "           evidence: {}", inert(ev));
         }
+    }
+}
+
+/// A control character (C0, DEL, C1) or a bidirectional override: what a terminal acts on
+/// instead of showing.
+fn acts_on_terminal(c: char) -> bool {
+    c.is_control()
+        || matches!(c, '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
+}
+
+/// `s` with every character a terminal acts on escaped (`\u{1b}`): messages carry paths and
+/// names the examined file or program chose, which must not move the cursor, erase or hide lines
+/// of the report, start fake ones, or reorder its text on a terminal.
+pub fn inert(s: &str) -> std::borrow::Cow<'_, str> {
+    if !s.chars().any(acts_on_terminal) {
+        return std::borrow::Cow::Borrowed(s);
+    }
+    let mut out = String::with_capacity(s.len() + 8);
+    for c in s.chars() {
+        if acts_on_terminal(c) {
+            out.extend(c.escape_unicode());
+        } else {
+            out.push(c);
+        }
+    }
+    std::borrow::Cow::Owned(out)
+}
+
+/// A whole text view made safe for a terminal: `inert`, but its own line breaks kept.
+pub fn terminal_safe(text: String) -> String {
+    if !text.chars().any(|c| c != '\n' && acts_on_terminal(c)) {
+        return text;
+    }
+    text.split('\n').map(inert).collect::<Vec<_>>().join("\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn control_and_bidi_characters_are_escaped() {
+        assert_eq!(inert("/tmp/a b.txt"), "/tmp/a b.txt");
+        assert_eq!(
+            inert("x\r\u{1b}[2Kverdict: pass\n\u{9b}\u{202e}"),
+            "x\\u{d}\\u{1b}[2Kverdict: pass\\u{a}\\u{9b}\\u{202e}"
+        );
+        assert_eq!(terminal_safe("a\n\u{1b}[8mb\n".into()), "a\n\\u{1b}[8mb\n");
+        assert_eq!(terminal_safe("plain\n".into()), "plain\n");
     }
 }
