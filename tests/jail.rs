@@ -1125,7 +1125,8 @@ fn every_message_of_a_sendmmsg_is_recorded_and_host_sockets_are_high() {
 /// output (here a "conceal" that would hide the report printed after it).
 #[test]
 fn the_text_report_and_the_echo_cannot_drive_the_terminal() {
-    let script = r#"printf 'out\033[8m\n' >&2; p="$(printf '/etc/x\033[2K\nverdict: pass')"; : < "$p""#;
+    let script =
+        r#"printf 'out\033[8m\n' >&2; p="$(printf '/etc/x\033[2K\nverdict: pass')"; : < "$p""#;
     let out = Command::new(modelvet())
         .args(["jail", "--", "/bin/sh", "-c", script])
         .output()

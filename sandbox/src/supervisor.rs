@@ -398,11 +398,9 @@ impl Recorder {
                     != 0;
                 let mut d = json!({"path": path, "write": write});
                 let resolved = if path.starts_with('/') {
-                    Some(
-                        normalize(std::path::Path::new(&path))
-                            .to_string_lossy()
-                            .into_owned(),
-                    )
+                    let p = normalize(std::path::Path::new(&path));
+                    let p = p.to_string_lossy();
+                    Some(beneath_proc_root(&p).unwrap_or_else(|| p.into_owned()))
                 } else if dirfd == libc::AT_FDCWD as i64 {
                     // Relative to the working directory: resolve it the way the kernel will.
                     proc_link(pid, "cwd").map(|cwd| {
@@ -434,6 +432,29 @@ impl Recorder {
                 Some(cont)
             }
         }
+    }
+}
+
+/// The path a `/proc/<pid>/root/...` path names (`self`, `thread-self` and `task/<tid>` too):
+/// every process of the sandbox has the sandbox's root, so it is judged as that path.
+fn beneath_proc_root(path: &str) -> Option<String> {
+    let rest = path.strip_prefix("/proc/")?;
+    let (who, rest) = rest.split_once('/')?;
+    if !(who == "self" || who == "thread-self" || who.bytes().all(|b| b.is_ascii_digit())) {
+        return None;
+    }
+    let rest = match rest.strip_prefix("task/") {
+        Some(t) => {
+            let (tid, r) = t.split_once('/')?;
+            tid.bytes().all(|b| b.is_ascii_digit()).then_some(r)?
+        }
+        None => rest,
+    };
+    let inner = rest.strip_prefix("root")?;
+    match inner {
+        "" => Some("/".into()),
+        _ if inner.starts_with('/') => Some(inner.into()),
+        _ => None,
     }
 }
 
@@ -753,6 +774,21 @@ async fn relay(fd: OwnedFd, echo: bool) -> Vec<u8> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn paths_through_proc_root_are_judged_as_the_path_beneath() {
+        use super::beneath_proc_root as b;
+        assert_eq!(
+            b("/proc/self/root/etc/shadow").as_deref(),
+            Some("/etc/shadow")
+        );
+        assert_eq!(b("/proc/1/root").as_deref(), Some("/"));
+        assert_eq!(b("/proc/thread-self/root/x").as_deref(), Some("/x"));
+        assert_eq!(b("/proc/7/task/9/root/etc/x").as_deref(), Some("/etc/x"));
+        assert_eq!(b("/proc/self/rootfs/x"), None);
+        assert_eq!(b("/proc/self/status"), None);
+        assert_eq!(b("/proc/abc/root/x"), None);
+        assert_eq!(b("/etc/shadow"), None);
+    }
     #[test]
     fn echoed_output_cannot_drive_the_terminal() {
         use super::inert_output;
