@@ -503,3 +503,33 @@ fn an_interrupted_probe_stops_its_host_and_writes_no_report() {
     let _ = std::fs::remove_dir_all(&dir);
     assert!(groups.is_empty(), "cgroups left: {groups:?}");
 }
+
+/// A model declaring 2^24 classes (or samples of 2^24 values) it never computes: refused as an
+/// unsupported shape before any probe sizes a buffer from it. The class count used to make the
+/// random probes ask for 32 GiB and abort modelvet with no report.
+#[test]
+fn declared_shapes_too_large_to_probe_are_refused_not_allocated() {
+    for (model, what) in [
+        (
+            "hostile_classes.wat",
+            "classes; the probes take at most 4096",
+        ),
+        ("hostile_input.wat", "holds no value or more than 4194304"),
+    ] {
+        let r = probe(
+            &root().join("examples/wasm").join(model),
+            &["--probes", "random,edge"],
+        );
+        let f = r.report["findings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|f| f["rule"] == "model.unsupported-shape")
+            .unwrap_or_else(|| panic!("{model}: {:#}", r.report["findings"]));
+        assert!(f["message"].as_str().unwrap().contains(what), "{f:#}");
+        assert!(
+            r.report["probes"]["random"].is_null(),
+            "{model}: probes ran"
+        );
+    }
+}

@@ -54,7 +54,9 @@ fn main() -> ExitCode {
             if e.is_broken_pipe() {
                 return ExitCode::SUCCESS;
             }
-            eprintln!("modelvet: {e}");
+            // Errors quote paths and names a model or file chose: no control sequence of theirs
+            // reaches the terminal (the message's own line breaks stay).
+            eprintln!("modelvet: {}", report::text::terminal_safe(e.to_string()));
             ExitCode::from(e.exit_code())
         }
     }

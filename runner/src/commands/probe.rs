@@ -120,8 +120,24 @@ fn percentile(sorted: &[f64], q: f64) -> f64 {
     sorted[i.min(sorted.len() - 1)]
 }
 
-/// The shape of one sample, from the model's first input: everything after the batch axis.
+/// The largest sample the probes take, in values (16 MiB of f32): the probes build a dozen
+/// samples of every edge case and batches of hundreds, all in modelvet's own memory, from a
+/// shape the model declares.
+const MAX_SAMPLE_VALUES: usize = 4 << 20;
+
+/// The shape of one sample, from the model's first input: everything after the batch axis;
+/// refused when it holds no value or more than `MAX_SAMPLE_VALUES`.
 fn sample_shape(info: &ModelInfo) -> std::result::Result<Vec<usize>, String> {
+    let shape = declared_sample_shape(info)?;
+    match shape.iter().try_fold(1usize, |n, &d| n.checked_mul(d)) {
+        Some(n) if (1..=MAX_SAMPLE_VALUES).contains(&n) => Ok(shape),
+        _ => Err(format!(
+            "a sample of shape {shape:?} holds no value or more than {MAX_SAMPLE_VALUES}"
+        )),
+    }
+}
+
+fn declared_sample_shape(info: &ModelInfo) -> std::result::Result<Vec<usize>, String> {
     let input = info.inputs.first().ok_or("the model declares no input")?;
     if input.shape.is_empty() {
         return Err(format!("input {} is a scalar", input.name));
@@ -151,6 +167,18 @@ fn classes_of(info: &ModelInfo) -> std::result::Result<usize, String> {
                 "output {} has no fixed class dimension ({:?})",
                 out.name, out.shape
             )
+        })
+        .and_then(|c| {
+            // Scores are kept per input and class, and validation counts class pairs.
+            if c > probes::trigger::MAX_CLASSES {
+                Err(format!(
+                    "output {} has {c} classes; the probes take at most {}",
+                    out.name,
+                    probes::trigger::MAX_CLASSES
+                ))
+            } else {
+                Ok(c)
+            }
         })
 }
 
