@@ -288,11 +288,12 @@ impl Session {
     }
 
     /// Consecutive inferences with the next request already in flight while the host computes
-    /// (`HostClient::infer_pipelined`); `on_output(i, scores)` gets each batch's answer in order.
+    /// (`HostClient::infer_pipelined`); `on_output(i, scores)` gets each batch's answer in order
+    /// and returns false to send no more.
     pub fn infer_batches<'a>(
         &mut self,
         batches: impl IntoIterator<Item = (&'a [f32], &'a [usize])>,
-        mut on_output: impl FnMut(usize, &[f32]),
+        mut on_output: impl FnMut(usize, &[f32]) -> bool,
     ) -> std::result::Result<(), ChannelError> {
         let Some(client) = self.client.as_mut() else {
             return Err(ChannelError::Closed);
@@ -301,8 +302,7 @@ impl Session {
         let r = client.infer_pipelined(batches, |i, inf| {
             let t_ms = start.elapsed().as_secs_f64() * 1e3;
             host_events.extend(t_ms, inf.events.drain(..));
-            on_output(i, &inf.output);
-            true
+            on_output(i, &inf.output)
         });
         r.map_err(|e| self.failed(e))
     }
@@ -401,21 +401,34 @@ impl Classifier for HostClassifier<'_> {
         // i.e. what each batch costs when the next one is already queued.
         let (started, mut previous) = (Instant::now(), Instant::now());
         let (mut calls, mut inferences, mut latencies) = (0, 0, Vec::new());
+        let classes = self.classes;
+        let mut wrong_size = None;
         let r = self.session.infer_batches(batches, |i, scores| {
             let now = Instant::now();
             latencies.push((now - previous).as_secs_f64() * 1e3);
             previous = now;
             calls += 1;
-            inferences += (n - i * step).min(step);
+            let m = (n - i * step).min(step);
+            inferences += m;
+            // Checked per answer, before it is kept: a host answering each batch with a
+            // tensor far larger than the batch's scores would otherwise pile them up.
+            if scores.len() != m * classes {
+                wrong_size = Some((scores.len(), m * classes));
+                return false;
+            }
             out.extend_from_slice(scores);
+            true
         });
         self.busy += started.elapsed();
         self.calls += calls;
         self.inferences += inferences;
         self.latencies_ms.extend(latencies);
-        match r {
-            Ok(()) => Ok(out),
-            Err(e) => Err(ClassifierError::Model(e.to_string())),
+        match (r, wrong_size) {
+            (Err(e), _) => Err(ClassifierError::Model(e.to_string())),
+            (Ok(()), Some((got, want))) => Err(ClassifierError::Model(format!(
+                "the model answered {got} scores where {want} were due"
+            ))),
+            (Ok(()), None) => Ok(out),
         }
     }
 }
