@@ -17,6 +17,12 @@ use super::shared::SharedInputs;
 /// Largest frame either side accepts. Defends against a corrupt or hostile length prefix making
 /// the reader allocate gigabytes; 256 MiB holds a batch of 20,000 ImageNet-sized f32 inputs.
 pub const MAX_FRAME_BYTES: usize = 256 << 20;
+/// The largest control (JSON) frame: parsed into values many times its size, it gets a cap of
+/// its own far below a tensor's. An honest host's largest, an answer with its capped events, is
+/// well under it.
+pub const MAX_CONTROL_BYTES: usize = 16 << 20;
+/// The longest message from the host kept (the rest is cut): it reaches findings and reports.
+pub const MAX_HOST_MESSAGE: usize = 4096;
 /// Largest tensor rank accepted on the wire (defends against absurd shape vectors).
 pub const MAX_RANK: usize = 8;
 /// Frame kind: one serde_json control message.
@@ -339,13 +345,32 @@ impl<S: Read + Write> FrameIo<S> {
                 "frame kind {kind}, expected {want}"
             )));
         }
-        if len > MAX_FRAME_BYTES {
+        let max = if want == FRAME_CONTROL {
+            MAX_CONTROL_BYTES
+        } else {
+            MAX_FRAME_BYTES
+        };
+        if len > max {
             return Err(ChannelError::Protocol(format!(
-                "frame of {len} bytes exceeds the {MAX_FRAME_BYTES}-byte limit"
+                "frame of {len} bytes exceeds the {max}-byte limit"
             )));
         }
         Ok(len)
     }
+}
+
+/// `s` cut to at most `max` bytes (at a character boundary), saying so.
+pub fn cut(mut s: String, max: usize) -> String {
+    if s.len() > max {
+        let mut end = max;
+        while !s.is_char_boundary(end) {
+            end -= 1;
+        }
+        let total = s.len();
+        s.truncate(end);
+        s.push_str(&format!("... ({total} bytes)"));
+    }
+    s
 }
 
 /// How far a receive buffer holding `have` of `want` bytes grows next: doubling, at least 1 MiB
@@ -694,7 +719,7 @@ impl HostClient {
                 events,
             } => Err(ChannelError::Model {
                 kind,
-                message,
+                message: cut(message, MAX_HOST_MESSAGE),
                 events,
             }),
             other => Err(ChannelError::Protocol(format!(

@@ -124,9 +124,24 @@ pub struct HostEventLog {
 }
 
 pub const MAX_HOST_EVENTS: usize = 10_000;
+/// Distinct import names counted one by one; past it they count as `other` (an exploited host
+/// could name a new one per event).
+pub const MAX_IMPORTS: usize = 256;
+/// The longest import name and argument record kept from the host.
+const MAX_IMPORT_NAME: usize = 128;
+const MAX_EVENT_ARGS: usize = 1024;
 
 impl HostEventLog {
-    pub fn add(&mut self, t_ms: f64, event: HostEvent) {
+    pub fn add(&mut self, t_ms: f64, mut event: HostEvent) {
+        event.import =
+            crate::host::channel::cut(std::mem::take(&mut event.import), MAX_IMPORT_NAME);
+        if !self.per_import.contains_key(&event.import) && self.per_import.len() >= MAX_IMPORTS {
+            event.import = "other".into();
+        }
+        let args = event.args.to_string();
+        if args.len() > MAX_EVENT_ARGS {
+            event.args = serde_json::json!({ "not_kept_bytes": args.len() });
+        }
         let entry = self
             .per_import
             .entry(event.import.clone())
