@@ -1033,6 +1033,27 @@ fn a_writable_path_through_a_symlink_is_refused() {
     };
     let planted = write_file(&dir.join("out/results"));
     let victim = std::fs::read_to_string(dir.join("victim/file")).unwrap_or_default();
+    // Read-only, the same: `--ro` through the link is refused, and an argument through a link
+    // (out/model.bin -> victim/file) is not bound but said so.
+    let ro = Command::new(modelvet())
+        .args(["jail", "--ro"])
+        .arg(dir.join("out/results"))
+        .args(["--", "/bin/true"])
+        .output()
+        .unwrap();
+    std::os::unix::fs::symlink(dir.join("victim/file"), dir.join("out/model.bin")).unwrap();
+    let arg = Command::new(modelvet())
+        .args([
+            "jail",
+            "--",
+            "/bin/sh",
+            "-c",
+            "read l < \"$1\" && echo \"got $l\"",
+            "sh",
+        ])
+        .arg(dir.join("out/model.bin"))
+        .output()
+        .unwrap();
     // Named as it is, the same folder is writable.
     let direct = write_file(&dir.join("victim"));
     let after = std::fs::read_to_string(dir.join("victim/file")).unwrap_or_default();
@@ -1040,6 +1061,10 @@ fn a_writable_path_through_a_symlink_is_refused() {
     assert_eq!(planted.status.code(), Some(2));
     let err = String::from_utf8_lossy(&planted.stderr);
     assert!(err.contains("may not go through a symlink"), "{err}");
+    assert_eq!(ro.status.code(), Some(2));
+    let arg_err = String::from_utf8_lossy(&arg.stderr);
+    assert!(!arg_err.contains("got precious"), "{arg_err}");
+    assert!(arg_err.contains("not showing"), "{arg_err}");
     assert_eq!(victim, "precious");
     assert_eq!(
         direct.status.code(),

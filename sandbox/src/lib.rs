@@ -177,10 +177,12 @@ fn program_paths(program: &Path) -> Vec<PathBuf> {
         return vec![program.to_path_buf()];
     };
     let prefix = bin.parent().unwrap_or(bin);
+    // Only entries that stay inside the prefix (a venv's lib64 -> lib), by their real path: a
+    // link to elsewhere (lib -> ~) would show the program whatever it names.
     let entries: Vec<PathBuf> = PREFIX_ENTRIES
         .iter()
-        .map(|e| prefix.join(e))
-        .filter(|p| p.exists())
+        .filter_map(|e| std::fs::canonicalize(prefix.join(e)).ok())
+        .filter(|p| p.starts_with(prefix))
         .collect();
     if bin.file_name().is_some_and(|n| n == "bin")
         && !plan::SYSTEM_DIRS.iter().any(|s| program.starts_with(s))
@@ -279,13 +281,25 @@ pub fn spawn_with(mut config: Config, support: &HostSupport) -> Result<Running, 
     ro.extend(program_paths(&program));
     if config.bind_args {
         for a in &config.args {
-            let p = cwd_host.join(Path::new(a));
-            if p.exists()
-                && !p.starts_with("/proc")
-                && !p.starts_with("/sys")
-                && !p.starts_with("/dev")
+            let p = plan::normalize(&cwd_host.join(Path::new(a)));
+            if !p.exists()
+                || p.starts_with("/proc")
+                || p.starts_with("/sys")
+                || p.starts_with("/dev")
             {
-                ro.push(p);
+                continue;
+            }
+            // Through a symlink (one an earlier run may have planted in an output folder), an
+            // argument would show the program whatever the link names: not bound, and said so.
+            match std::fs::canonicalize(&p) {
+                Ok(real) if real == p || plan::is_system(&real) => ro.push(p),
+                Ok(real) => eprintln!(
+                    "modelvet: not showing {} to the program: it goes through a symlink to {}; \
+                     name that path, or pass --ro with it",
+                    p.display(),
+                    real.display()
+                ),
+                Err(_) => {}
             }
         }
     }
@@ -939,10 +953,23 @@ mod tests {
         std::fs::write(venv.join("pyvenv.cfg"), "home = /usr/bin\n").unwrap();
         std::fs::write(venv.join("secret"), "").unwrap();
         let got = program_paths(&venv.join("bin/python"));
-        let _ = std::fs::remove_dir_all(&dir);
         assert_eq!(
             got,
             vec![venv.join("bin"), venv.join("lib"), venv.join("pyvenv.cfg")]
+        );
+        // Entries that lead out of the prefix are left out; those that stay in it come by their
+        // real path.
+        let (outside, venv2) = (dir.join("outside"), dir.join("venv2"));
+        std::fs::create_dir_all(&outside).unwrap();
+        std::fs::create_dir_all(venv2.join("bin")).unwrap();
+        std::fs::create_dir_all(venv2.join("lib")).unwrap();
+        std::os::unix::fs::symlink(venv2.join("lib"), venv2.join("lib64")).unwrap();
+        std::os::unix::fs::symlink(&outside, venv2.join("pyvenv.cfg")).unwrap();
+        let got2 = program_paths(&venv2.join("bin/python"));
+        let _ = std::fs::remove_dir_all(&dir);
+        assert_eq!(
+            got2,
+            vec![venv2.join("bin"), venv2.join("lib"), venv2.join("lib")]
         );
         // System programs: themselves.
         assert_eq!(

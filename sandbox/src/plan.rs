@@ -241,7 +241,7 @@ fn in_old(p: &Path) -> PathBuf {
     Path::new(OLDROOT).join(p.strip_prefix("/").unwrap_or(p))
 }
 
-fn is_system(p: &Path) -> bool {
+pub(crate) fn is_system(p: &Path) -> bool {
     SYSTEM_DIRS.iter().any(|s| p.starts_with(s))
 }
 
@@ -332,23 +332,21 @@ pub fn mounts(inp: &MountInputs) -> Result<(Vec<Op>, PathRules), PlanError> {
                     "the host root is never bound".into(),
                 ));
             }
-            if write {
-                // A link in a writable folder may have been planted by an earlier run to lead a
-                // later run's writes anywhere: a writable path must be named as it really is.
-                let cwd = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("/"));
-                if normalize(&cwd.join(p)) != canon {
-                    return Err(PlanError::Path(
-                        p.clone(),
-                        format!(
-                            "writable paths may not go through a symlink: this one leads to {}; \
-                             name that path if it is meant",
-                            canon.display()
-                        ),
-                    ));
-                }
-            }
             if !write && is_system(&canon) {
                 continue;
+            }
+            // A link in a writable folder may have been planted by an earlier run to lead a
+            // later run's reads or writes anywhere: a bound path must be named as it really is.
+            let cwd = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("/"));
+            if normalize(&cwd.join(p)) != canon {
+                return Err(PlanError::Path(
+                    p.clone(),
+                    format!(
+                        "paths bound into the sandbox may not go through a symlink: this one \
+                         leads to {}; name that path if it is meant",
+                        canon.display()
+                    ),
+                ));
             }
             user.push((canon, write));
         }
