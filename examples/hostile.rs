@@ -151,8 +151,8 @@ fn main() {
             println!("nrwalk: {n} numbers");
         }
         "mmsg" => {
-            // Two datagrams in one sendmmsg: the first, unaddressed, to the peer of a socketpair;
-            // the second addressed to the host socket at PATH.
+            // N datagrams (default 2) in one sendmmsg: all but the last unaddressed, to the peer
+            // of a socketpair; the last addressed to the host socket at PATH.
             let mut pair = [0; 2];
             // SAFETY: socketpair(2) into a two-int array.
             unsafe { libc::socketpair(libc::AF_UNIX, libc::SOCK_DGRAM, 0, pair.as_mut_ptr()) };
@@ -162,25 +162,52 @@ fn main() {
             for (d, b) in to.sun_path.iter_mut().zip(arg.bytes().take(107)) {
                 *d = b as libc::c_char;
             }
-            let payloads = [*b"to the peer", *b"to the host"];
-            let mut iov: Vec<libc::iovec> = payloads
-                .iter()
-                .map(|p| libc::iovec {
-                    iov_base: p.as_ptr() as *mut libc::c_void,
-                    iov_len: p.len(),
+            let n: usize = args
+                .get(3)
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(2)
+                .clamp(1, 1024);
+            let (peer, host) = (*b"to the peer", *b"to the host");
+            let mut iov: Vec<libc::iovec> = (0..n)
+                .map(|i| {
+                    let p = if i + 1 == n { &host } else { &peer };
+                    libc::iovec {
+                        iov_base: p.as_ptr() as *mut libc::c_void,
+                        iov_len: p.len(),
+                    }
                 })
                 .collect();
             // SAFETY: mmsghdr is plain data; zero is a valid value.
-            let mut msgs: [libc::mmsghdr; 2] = unsafe { std::mem::zeroed() };
-            msgs[0].msg_hdr.msg_iov = &mut iov[0];
-            msgs[0].msg_hdr.msg_iovlen = 1;
-            msgs[1].msg_hdr.msg_iov = &mut iov[1];
-            msgs[1].msg_hdr.msg_iovlen = 1;
-            msgs[1].msg_hdr.msg_name = (&raw mut to).cast();
-            msgs[1].msg_hdr.msg_namelen = std::mem::size_of::<libc::sockaddr_un>() as u32;
-            // SAFETY: two initialised mmsghdr whose pointers outlive the call.
-            let r = unsafe { libc::sendmmsg(pair[0], msgs.as_mut_ptr(), 2, 0) };
+            let mut msgs: Vec<libc::mmsghdr> =
+                (0..n).map(|_| unsafe { std::mem::zeroed() }).collect();
+            for (m, v) in msgs.iter_mut().zip(iov.iter_mut()) {
+                m.msg_hdr.msg_iov = v;
+                m.msg_hdr.msg_iovlen = 1;
+            }
+            msgs[n - 1].msg_hdr.msg_name = (&raw mut to).cast();
+            msgs[n - 1].msg_hdr.msg_namelen = std::mem::size_of::<libc::sockaddr_un>() as u32;
+            // SAFETY: n initialised mmsghdr whose pointers outlive the call.
+            let r = unsafe { libc::sendmmsg(pair[0], msgs.as_mut_ptr(), n as u32, 0) };
             println!("mmsg: {r}");
+        }
+        "unixconnect" => {
+            // A host socket at DIR/NAME, spelled three ways the raw path does not show: relative
+            // to the working directory, through /proc/self/cwd, and through a link in scratch.
+            let name = args.get(3).cloned().unwrap_or_default();
+            let _ = std::env::set_current_dir(&arg);
+            let link = "/tmp/innocent.sock";
+            let _ = std::os::unix::fs::symlink(format!("{arg}/{name}"), link);
+            for path in [
+                name.clone(),
+                format!("/proc/self/cwd/{name}"),
+                link.to_string(),
+            ] {
+                let r = std::os::unix::net::UnixStream::connect(&path);
+                println!(
+                    "unixconnect {path}: {}",
+                    if r.is_ok() { "connected" } else { "failed" }
+                );
+            }
         }
         "int80" => {
             // A syscall through the i386 ABI (getpid, 20 there), which a filter written for the
@@ -225,7 +252,7 @@ fn main() {
         }
         _ => {
             eprintln!(
-                "usage: hostile connect|udp|connect6 PORT | exec | write PATH | shadow | forkbomb | membomb | busy | killparent | raw | clearpdeath [SECONDS] | threadexec SECONDS | flood N | nrwalk N | int80 | mmsg PATH"
+                "usage: hostile connect|udp|connect6 PORT | exec | write PATH | shadow | forkbomb | membomb | busy | killparent | raw | clearpdeath [SECONDS] | threadexec SECONDS | flood N | nrwalk N | int80 | mmsg PATH [N] | unixconnect DIR NAME"
             );
             std::process::exit(2);
         }

@@ -1111,14 +1111,15 @@ fn every_message_of_a_sendmmsg_is_recorded_and_host_sockets_are_high() {
     listener.set_nonblocking(true).unwrap();
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(&sock, std::fs::Permissions::from_mode(0o777)).unwrap();
+    // The host's datagram last of 100: past the first 64 messages, where reading once stopped.
     let r = hostile_case(
         &["--ro", dir.to_str().unwrap()],
-        &["mmsg", sock.to_str().unwrap()],
+        &["mmsg", sock.to_str().unwrap(), "100"],
     );
     let mut buf = [0u8; 64];
     let got = listener.recv(&mut buf).map(|n| buf[..n].to_vec());
     let _ = std::fs::remove_dir_all(&dir);
-    assert!(r.stderr.contains("mmsg: 2"), "{}", r.stderr);
+    assert!(r.stderr.contains("mmsg: 100"), "{}", r.stderr);
     assert_eq!(got.ok().as_deref(), Some(&b"to the host"[..]));
     let net = events(&r, "network");
     let send = net
@@ -1127,7 +1128,7 @@ fn every_message_of_a_sendmmsg_is_recorded_and_host_sockets_are_high() {
         .expect("no sendmmsg event");
     assert_eq!(send["detail"]["path"], sock.to_str().unwrap(), "{send:#}");
     assert_eq!(send["detail"]["host"], true, "{send:#}");
-    assert_eq!(send["detail"]["messages"], 2, "{send:#}");
+    assert_eq!(send["detail"]["messages"], 100, "{send:#}");
     assert!(
         has_rule(&r, "sandbox.unix-socket", "high"),
         "{:#}",
@@ -1173,4 +1174,47 @@ fn the_text_report_and_the_echo_cannot_drive_the_terminal() {
         "{report}"
     );
     assert_eq!(out.status.code(), Some(1), "{report}");
+}
+
+/// A host socket is judged by the path the kernel resolves, not the one written: relative to
+/// the working directory, through /proc/self/cwd, or through a link the program made in its
+/// scratch, a connect to it is a host-service attempt (high), not a local one (medium).
+#[test]
+fn host_sockets_are_recognised_however_the_path_is_spelled() {
+    let dir = std::env::temp_dir().join(format!("mv-sock-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let sock = dir.join("svc.sock");
+    let listener = std::os::unix::net::UnixListener::bind(&sock).unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&sock, std::fs::Permissions::from_mode(0o777)).unwrap();
+    let r = hostile_case(
+        &["--ro", dir.to_str().unwrap()],
+        &["unixconnect", dir.to_str().unwrap(), "svc.sock"],
+    );
+    drop(listener);
+    let _ = std::fs::remove_dir_all(&dir);
+    let connects: Vec<&Value> = events(&r, "network")
+        .into_iter()
+        .filter(|e| e["syscall"] == "connect")
+        .collect();
+    assert_eq!(connects.len(), 3, "{:#}", r.report["sandbox"]["events"]);
+    for c in &connects {
+        assert_eq!(c["detail"]["host"], true, "{c:#}");
+    }
+    assert!(
+        has_rule(&r, "sandbox.unix-socket", "high"),
+        "{:#}",
+        r.report["findings"]
+    );
+    assert!(
+        !r.report["findings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|f| f["rule"] == "sandbox.unix-socket" && f["severity"] == "medium"),
+        "{:#}",
+        r.report["findings"]
+    );
+    assert_eq!(r.code, 1);
 }

@@ -9,8 +9,8 @@ use crate::sys;
 /// Longest path read from the child (PATH_MAX).
 pub const MAX_PATH: usize = 4096;
 /// Most argv entries recorded for an exec, and the longest entry.
-pub const MAX_ARGS: usize = 64;
-pub const MAX_ARG_LEN: usize = 512;
+pub const MAX_ARGS: usize = 32;
+pub const MAX_ARG_LEN: usize = 256;
 /// Largest socket address read (sockaddr_storage).
 pub const MAX_SOCKADDR: usize = 128;
 
@@ -145,14 +145,32 @@ pub fn read_msghdr_name(pid: u32, addr: u64) -> Option<Map<String, Value>> {
 
 /// The destinations of a sendmmsg: the msghdr at the start of each of the first `vlen` (at most
 /// `MAX_MMSG`) `struct mmsghdr` at `addr`, those that name one.
+/// Distinct ones only, in order. All of them are read: the kernel sends up to 1024 (UIO_MAXIOV),
+/// and a destination left unread would go unrecorded.
 pub fn read_mmsg_names(pid: u32, addr: u64, vlen: u64) -> Vec<Map<String, Value>> {
-    /// Messages read per call (the kernel takes up to 1024).
-    const MAX_MMSG: u64 = 64;
+    /// The kernel's cap on a sendmmsg's messages.
+    const UIO_MAXIOV: u64 = 1024;
     /// `struct mmsghdr`: a 56-byte msghdr and a u32, padded to 64.
-    const MMSGHDR: u64 = 64;
-    (0..vlen.min(MAX_MMSG))
-        .filter_map(|i| read_msghdr_name(pid, addr.checked_add(i * MMSGHDR)?))
-        .collect()
+    const MMSGHDR: usize = 64;
+    let n = vlen.min(UIO_MAXIOV) as usize;
+    // The headers in one read; then the names they point to.
+    let Some(headers) = read_bytes(pid, addr, n * MMSGHDR) else {
+        return Vec::new();
+    };
+    let mut names: Vec<Map<String, Value>> = Vec::new();
+    for h in headers.chunks_exact(MMSGHDR) {
+        let name = u64::from_ne_bytes(h[0..8].try_into().unwrap_or_default());
+        let namelen = u32::from_ne_bytes(h[8..12].try_into().unwrap_or_default());
+        if name == 0 || namelen == 0 {
+            continue;
+        }
+        if let Some(m) = read_sockaddr(pid, name, u64::from(namelen))
+            && !names.contains(&m)
+        {
+            names.push(m);
+        }
+    }
+    names
 }
 
 pub fn socket_type_name(ty: u64) -> &'static str {

@@ -113,12 +113,21 @@ impl Recorder {
     }
 
     fn push(&mut self, pid: u32, kind: EventKind, syscall: String, action: Action, detail: Value) {
+        // What decides a finding's rule and severity is in the key: a decoy of one kind (an
+        // nscd connect, a scratch socket) must not take the slot of another (a host socket).
         let flag = |k: &str| detail.get(k).map_or_else(String::new, Value::to_string);
+        let addressed = detail.get("address").is_some() || detail.get("path").is_some();
+        let nscd = matches!(
+            detail.get("path").and_then(Value::as_str),
+            Some("/var/run/nscd/socket" | "/run/nscd/socket")
+        );
         let behaviour = format!(
-            "{kind:?} {syscall} {action:?} {} {} {}",
+            "{kind:?} {syscall} {action:?} {} {} {} {} {addressed} {nscd} {}",
             flag("outside"),
             flag("write"),
-            flag("family")
+            flag("family"),
+            flag("host"),
+            flag("thread")
         );
         let late = self.events.len() >= MAX_EVENTS;
         if late
@@ -251,10 +260,42 @@ impl Recorder {
                 if nr != libc::SYS_socket {
                     d.insert("fd".into(), json!(a[0] as i64));
                 }
-                // A socket under a bound host path is a host service's.
-                if let Some(path) = d.get("path").and_then(Value::as_str)
-                    && self.rules.is_host(path)
-                {
+                // A socket path as the kernel will resolve it; one under a bound host path, or
+                // reached through a link we cannot follow here, is a host service's.
+                let unix_paths: Vec<String> = std::iter::once(d.get("path"))
+                    .chain(
+                        d.get("destinations")
+                            .and_then(Value::as_array)
+                            .into_iter()
+                            .flatten()
+                            .map(|m| m.get("path")),
+                    )
+                    .flatten()
+                    .filter_map(Value::as_str)
+                    .map(str::to_string)
+                    .collect();
+                let mut host = false;
+                for (i, path) in unix_paths.iter().enumerate() {
+                    let (resolved, linked) = self.socket_path(pid, path);
+                    let is_host = linked || self.rules.is_host(&resolved);
+                    host |= is_host;
+                    if i == 0 {
+                        if resolved != *path {
+                            d.insert("resolved".into(), json!(resolved));
+                        }
+                        if is_host {
+                            d.insert("host".into(), json!(true));
+                        }
+                    } else if is_host && let Some(Value::Array(ds)) = d.get_mut("destinations") {
+                        for m in ds
+                            .iter_mut()
+                            .filter(|m| m.get("path").and_then(Value::as_str) == Some(path))
+                        {
+                            m["host"] = json!(true);
+                        }
+                    }
+                }
+                if host {
                     d.insert("host".into(), json!(true));
                 }
                 self.push(
@@ -433,6 +474,65 @@ impl Recorder {
             }
         }
     }
+}
+
+impl Recorder {
+    /// A socket path as the kernel would resolve it for `pid` (relative to its working
+    /// directory, `/proc/.../cwd` and `/proc/.../root` unwrapped, normalised), and whether a
+    /// component of it is a symlink in the sandbox's tree (where it leads is not judged here:
+    /// the caller treats it as a host path).
+    fn socket_path(&self, pid: u32, path: &str) -> (String, bool) {
+        let absolute = if path.starts_with('/') {
+            path.to_string()
+        } else {
+            match proc_link(pid, "cwd") {
+                Some(cwd) => format!("{cwd}/{path}"),
+                None => return (path.to_string(), true),
+            }
+        };
+        let mut p = normalize(std::path::Path::new(&absolute))
+            .to_string_lossy()
+            .into_owned();
+        if let Some(inner) = beneath_proc_root(&p) {
+            p = inner;
+        } else if let Some(rest) = beneath_proc_cwd(&p) {
+            match proc_link(pid, "cwd") {
+                Some(cwd) => {
+                    p = normalize(&std::path::Path::new(&cwd).join(rest.trim_start_matches('/')))
+                        .to_string_lossy()
+                        .into_owned()
+                }
+                None => return (p, true),
+            }
+        }
+        // Each component, seen through the program's own root.
+        let mut prefix = String::new();
+        let mut linked = false;
+        for c in p.split('/').filter(|c| !c.is_empty()) {
+            prefix.push('/');
+            prefix.push_str(c);
+            match std::fs::symlink_metadata(format!("/proc/{pid}/root{prefix}")) {
+                Ok(m) if m.file_type().is_symlink() => {
+                    linked = true;
+                    break;
+                }
+                Ok(_) => {}
+                Err(_) => break,
+            }
+        }
+        (p, linked)
+    }
+}
+
+/// The rest of a `/proc/<pid>/cwd/...` path (`self`, `thread-self` too).
+fn beneath_proc_cwd(path: &str) -> Option<&str> {
+    let rest = path.strip_prefix("/proc/")?;
+    let (who, rest) = rest.split_once('/')?;
+    if !(who == "self" || who == "thread-self" || who.bytes().all(|b| b.is_ascii_digit())) {
+        return None;
+    }
+    let inner = rest.strip_prefix("cwd")?;
+    (inner.is_empty() || inner.starts_with('/')).then_some(inner)
 }
 
 /// The path a `/proc/<pid>/root/...` path names (`self`, `thread-self` and `task/<tid>` too):
