@@ -29,6 +29,8 @@ pub const MAX_LATE_EVENTS: usize = 2_000;
 const MAX_UNNAMED: usize = 64;
 /// Bytes of the program's stdout and stderr kept for the report.
 pub const OUTPUT_TAIL: usize = 4096;
+/// How long the program's output may keep coming once its whole tree is dead.
+const OUTPUT_GRACE: Duration = Duration::from_secs(2);
 /// How often cgroup counters (OOM kills, refused forks) are polled.
 const POLL_INTERVAL: Duration = Duration::from_millis(10);
 
@@ -739,14 +741,22 @@ impl Supervisor {
             resources.peak_pids = 1 + rec.clones;
         }
         drop(group);
-        let stdout_tail = match out_task {
-            Some(t) => t.await.unwrap_or_default(),
-            None => Vec::new(),
+        // Everything is dead, so the pipes end now, unless a write end outlives the tree (passed
+        // in a socket's queue that something of ours still holds): a bounded wait, then none.
+        let tail = |t: Option<tokio::task::JoinHandle<Vec<u8>>>| async move {
+            let Some(mut t) = t else {
+                return Vec::new();
+            };
+            match tokio::time::timeout(OUTPUT_GRACE, &mut t).await {
+                Ok(r) => r.unwrap_or_default(),
+                Err(_) => {
+                    t.abort();
+                    Vec::new()
+                }
+            }
         };
-        let stderr_tail = match err_task {
-            Some(t) => t.await.unwrap_or_default(),
-            None => Vec::new(),
-        };
+        let stdout_tail = tail(out_task).await;
+        let stderr_tail = tail(err_task).await;
         Outcome {
             exit: Exit {
                 status,
@@ -816,33 +826,49 @@ fn notify_loop(listener: &OwnedFd, rec: &mut Recorder, done: &std::sync::atomic:
     }
 }
 
-/// The program's output made harmless to a terminal: escape sequences and other control bytes
-/// (all but newline, carriage return and tab, and the C1 controls' UTF-8 form) are written as
-/// `\x..` text. Raw, a program could leave the terminal concealing or erasing the report that
-/// follows it.
+/// The program's output made harmless to a terminal: newline and tab pass, and so does valid
+/// UTF-8 text; control characters (C0, DEL, C1), bidirectional overrides and bytes that are not
+/// (whole) UTF-8 are written as `\x..` text, each byte. Judged per chunk, so a sequence split
+/// across reads, or across stdout and stderr, is escaped on both sides instead of forming one.
+/// Raw, a program could leave the terminal concealing, erasing or reordering what follows it.
 fn inert_output(b: &[u8]) -> std::borrow::Cow<'_, [u8]> {
-    let bad = |i: usize| {
-        let c = b[i];
-        (c < 0x20 && !matches!(c, b'\n' | b'\r' | b'\t'))
-            || c == 0x7f
-            || (c == 0xc2 && b.get(i + 1).is_some_and(|n| (0x80..0xa0).contains(n)))
+    let acts = |c: char| {
+        (c.is_control() && c != '\n' && c != '\t')
+            || matches!(c, '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
     };
-    if !(0..b.len()).any(bad) {
+    if let Ok(text) = std::str::from_utf8(b)
+        && !text.chars().any(acts)
+    {
         return std::borrow::Cow::Borrowed(b);
     }
     let mut out = Vec::with_capacity(b.len() + 16);
-    let mut i = 0;
-    while i < b.len() {
-        if bad(i) {
-            let n = if b[i] == 0xc2 { 2 } else { 1 };
-            for &c in &b[i..i + n] {
-                out.extend_from_slice(format!("\\x{c:02x}").as_bytes());
-            }
-            i += n;
-        } else {
-            out.push(b[i]);
-            i += 1;
+    let escape = |out: &mut Vec<u8>, bytes: &[u8]| {
+        for c in bytes {
+            out.extend_from_slice(format!("\\x{c:02x}").as_bytes());
         }
+    };
+    let mut rest = b;
+    while !rest.is_empty() {
+        let (valid, bad) = match std::str::from_utf8(rest) {
+            Ok(t) => (t, 0),
+            Err(e) => (
+                // SAFETY: from_utf8 vouches for the bytes up to valid_up_to.
+                unsafe { std::str::from_utf8_unchecked(&rest[..e.valid_up_to()]) },
+                e.error_len().unwrap_or(rest.len() - e.valid_up_to()),
+            ),
+        };
+        for c in valid.chars() {
+            let mut buf = [0u8; 4];
+            let bytes = c.encode_utf8(&mut buf).as_bytes();
+            if acts(c) {
+                escape(&mut out, bytes);
+            } else {
+                out.extend_from_slice(bytes);
+            }
+        }
+        let at = valid.len();
+        escape(&mut out, &rest[at..at + bad]);
+        rest = &rest[at + bad..];
     }
     std::borrow::Cow::Owned(out)
 }
@@ -892,10 +918,21 @@ mod tests {
     #[test]
     fn echoed_output_cannot_drive_the_terminal() {
         use super::inert_output;
-        assert_eq!(&*inert_output(b"plain\ttext\r\n"), b"plain\ttext\r\n");
         assert_eq!(
-            &*inert_output(b"\x1b[8mhidden\x07\xc2\x9b2J\xc3\xa9"),
-            b"\\x1b[8mhidden\\x07\\xc2\\x9b2J\xc3\xa9"
+            &*inert_output(b"plain\ttext\n\xc3\xa9"),
+            b"plain\ttext\n\xc3\xa9"
         );
+        assert_eq!(
+            &*inert_output(b"\x1b[8mhidden\x07\r\xc2\x9b2J\xc3\xa9"),
+            b"\\x1b[8mhidden\\x07\\x0d\\xc2\\x9b2J\xc3\xa9"
+        );
+        // Half a sequence at either end of a chunk, a bidi override, a stray byte.
+        assert_eq!(&*inert_output(b"a\xc2"), b"a\\xc2");
+        assert_eq!(&*inert_output(b"\x9bb"), b"\\x9bb");
+        assert_eq!(
+            &*inert_output("x\u{202e}y".as_bytes()),
+            b"x\\xe2\\x80\\xaey"
+        );
+        assert_eq!(&*inert_output(b"\xffz"), b"\\xffz");
     }
 }

@@ -365,6 +365,9 @@ impl Session {
 
 impl Drop for Session {
     fn drop(&mut self) {
+        // Our end of the socket first: descriptors the host passed into its queue (its own
+        // output pipe, say) would otherwise keep the output open and the wait waiting.
+        drop(self.client.take());
         if let Some(r) = self.running.take() {
             r.kill();
             let _ = r.wait();
