@@ -120,6 +120,35 @@ fn percentile(sorted: &[f64], q: f64) -> f64 {
     sorted[i.min(sorted.len() - 1)]
 }
 
+/// A backdoor probe that did not finish. Low when it could not apply (no clean inputs, too few
+/// classes); high when the model itself failed on the probe's inputs: a model that answers the
+/// validation set but errors exactly where a backdoor would show cannot be cleared by the probes.
+fn backdoor_probe_failed(
+    rule: &str,
+    what: &str,
+    e: &dyn std::fmt::Display,
+    by_model: bool,
+) -> Finding {
+    if by_model {
+        Finding::new(
+            rule,
+            Severity::High,
+            Category::Backdoor,
+            format!(
+                "{what} could not finish: the model failed on the probe's inputs ({e}); a model \
+                 that fails only where a backdoor would show cannot be cleared"
+            ),
+        )
+    } else {
+        Finding::new(
+            rule,
+            Severity::Low,
+            Category::Backdoor,
+            format!("{what} did not run: {e}"),
+        )
+    }
+}
+
 /// The largest sample the probes take, in values (16 MiB of f32): the probes build a dozen
 /// samples of every edge case and batches of hundreds, all in modelvet's own memory, from a
 /// shape the model declares.
@@ -608,15 +637,13 @@ fn run_probes(
                 }
                 best = Some(t);
             }
-            Err(e) => findings.push(
-                Finding::new(
-                    "probe.trigger-failed",
-                    Severity::Low,
-                    Category::Backdoor,
-                    format!("trigger search did not run: {e}"),
-                )
-                .at(loc.clone()),
-            ),
+            Err(e) => {
+                let by_model = matches!(e, probes::trigger::TriggerError::Classifier(_));
+                findings.push(
+                    backdoor_probe_failed("probe.trigger-failed", "trigger search", &e, by_model)
+                        .at(loc.clone()),
+                );
+            }
         }
     }
     if let Some(t) = &best {
@@ -676,26 +703,22 @@ fn run_probes(
                         }
                         probes.strip = Some(strip_json(&r, cal_ms, check_ms));
                     }
-                    Err(e) => findings.push(
-                        Finding::new(
-                            "probe.strip-failed",
-                            Severity::Low,
-                            Category::Backdoor,
-                            format!("STRIP did not run: {e}"),
-                        )
-                        .at(loc.clone()),
-                    ),
+                    Err(e) => {
+                        let by_model = matches!(e, probes::strip::StripError::Classifier(_));
+                        findings.push(
+                            backdoor_probe_failed("probe.strip-failed", "STRIP", &e, by_model)
+                                .at(loc.clone()),
+                        );
+                    }
                 }
             }
-            Err(e) => findings.push(
-                Finding::new(
-                    "probe.strip-failed",
-                    Severity::Low,
-                    Category::Backdoor,
-                    format!("STRIP did not run: {e}"),
-                )
-                .at(loc.clone()),
-            ),
+            Err(e) => {
+                let by_model = matches!(e, probes::strip::StripError::Classifier(_));
+                findings.push(
+                    backdoor_probe_failed("probe.strip-failed", "STRIP", &e, by_model)
+                        .at(loc.clone()),
+                );
+            }
         }
     }
 
@@ -1097,4 +1120,22 @@ fn text_view(
     s.push_str("findings:\n");
     report::text::findings(&mut s, findings);
     s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_backdoor_probe_the_model_made_fail_is_high_one_that_could_not_apply_is_low() {
+        let e = probes::strip::StripError::Classifier(probes::classifier::ClassifierError::Model(
+            "status 1".into(),
+        ));
+        let f = backdoor_probe_failed("probe.strip-failed", "STRIP", &e, true);
+        assert_eq!(f.severity, Severity::High);
+        assert!(f.message.contains("cannot be cleared"), "{}", f.message);
+        let e = probes::strip::StripError::EmptyPool;
+        let f = backdoor_probe_failed("probe.strip-failed", "STRIP", &e, false);
+        assert_eq!(f.severity, Severity::Low);
+    }
 }
