@@ -121,7 +121,8 @@ fn percentile(sorted: &[f64], q: f64) -> f64 {
 }
 
 /// A backdoor probe that did not finish. Low when it could not apply (no clean inputs, too few
-/// classes); high when the model itself failed on the probe's inputs: a model that answers the
+/// classes) or its host died (the timeout or crash has its own finding); high when the model
+/// itself failed on the probe's inputs with its host still answering: a model that answers the
 /// validation set but errors exactly where a backdoor would show cannot be cleared by the probes.
 fn backdoor_probe_failed(
     rule: &str,
@@ -638,7 +639,8 @@ fn run_probes(
                 best = Some(t);
             }
             Err(e) => {
-                let by_model = matches!(e, probes::trigger::TriggerError::Classifier(_));
+                let by_model = matches!(e, probes::trigger::TriggerError::Classifier(_))
+                    && clf.session.alive();
                 findings.push(
                     backdoor_probe_failed("probe.trigger-failed", "trigger search", &e, by_model)
                         .at(loc.clone()),
@@ -704,7 +706,8 @@ fn run_probes(
                         probes.strip = Some(strip_json(&r, cal_ms, check_ms));
                     }
                     Err(e) => {
-                        let by_model = matches!(e, probes::strip::StripError::Classifier(_));
+                        let by_model = matches!(e, probes::strip::StripError::Classifier(_))
+                            && clf.session.alive();
                         findings.push(
                             backdoor_probe_failed("probe.strip-failed", "STRIP", &e, by_model)
                                 .at(loc.clone()),
@@ -713,7 +716,8 @@ fn run_probes(
                 }
             }
             Err(e) => {
-                let by_model = matches!(e, probes::strip::StripError::Classifier(_));
+                let by_model =
+                    matches!(e, probes::strip::StripError::Classifier(_)) && clf.session.alive();
                 findings.push(
                     backdoor_probe_failed("probe.strip-failed", "STRIP", &e, by_model)
                         .at(loc.clone()),
