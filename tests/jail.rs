@@ -1218,3 +1218,34 @@ fn host_sockets_are_recognised_however_the_path_is_spelled() {
     );
     assert_eq!(r.code, 1);
 }
+
+/// The report may not go inside a folder the program may write: the program could replace it,
+/// or swap a folder on its path for a link sending modelvet's write elsewhere (as root, anywhere).
+#[test]
+fn the_report_may_not_go_where_the_program_writes() {
+    let dir = std::env::temp_dir().join(format!("mv-report-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(dir.join("out/sub")).unwrap();
+    let run = |report: PathBuf| {
+        Command::new(modelvet())
+            .args(["jail", "--format", "json", "--allow-write"])
+            .arg(dir.join("out"))
+            .arg("-o")
+            .arg(report)
+            .args(["--", "/bin/true"])
+            .output()
+            .unwrap()
+    };
+    let inside = run(dir.join("out/sub/report.json"));
+    let beside = run(dir.join("report.json"));
+    let written = std::fs::read_to_string(dir.join("report.json")).unwrap_or_default();
+    let _ = std::fs::remove_dir_all(&dir);
+    assert_eq!(inside.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&inside.stderr).contains("which the program may write"),
+        "{}",
+        String::from_utf8_lossy(&inside.stderr)
+    );
+    assert_eq!(beside.status.code(), Some(0));
+    assert!(written.contains("modelvet.jail/1"));
+}

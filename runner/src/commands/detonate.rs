@@ -417,6 +417,7 @@ pub fn load_findings(
 
 pub fn run(args: DetonateArgs) -> Result<u8> {
     report::check_output(args.common.output.as_deref())?;
+    report::check_output_apart(args.common.output.as_deref(), &args.sandbox.allow_write)?;
     let meta = std::fs::metadata(&args.file)
         .map_err(|e| CliError::Input(format!("cannot read {}: {e}", args.file.display())))?;
     if !meta.is_file() {

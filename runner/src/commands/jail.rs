@@ -49,6 +49,7 @@ pub fn config(program: impl Into<std::ffi::OsString>, s: &SandboxArgs) -> sandbo
 
 pub fn run(args: JailArgs) -> Result<u8> {
     report::check_output(args.common.output.as_deref())?;
+    report::check_output_apart(args.common.output.as_deref(), &args.sandbox.allow_write)?;
     let mut cmd = args.command.clone();
     let program = cmd.remove(0);
     let mut cfg = config(program, &args.sandbox);

@@ -242,6 +242,7 @@ pub fn run(args: ProbeArgs) -> Result<u8> {
     };
     drop(bytes);
     report::check_output(args.common.output.as_deref())?;
+    report::check_output_apart(args.common.output.as_deref(), &args.sandbox.allow_write)?;
     if args.strip_n == 0 || args.strip_n > probes::strip::MAX_STRIP_N {
         return Err(CliError::Input(format!(
             "--strip-n {} must be between 1 and {}",

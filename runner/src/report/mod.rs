@@ -192,6 +192,39 @@ pub fn check_output(path: Option<&Path>) -> Result<(), crate::error::CliError> {
     }
 }
 
+/// Refuses a report file inside a folder the sandboxed program may write: the program could
+/// replace the report, or swap a folder on its path for a link that sends modelvet's write (as
+/// root, perhaps) anywhere.
+pub fn check_output_apart(
+    path: Option<&Path>,
+    writable: &[std::path::PathBuf],
+) -> Result<(), crate::error::CliError> {
+    let Some(p) = path else { return Ok(()) };
+    if fd_path(p).is_some() {
+        return Ok(());
+    }
+    let dir = p
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let Ok(dir) = std::fs::canonicalize(dir) else {
+        return Ok(());
+    };
+    for w in writable {
+        if let Ok(w) = std::fs::canonicalize(w)
+            && (dir.starts_with(&w) || p.canonicalize().is_ok_and(|f| f == w))
+        {
+            return Err(crate::error::CliError::Input(format!(
+                "the report {} may not go inside {}, which the program may write: it could \
+                 replace or redirect the report",
+                p.display(),
+                w.display()
+            )));
+        }
+    }
+    Ok(())
+}
+
 /// A new file beside `p` for its replacement, created exclusively: never a file or link that was
 /// already there (a predictable name in a shared folder could otherwise be a planted link).
 fn new_temp(p: &Path) -> std::io::Result<(std::fs::File, std::path::PathBuf)> {
