@@ -225,10 +225,17 @@ fn mounts(plan: &ChildPlan) {
             Op::Touch(p) => sys::write_new_file(p, b"", 0o644),
             Op::Symlink { target, link } => sys::symlink(target, link),
             Op::File { path, contents } => sys::write_new_file(path, contents, 0o644),
-            Op::Bind { src, dst, attrs } => {
+            Op::Bind {
+                src,
+                dst,
+                attrs,
+                exact,
+            } => if *exact {
+                sys::bind_exact(src, dst)
+            } else {
                 mount(Some(src), dst, None, libc::MS_BIND | libc::MS_REC, None)
-                    .and_then(|()| sys::mount_setattr_recursive(dst, *attrs))
             }
+            .and_then(|()| sys::mount_setattr_recursive(dst, *attrs)),
             Op::Tmpfs { dst, data } => {
                 mount(Some(c"tmpfs"), dst, Some(c"tmpfs"), flags, Some(data))
             }

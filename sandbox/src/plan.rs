@@ -47,11 +47,15 @@ pub enum Op {
         target: CString,
         link: CString,
     },
-    /// Recursive bind; `attrs` are MOUNT_ATTR_* set recursively afterwards.
+    /// Recursive bind; `attrs` are MOUNT_ATTR_* set recursively afterwards. `exact` (the paths a
+    /// user names, in folders an earlier run may write): bound from a descriptor opened with no
+    /// symlink on the way, so a component swapped for a link after the plan was made fails the
+    /// bind instead of redirecting it.
     Bind {
         src: CString,
         dst: CString,
         attrs: u64,
+        exact: bool,
     },
     Tmpfs {
         dst: CString,
@@ -253,7 +257,8 @@ pub fn mounts(inp: &MountInputs) -> Result<(Vec<Op>, PathRules), PlanError> {
     let mut dirs: Vec<PathBuf> = Vec::new();
     let mut touches: Vec<PathBuf> = Vec::new();
     let mut links: Vec<(PathBuf, PathBuf)> = Vec::new();
-    let mut binds: Vec<(PathBuf, PathBuf, u64)> = Vec::new(); // (host path, path inside, attrs)
+    // (host path, path inside, attrs, exact: see Op::Bind)
+    let mut binds: Vec<(PathBuf, PathBuf, u64, bool)> = Vec::new();
     let mut rules = PathRules::default();
 
     let add_dir_chain = |dirs: &mut Vec<PathBuf>, p: &Path| {
@@ -277,7 +282,7 @@ pub fn mounts(inp: &MountInputs) -> Result<(Vec<Op>, PathRules), PlanError> {
             }
             Ok(m) if m.is_dir() => {
                 add_dir_chain(&mut dirs, p);
-                binds.push((p.to_path_buf(), p.to_path_buf(), ro_attrs));
+                binds.push((p.to_path_buf(), p.to_path_buf(), ro_attrs, false));
                 rules.readable.push(s.to_string());
             }
             _ => {}
@@ -298,11 +303,11 @@ pub fn mounts(inp: &MountInputs) -> Result<(Vec<Op>, PathRules), PlanError> {
             }
             Ok(m) if m.is_dir() => {
                 add_dir_chain(&mut dirs, p);
-                binds.push((p.to_path_buf(), p.to_path_buf(), ro_attrs));
+                binds.push((p.to_path_buf(), p.to_path_buf(), ro_attrs, false));
             }
             Ok(_) => {
                 touches.push(p.to_path_buf());
-                binds.push((p.to_path_buf(), p.to_path_buf(), ro_attrs));
+                binds.push((p.to_path_buf(), p.to_path_buf(), ro_attrs, false));
             }
             Err(_) => continue,
         }
@@ -376,7 +381,7 @@ pub fn mounts(inp: &MountInputs) -> Result<(Vec<Op>, PathRules), PlanError> {
         } else {
             ro_attrs
         };
-        binds.push((p.clone(), p.clone(), attrs));
+        binds.push((p.clone(), p.clone(), attrs, true));
         let s = p.to_string_lossy().into_owned();
         rules.host.push(s.clone());
         if *w {
@@ -427,12 +432,13 @@ pub fn mounts(inp: &MountInputs) -> Result<(Vec<Op>, PathRules), PlanError> {
         });
     }
     // Phase 2: binds, shallow paths first so deeper ones land on top.
-    binds.sort_by_key(|(_, inside, _)| inside.components().count());
-    for (host, inside, attrs) in binds {
+    binds.sort_by_key(|(_, inside, _, _)| inside.components().count());
+    for (host, inside, attrs, exact) in binds {
         ops.push(Op::Bind {
             src: c(in_old(&host))?,
             dst: c(in_new(&inside))?,
             attrs,
+            exact,
         });
     }
     // Phase 3: the kernel file systems and scratch.
@@ -450,6 +456,7 @@ pub fn mounts(inp: &MountInputs) -> Result<(Vec<Op>, PathRules), PlanError> {
             src: c(in_old(&p))?,
             dst: c(in_new(&p))?,
             attrs: MOUNT_ATTR_NOSUID,
+            exact: false,
         });
     }
     for (target, link) in [

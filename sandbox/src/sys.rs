@@ -403,6 +403,62 @@ pub const MOUNT_ATTR_NOSUID: u64 = 0x2;
 pub const MOUNT_ATTR_NODEV: u64 = 0x4;
 const AT_RECURSIVE: u32 = 0x8000;
 
+const AT_EMPTY_PATH: u32 = 0x1000;
+const OPEN_TREE_CLONE: u32 = 1;
+const MOVE_MOUNT_F_EMPTY_PATH: u32 = 0x4;
+const RESOLVE_NO_SYMLINKS: u64 = 0x04;
+
+/// `struct open_how` of openat2(2).
+#[repr(C)]
+struct OpenHow {
+    flags: u64,
+    mode: u64,
+    resolve: u64,
+}
+
+/// A recursive bind of exactly what `src` names now, with no symlink on the way: resolved once by
+/// openat2(RESOLVE_NO_SYMLINKS), cloned from that descriptor by open_tree and attached by
+/// move_mount, so no component can be swapped for a link between the resolution and the bind.
+pub fn bind_exact(src: &CStr, dst: &CStr) -> SysResult<()> {
+    let how = OpenHow {
+        flags: (libc::O_PATH | libc::O_CLOEXEC) as u64,
+        mode: 0,
+        resolve: RESOLVE_NO_SYMLINKS,
+    };
+    // The path is NUL-terminated and `how` a valid open_how of the size passed.
+    let fd = sys_raw!(
+        "openat2",
+        libc::SYS_openat2,
+        libc::AT_FDCWD,
+        src.as_ptr(),
+        &how as *const OpenHow,
+        std::mem::size_of::<OpenHow>()
+    )? as RawFd;
+    // An empty path with AT_EMPTY_PATH: the tree at `fd` itself.
+    let tree = sys_raw!(
+        "open_tree",
+        libc::SYS_open_tree,
+        fd,
+        c"".as_ptr(),
+        OPEN_TREE_CLONE | libc::O_CLOEXEC as u32 | AT_EMPTY_PATH | AT_RECURSIVE
+    );
+    close(fd);
+    let tree = tree? as RawFd;
+    // The detached clone at `tree` goes onto `dst` (NUL-terminated).
+    let moved = sys_raw!(
+        "move_mount",
+        libc::SYS_move_mount,
+        tree,
+        c"".as_ptr(),
+        libc::AT_FDCWD,
+        dst.as_ptr(),
+        MOVE_MOUNT_F_EMPTY_PATH
+    )
+    .map(drop);
+    close(tree);
+    moved
+}
+
 /// mount_setattr(2) with AT_RECURSIVE: sets `attrs` on the mount at `path` and every mount below.
 pub fn mount_setattr_recursive(path: &CStr, attrs: u64) -> SysResult<()> {
     let attr = MountAttr {
