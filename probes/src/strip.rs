@@ -166,6 +166,9 @@ pub struct StripReport {
     pub calibration: CalibrationSummary,
     pub inputs: Vec<StripInput>,
     pub flagged: usize,
+    /// Blends (calibration and check) the model answered with a NaN or infinite score: STRIP
+    /// reads such a row as uncertain, i.e. clean, so a model could hide a trigger behind them.
+    pub non_finite_rows: usize,
 }
 
 /// STRIP over a clean pool, with two reusable blend buffers: the copies of a group of checked
@@ -178,14 +181,27 @@ pub struct Strip<'a> {
     range: ValueRange,
     buf: Vec<f32>,
     next: Vec<f32>,
+    /// Rows with a non-finite score seen so far (see `StripReport::non_finite_rows`).
+    non_finite_rows: usize,
 }
 
 /// Mean per-copy entropy (bits) of each of `inputs` inputs' `n` rows of `classes` scores
 /// (normalised in place first); zeros when the model has no classes.
-fn mean_entropies(scores: &mut [f32], n: usize, classes: usize, inputs: usize) -> Vec<f64> {
+fn mean_entropies(
+    scores: &mut [f32],
+    n: usize,
+    classes: usize,
+    inputs: usize,
+    non_finite: &std::sync::atomic::AtomicUsize,
+) -> Vec<f64> {
     if classes == 0 {
         return vec![0.0; inputs];
     }
+    let bad = scores
+        .chunks_exact(classes)
+        .filter(|row| row.iter().any(|s| !s.is_finite()))
+        .count();
+    non_finite.fetch_add(bad, std::sync::atomic::Ordering::Relaxed);
     normalize_scores(scores, classes);
     scores
         .chunks_exact(n * classes)
@@ -269,6 +285,7 @@ impl<'a> Strip<'a> {
         Ok(Strip {
             buf: vec![0.0; config.n * input_len],
             next: Vec::new(),
+            non_finite_rows: 0,
             config,
             pool,
             pool_n,
@@ -342,8 +359,10 @@ impl<'a> Strip<'a> {
             Option<&'g [(&'x [f32], u64, Option<usize>)]>,
             Vec<f32>,
         );
+        let non_finite = std::sync::atomic::AtomicUsize::new(0);
+        let counter = &non_finite;
         let side = move |(prev, following, mut spare): Job<'_, '_>| {
-            let h = prev.map(|(mut s, k)| mean_entropies(&mut s, n, classes, k));
+            let h = prev.map(|(mut s, k)| mean_entropies(&mut s, n, classes, k, counter));
             if let Some(g) = following {
                 blender.fill(g, &mut spare);
             }
@@ -392,7 +411,13 @@ impl<'a> Strip<'a> {
                     }
                     None => {
                         next = filled;
-                        out.extend(mean_entropies(&mut scores, n, classes, group.len()));
+                        out.extend(mean_entropies(
+                            &mut scores,
+                            n,
+                            classes,
+                            group.len(),
+                            counter,
+                        ));
                         return Ok(());
                     }
                 }
@@ -400,6 +425,7 @@ impl<'a> Strip<'a> {
         });
         self.buf = buf;
         self.next = next;
+        self.non_finite_rows += non_finite.into_inner();
         Ok(result?)
     }
 
@@ -486,6 +512,7 @@ impl<'a> Strip<'a> {
             calibration: calibration.summary.clone(),
             inputs: out,
             flagged,
+            non_finite_rows: self.non_finite_rows,
         })
     }
 }
@@ -648,6 +675,42 @@ pub(crate) mod tests {
         let json = serde_json::to_value(&report).unwrap();
         assert_eq!(json["blend"], "sum-clip");
         assert!(json["calibration"]["count"].as_u64().unwrap() == 150);
+    }
+
+    /// A model that answers NaN where the trigger sits: STRIP reads NaN rows as uncertain, i.e.
+    /// clean, so they are counted for the report to say STRIP cannot clear the model.
+    #[test]
+    fn non_finite_answers_are_counted() {
+        let side = 8;
+        let pool = clean_pool(side, 60, 4);
+        let mut inner = backdoored(side);
+        let mut model = FnClassifier::new(10, 64, |b: &[f32], n| {
+            let mut out = inner(b, n);
+            for (x, row) in b.chunks_exact(64).zip(out.chunks_exact_mut(10)) {
+                if x[(side - 2) * side + side - 2] >= 1.0 {
+                    row.fill(f32::NAN);
+                }
+            }
+            out
+        });
+        let config = StripConfig {
+            n: 20,
+            ..Default::default()
+        };
+        let mut strip = Strip::new(config, &pool, 64, ValueRange { lo: 0.0, hi: 1.0 }).unwrap();
+        let cal = calibration_from(&[1.0, 2.0], &[], 0.01);
+        let clean = strip.check(&mut model, &cal, &pool[..64 * 5]).unwrap();
+        let mut check = clean_pool(side, 5, 5);
+        for img in check.chunks_exact_mut(64) {
+            stamp(img, side);
+        }
+        let triggered = strip.check(&mut model, &cal, &check).unwrap();
+        assert!(
+            triggered.non_finite_rows > clean.non_finite_rows,
+            "{} vs {}",
+            triggered.non_finite_rows,
+            clean.non_finite_rows
+        );
     }
 
     #[test]

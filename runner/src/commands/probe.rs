@@ -704,6 +704,20 @@ fn run_probes(
                                 .at(args.check.as_ref().map(|p| p.display().to_string()).unwrap_or_default()),
                             );
                         }
+                        if r.non_finite_rows > 0 {
+                            findings.push(
+                                Finding::new(
+                                    "probe.strip-non-finite",
+                                    Severity::High,
+                                    Category::Backdoor,
+                                    format!(
+                                        "the model answered {} STRIP blends with NaN or infinite scores: STRIP reads them as uncertain, i.e. clean, so it cannot clear this model",
+                                        r.non_finite_rows
+                                    ),
+                                )
+                                .at(loc.clone()),
+                            );
+                        }
                         probes.strip = Some(strip_json(&r, cal_ms, check_ms));
                     }
                     Err(e) => {
