@@ -910,10 +910,16 @@ mod tests {
 
     #[test]
     fn a_lying_length_prefix_costs_a_step_not_the_claim() {
-        // A control frame and a tensor frame that each claim 200 MB and bring 10 bytes.
+        // A control frame and a tensor frame that claim 12 and 200 MB (each under its cap) and
+        // bring 10 bytes.
         for kind in [FRAME_CONTROL, FRAME_TENSOR] {
             let (mut a, b) = UnixStream::pair().unwrap();
-            let mut frame = (200u32 << 20).to_le_bytes().to_vec();
+            let claim: u32 = if kind == FRAME_CONTROL {
+                12 << 20
+            } else {
+                200 << 20
+            };
+            let mut frame = claim.to_le_bytes().to_vec();
             frame.push(kind);
             frame.extend_from_slice(b"0123456789");
             a.write_all(&frame).unwrap();
