@@ -373,11 +373,15 @@ pub fn run(args: ProbeArgs) -> Result<u8> {
     ));
     findings.extend(wasm_findings(&session));
     // A host the wall limit killed did not crash: the resource.timeout finding says what happened.
-    if session
+    // Unless another instance of it did die by a signal of its own: that crash stays.
+    let timed_out = session
         .outcomes
         .iter()
-        .any(|o| o.exit.status == sandbox::ExitStatus::Timeout)
-    {
+        .any(|o| o.exit.status == sandbox::ExitStatus::Timeout);
+    let crashed = session.outcomes.iter().any(|o| {
+        o.exit.status == sandbox::ExitStatus::Signaled && o.exit.signal != Some(libc::SIGKILL)
+    });
+    if timed_out && !crashed {
         session.failures.remove("crash");
     }
     findings.extend(failure_findings(&session, &target.path));
@@ -915,6 +919,15 @@ fn merge_outcomes(session: &Session) -> sandbox::Outcome {
         }
         m.events.extend(o.events.iter().cloned());
         m.events_dropped += o.events_dropped;
+    }
+    // A limit any instance hit is the session's (its resource finding must not hang on which
+    // instance came first).
+    use sandbox::ExitStatus::{Memory, Pids, Timeout};
+    if let Some(limited) = [Memory, Pids, Timeout]
+        .into_iter()
+        .find_map(|s| session.outcomes.iter().find(|o| o.exit.status == s))
+    {
+        m.exit = limited.exit.clone();
     }
     // The host is stopped by us at the end: its exit is ours, not the model's, unless a limit
     // or a crash ended it first.
