@@ -208,6 +208,13 @@ fn main() {
                     if r.is_ok() { "connected" } else { "failed" }
                 );
             }
+            // Not a host's: a socket of its own (bound in DIR), an abstract one (in the
+            // sandbox's own network namespace).
+            let _ = std::os::unix::net::UnixListener::bind(format!("{arg}/own.sock"));
+            use std::os::linux::net::SocketAddrExt;
+            if let Ok(addr) = std::os::unix::net::SocketAddr::from_abstract_name(b"modelvet-own") {
+                let _ = std::os::unix::net::UnixStream::connect_addr(&addr);
+            }
         }
         "int80" => {
             // A syscall through the i386 ABI (getpid, 20 there), which a filter written for the

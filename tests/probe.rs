@@ -514,7 +514,7 @@ fn declared_shapes_too_large_to_probe_are_refused_not_allocated() {
             "hostile_classes.wat",
             "classes; the probes take at most 4096",
         ),
-        ("hostile_input.wat", "holds no value or more than 4194304"),
+        ("hostile_input.wat", "holds no value or more than 786432"),
     ] {
         let r = probe(
             &root().join("examples/wasm").join(model),

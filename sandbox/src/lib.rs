@@ -171,9 +171,12 @@ const ENV_PATH: &str = "PATH=/usr/local/bin:/usr/bin:/bin";
 /// whose parent looks like an install prefix (a venv's, pyenv's or conda's: it has `lib`,
 /// `lib64` or `pyvenv.cfg`) brings that `bin/` and those entries, so its interpreter finds its
 /// library; never the prefix itself, which for `~/bin/tool` would be the whole home directory.
-fn program_paths(program: &Path) -> Vec<PathBuf> {
+/// `program` is the real file; `invoked` the path it was named by with only its folders
+/// resolved: a venv's `bin/python` is a link to the system's interpreter, and it is the folder
+/// the link sits in that makes the venv.
+fn program_paths(program: &Path, invoked: &Path) -> Vec<PathBuf> {
     const PREFIX_ENTRIES: [&str; 3] = ["lib", "lib64", "pyvenv.cfg"];
-    let Some(bin) = program.parent() else {
+    let Some(bin) = invoked.parent() else {
         return vec![program.to_path_buf()];
     };
     let prefix = bin.parent().unwrap_or(bin);
@@ -185,7 +188,7 @@ fn program_paths(program: &Path) -> Vec<PathBuf> {
         .filter(|p| p.starts_with(prefix))
         .collect();
     if bin.file_name().is_some_and(|n| n == "bin")
-        && !plan::SYSTEM_DIRS.iter().any(|s| program.starts_with(s))
+        && !plan::SYSTEM_DIRS.iter().any(|s| invoked.starts_with(s))
         && !entries.is_empty()
     {
         std::iter::once(bin.to_path_buf()).chain(entries).collect()
@@ -278,7 +281,12 @@ pub fn spawn_with(mut config: Config, support: &HostSupport) -> Result<Running, 
 
     // What becomes visible: the program, and arguments that name existing host files.
     let mut ro = config.ro.clone();
-    ro.extend(program_paths(&program));
+    let invoked = program_host
+        .parent()
+        .and_then(|d| std::fs::canonicalize(d).ok())
+        .zip(program_host.file_name())
+        .map_or_else(|| program.clone(), |(d, f)| d.join(f));
+    ro.extend(program_paths(&program, &invoked));
     if config.bind_args {
         for a in &config.args {
             let p = plan::normalize(&cwd_host.join(Path::new(a)));
@@ -945,14 +953,14 @@ mod tests {
         std::fs::create_dir_all(home.join("bin")).unwrap();
         std::fs::create_dir_all(home.join(".ssh")).unwrap();
         let tool = home.join("bin/tool");
-        assert_eq!(program_paths(&tool), vec![tool.clone()]);
+        assert_eq!(program_paths(&tool, &tool), vec![tool.clone()]);
         // A venv: its bin/, lib/ and pyvenv.cfg, never the folder holding them.
         let venv = dir.join("venv");
         std::fs::create_dir_all(venv.join("bin")).unwrap();
         std::fs::create_dir_all(venv.join("lib/python3.11/site-packages")).unwrap();
         std::fs::write(venv.join("pyvenv.cfg"), "home = /usr/bin\n").unwrap();
         std::fs::write(venv.join("secret"), "").unwrap();
-        let got = program_paths(&venv.join("bin/python"));
+        let got = program_paths(Path::new("/usr/bin/python3"), &venv.join("bin/python"));
         assert_eq!(
             got,
             vec![venv.join("bin"), venv.join("lib"), venv.join("pyvenv.cfg")]
@@ -965,7 +973,7 @@ mod tests {
         std::fs::create_dir_all(venv2.join("lib")).unwrap();
         std::os::unix::fs::symlink(venv2.join("lib"), venv2.join("lib64")).unwrap();
         std::os::unix::fs::symlink(&outside, venv2.join("pyvenv.cfg")).unwrap();
-        let got2 = program_paths(&venv2.join("bin/python"));
+        let got2 = program_paths(&venv2.join("bin/python"), &venv2.join("bin/python"));
         let _ = std::fs::remove_dir_all(&dir);
         assert_eq!(
             got2,
@@ -973,7 +981,7 @@ mod tests {
         );
         // System programs: themselves.
         assert_eq!(
-            program_paths(Path::new("/usr/bin/env")),
+            program_paths(Path::new("/usr/bin/env"), Path::new("/usr/bin/env")),
             vec![PathBuf::from("/usr/bin/env")]
         );
     }

@@ -13,7 +13,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use crate::cgroup::Group;
 use crate::decode;
 use crate::event::{Action, Event, EventKind, Exit, ExitStatus, Outcome, Resources};
-use crate::plan::{PathRules, normalize};
+use crate::plan::PathRules;
 use crate::seccomp::policy::{self, Record, Tier};
 use crate::sys::{self, SeccompNotif, SeccompNotifResp};
 
@@ -24,6 +24,8 @@ pub const MAX_EVENTS: usize = 10_000;
 /// files whether it was outside and a write, for sockets the family) is still stored, up to this
 /// many: a flood of harmless events must not hide what comes after it from the findings.
 pub const MAX_LATE_EVENTS: usize = 2_000;
+/// Distinct destinations of one sendmmsg listed in its event (all are judged).
+const MAX_DESTINATIONS: usize = 16;
 /// Distinct names given to syscall numbers no table names (`syscall_<nr>`); past it they are all
 /// `syscall_other`, so a program walking the number line cannot grow the counts without end.
 const MAX_UNNAMED: usize = 64;
@@ -123,13 +125,24 @@ impl Recorder {
             detail.get("path").and_then(Value::as_str),
             Some("/var/run/nscd/socket" | "/run/nscd/socket")
         );
+        // A sendmmsg's other destinations: their families too.
+        let mut families: Vec<String> = detail
+            .get("destinations")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .map(|m| m.get("family").map_or_else(String::new, Value::to_string))
+            .collect();
+        families.sort();
+        families.dedup();
         let behaviour = format!(
-            "{kind:?} {syscall} {action:?} {} {} {} {} {addressed} {nscd} {}",
+            "{kind:?} {syscall} {action:?} {} {} {} {} {addressed} {nscd} {} {}",
             flag("outside"),
             flag("write"),
             flag("family"),
             flag("host"),
-            flag("thread")
+            flag("thread"),
+            families.join(",")
         );
         let late = self.events.len() >= MAX_EVENTS;
         if late
@@ -263,38 +276,47 @@ impl Recorder {
                     d.insert("fd".into(), json!(a[0] as i64));
                 }
                 // A socket path as the kernel will resolve it; one under a bound host path, or
-                // reached through a link we cannot follow here, is a host service's.
-                let unix_paths: Vec<String> = std::iter::once(d.get("path"))
-                    .chain(
-                        d.get("destinations")
-                            .and_then(Value::as_array)
-                            .into_iter()
-                            .flatten()
-                            .map(|m| m.get("path")),
-                    )
-                    .flatten()
-                    .filter_map(Value::as_str)
-                    .map(str::to_string)
-                    .collect();
+                // reached through a link we cannot follow here, is a host service's. Abstract and
+                // unnamed addresses live in the sandbox's own network namespace, and a bind makes
+                // the program's own socket: neither is a host's.
+                let judge = |rec: &Self, path: &str| -> Option<(String, bool)> {
+                    if path.is_empty() || path.starts_with('@') {
+                        return None;
+                    }
+                    let (resolved, linked) = rec.socket_path(pid, path);
+                    let is_host = linked || rec.rules.is_host(&resolved);
+                    Some((resolved, is_host))
+                };
                 let mut host = false;
-                for (i, path) in unix_paths.iter().enumerate() {
-                    let (resolved, linked) = self.socket_path(pid, path);
-                    let is_host = linked || self.rules.is_host(&resolved);
-                    host |= is_host;
-                    if i == 0 {
-                        if resolved != *path {
+                if nr != libc::SYS_bind {
+                    if let Some(path) = d.get("path").and_then(Value::as_str).map(str::to_string)
+                        && let Some((resolved, is_host)) = judge(self, &path)
+                    {
+                        if resolved != path {
                             d.insert("resolved".into(), json!(resolved));
                         }
-                        if is_host {
-                            d.insert("host".into(), json!(true));
+                        host |= is_host;
+                    }
+                    let mut unlisted = 0;
+                    if let Some(Value::Array(ds)) = d.get_mut("destinations") {
+                        for m in ds.iter_mut() {
+                            let path = m.get("path").and_then(Value::as_str).map(str::to_string);
+                            if let Some(path) = path
+                                && let Some((_, true)) = judge(self, &path)
+                            {
+                                m["host"] = json!(true);
+                                host = true;
+                            }
                         }
-                    } else if is_host && let Some(Value::Array(ds)) = d.get_mut("destinations") {
-                        for m in ds
-                            .iter_mut()
-                            .filter(|m| m.get("path").and_then(Value::as_str) == Some(path))
-                        {
-                            m["host"] = json!(true);
+                        // Listed up to a bound, host services first; the flags above saw all.
+                        if ds.len() > MAX_DESTINATIONS {
+                            ds.sort_by_key(|m| m.get("host").is_none());
+                            unlisted = ds.len() - MAX_DESTINATIONS;
+                            ds.truncate(MAX_DESTINATIONS);
                         }
+                    }
+                    if unlisted > 0 {
+                        d.insert("destinations_not_listed".into(), json!(unlisted));
                     }
                 }
                 if host {
@@ -440,23 +462,16 @@ impl Recorder {
                     & (libc::O_WRONLY | libc::O_RDWR | libc::O_CREAT | libc::O_TRUNC) as u64
                     != 0;
                 let mut d = json!({"path": path, "write": write});
+                // Resolved the way the kernel will: relative to the working directory or the
+                // directory fd, through /proc/<pid>/{root,cwd}.
+                let cwd = || proc_link(pid, "cwd");
                 let resolved = if path.starts_with('/') {
-                    let p = normalize(std::path::Path::new(&path));
-                    let p = p.to_string_lossy();
-                    Some(beneath_proc_root(&p).unwrap_or_else(|| p.into_owned()))
+                    walk(&path, &cwd)
                 } else if dirfd == libc::AT_FDCWD as i64 {
-                    // Relative to the working directory: resolve it the way the kernel will.
-                    proc_link(pid, "cwd").map(|cwd| {
-                        normalize(&std::path::Path::new(&cwd).join(&path))
-                            .to_string_lossy()
-                            .into_owned()
-                    })
+                    cwd().and_then(|c| walk(&format!("{c}/{path}"), &cwd))
                 } else {
-                    proc_link(pid, &format!("fd/{dirfd}")).map(|dir| {
-                        normalize(&std::path::Path::new(&dir).join(&path))
-                            .to_string_lossy()
-                            .into_owned()
-                    })
+                    proc_link(pid, &format!("fd/{dirfd}"))
+                        .and_then(|dir| walk(&format!("{dir}/{path}"), &cwd))
                 };
                 if let Some(r) = &resolved {
                     if r != &path {
@@ -484,29 +499,15 @@ impl Recorder {
     /// component of it is a symlink in the sandbox's tree (where it leads is not judged here:
     /// the caller treats it as a host path).
     fn socket_path(&self, pid: u32, path: &str) -> (String, bool) {
+        let cwd = || proc_link(pid, "cwd");
         let absolute = if path.starts_with('/') {
-            path.to_string()
+            Some(path.to_string())
         } else {
-            match proc_link(pid, "cwd") {
-                Some(cwd) => format!("{cwd}/{path}"),
-                None => return (path.to_string(), true),
-            }
+            cwd().map(|c| format!("{c}/{path}"))
         };
-        let mut p = normalize(std::path::Path::new(&absolute))
-            .to_string_lossy()
-            .into_owned();
-        if let Some(inner) = beneath_proc_root(&p) {
-            p = inner;
-        } else if let Some(rest) = beneath_proc_cwd(&p) {
-            match proc_link(pid, "cwd") {
-                Some(cwd) => {
-                    p = normalize(&std::path::Path::new(&cwd).join(rest.trim_start_matches('/')))
-                        .to_string_lossy()
-                        .into_owned()
-                }
-                None => return (p, true),
-            }
-        }
+        let Some(p) = absolute.and_then(|a| walk(&a, &cwd)) else {
+            return (path.to_string(), true);
+        };
         // Each component, seen through the program's own root.
         let mut prefix = String::new();
         let mut linked = false;
@@ -526,38 +527,59 @@ impl Recorder {
     }
 }
 
-/// The rest of a `/proc/<pid>/cwd/...` path (`self`, `thread-self` too).
-fn beneath_proc_cwd(path: &str) -> Option<&str> {
-    let rest = path.strip_prefix("/proc/")?;
-    let (who, rest) = rest.split_once('/')?;
-    if !(who == "self" || who == "thread-self" || who.bytes().all(|b| b.is_ascii_digit())) {
-        return None;
-    }
-    let inner = rest.strip_prefix("cwd")?;
-    (inner.is_empty() || inner.starts_with('/')).then_some(inner)
-}
-
-/// The path a `/proc/<pid>/root/...` path names (`self`, `thread-self` and `task/<tid>` too):
-/// every process of the sandbox has the sandbox's root, so it is judged as that path.
-fn beneath_proc_root(path: &str) -> Option<String> {
-    let rest = path.strip_prefix("/proc/")?;
-    let (who, rest) = rest.split_once('/')?;
-    if !(who == "self" || who == "thread-self" || who.bytes().all(|b| b.is_ascii_digit())) {
-        return None;
-    }
-    let rest = match rest.strip_prefix("task/") {
-        Some(t) => {
-            let (tid, r) = t.split_once('/')?;
-            tid.bytes().all(|b| b.is_ascii_digit()).then_some(r)?
+/// An absolute path as the kernel walks it, lexically: `.` and `..` (never above `/`), and the
+/// magic links `/proc/<pid>/root` (`self`, `thread-self`, `task/<tid>` too: every process of
+/// the sandbox has its root), which jumps to `/`, and `/proc/<pid>/cwd`, which jumps to `cwd()`
+/// (only the sandbox's processes can be named, and they share its working directory as far as
+/// a record can tell). Symlinks are not followed. None when a cwd is needed and unknown.
+fn walk(path: &str, cwd: &dyn Fn() -> Option<String>) -> Option<String> {
+    fn magic(stack: &[String]) -> Option<&'static str> {
+        let who =
+            |w: &str| w == "self" || w == "thread-self" || w.bytes().all(|b| b.is_ascii_digit());
+        match stack {
+            [p, w, link] if p == "proc" && who(w) && (link == "root" || link == "cwd") => {
+                Some(if link == "root" { "root" } else { "cwd" })
+            }
+            [p, w, t, tid, link]
+                if p == "proc"
+                    && who(w)
+                    && t == "task"
+                    && tid.bytes().all(|b| b.is_ascii_digit())
+                    && (link == "root" || link == "cwd") =>
+            {
+                Some(if link == "root" { "root" } else { "cwd" })
+            }
+            _ => None,
         }
-        None => rest,
-    };
-    let inner = rest.strip_prefix("root")?;
-    match inner {
-        "" => Some("/".into()),
-        _ if inner.starts_with('/') => Some(inner.into()),
-        _ => None,
     }
+    let mut stack: Vec<String> = Vec::new();
+    let mut jumps = 0;
+    for c in path.split('/') {
+        match c {
+            "" | "." => continue,
+            ".." => {
+                stack.pop();
+            }
+            c => stack.push(c.to_string()),
+        }
+        match magic(&stack) {
+            Some("root") => stack.clear(),
+            Some(_) => {
+                jumps += 1;
+                // The cwd is itself a path without magic; one jump is all a walk needs.
+                if jumps > 8 {
+                    return None;
+                }
+                stack = cwd()?
+                    .split('/')
+                    .filter(|c| !c.is_empty())
+                    .map(str::to_string)
+                    .collect();
+            }
+            None => {}
+        }
+    }
+    Some(format!("/{}", stack.join("/")))
 }
 
 /// The thread group (process) a thread belongs to, from the Tgid field of /proc/<tid>/status.
@@ -901,20 +923,29 @@ async fn relay(fd: OwnedFd, echo: bool) -> Vec<u8> {
 #[cfg(test)]
 mod tests {
     #[test]
-    fn paths_through_proc_root_are_judged_as_the_path_beneath() {
-        use super::beneath_proc_root as b;
-        assert_eq!(
-            b("/proc/self/root/etc/shadow").as_deref(),
-            Some("/etc/shadow")
-        );
-        assert_eq!(b("/proc/1/root").as_deref(), Some("/"));
-        assert_eq!(b("/proc/thread-self/root/x").as_deref(), Some("/x"));
-        assert_eq!(b("/proc/7/task/9/root/etc/x").as_deref(), Some("/etc/x"));
-        assert_eq!(b("/proc/self/rootfs/x"), None);
-        assert_eq!(b("/proc/self/status"), None);
-        assert_eq!(b("/proc/abc/root/x"), None);
-        assert_eq!(b("/etc/shadow"), None);
+    fn paths_are_walked_through_proc_root_and_cwd_as_the_kernel_would() {
+        let cwd = || Some("/work/dir".to_string());
+        for (path, want) in [
+            ("/proc/self/root/etc/shadow", "/etc/shadow"),
+            ("/proc/1/root", "/"),
+            ("/proc/thread-self/root/x", "/x"),
+            ("/proc/7/task/9/root/etc/x", "/etc/x"),
+            // `..` after the link climbs from the root it leads to, not from /proc/self.
+            ("/proc/self/root/../etc/shadow", "/etc/shadow"),
+            ("/tmp/../proc/self/root/./etc//x", "/etc/x"),
+            ("/proc/self/cwd/a.sock", "/work/dir/a.sock"),
+            ("/proc/self/cwd/../b", "/work/b"),
+            // Not magic links: as written.
+            ("/proc/self/rootfs/x", "/proc/self/rootfs/x"),
+            ("/proc/self/status", "/proc/self/status"),
+            ("/proc/abc/root/x", "/proc/abc/root/x"),
+            ("/../etc/passwd", "/etc/passwd"),
+        ] {
+            assert_eq!(super::walk(path, &cwd).as_deref(), Some(want), "{path}");
+        }
+        assert_eq!(super::walk("/proc/self/cwd/x", &|| None), None);
     }
+
     #[test]
     fn echoed_output_cannot_drive_the_terminal() {
         use super::inert_output;

@@ -150,10 +150,10 @@ fn backdoor_probe_failed(
     }
 }
 
-/// The largest sample the probes take, in values (16 MiB of f32): the probes build a dozen
-/// samples of every edge case and batches of hundreds, all in modelvet's own memory, from a
-/// shape the model declares.
-const MAX_SAMPLE_VALUES: usize = 4 << 20;
+/// The largest sample the probes take, in values (1 MiB of f32, a 3x512x512 image fits, a
+/// 3x1024x1024 one does not): the probes build a dozen samples of every edge case and batches of
+/// up to 256, all in modelvet's own memory, from a shape the model declares.
+const MAX_SAMPLE_VALUES: usize = 3 << 18;
 
 /// The shape of one sample, from the model's first input: everything after the batch axis;
 /// refused when it holds no value or more than `MAX_SAMPLE_VALUES`.
@@ -378,8 +378,11 @@ pub fn run(args: ProbeArgs) -> Result<u8> {
         .outcomes
         .iter()
         .any(|o| o.exit.status == sandbox::ExitStatus::Timeout);
-    let crashed = session.outcomes.iter().any(|o| {
-        o.exit.status == sandbox::ExitStatus::Signaled && o.exit.signal != Some(libc::SIGKILL)
+    let crashed = session.outcomes.iter().any(|o| match o.exit.status {
+        sandbox::ExitStatus::Signaled => o.exit.signal != Some(libc::SIGKILL),
+        // A panicking host exits 101; one we stopped politely exits 0.
+        sandbox::ExitStatus::Exited => o.exit.code.is_some_and(|c| c != 0),
+        _ => false,
     });
     if timed_out && !crashed {
         session.failures.remove("crash");
@@ -492,7 +495,9 @@ fn run_probes(
         sample_shape: ctx.sample.clone(),
         input_len: ctx.input_len,
         classes: ctx.classes,
-        max_batch: MAX_BATCH,
+        // A batch must fit one tensor frame (or the request would fail as if the host had died).
+        max_batch: MAX_BATCH
+            .min(crate::host::channel::MAX_FRAME_BYTES / (4 * ctx.input_len.max(1))),
         inferences: 0,
         calls: 0,
         latencies_ms: Vec::new(),

@@ -22,6 +22,8 @@ use crate::host::channel::{
 /// Linear memory cap per model. Defends against `memory.grow` without end exhausting the host.
 pub const WASM_MEMORY_CAP_BYTES: usize = 256 << 20;
 /// Table elements cap (tables cost a pointer per element): defends against `table.grow` bombs.
+/// The largest argument record of one event (its JSON), as the supervisor keeps.
+const MAX_EVENT_ARGS_BYTES: usize = crate::probe::session::MAX_EVENT_ARGS;
 const MAX_TABLE_ELEMENTS: usize = 1 << 20;
 /// Wasm stack per call; deep recursion traps instead of overflowing the host's stack.
 const MAX_WASM_STACK_BYTES: usize = 1 << 20;
@@ -109,8 +111,14 @@ struct HostState {
 }
 
 impl HostState {
-    fn record(&mut self, import: &str, args: Json, result: Option<i32>) {
+    fn record(&mut self, import: &str, mut args: Json, result: Option<i32>) {
         if self.events.len() < MAX_EVENTS_PER_CALL {
+            // As much as the supervisor keeps (crate::probe::session): an answer's events must
+            // stay far under the control frame's cap whatever the model passes.
+            let len = args.to_string().len();
+            if len > MAX_EVENT_ARGS_BYTES {
+                args = serde_json::json!({ "not_kept_bytes": len });
+            }
             self.events.push(HostEvent {
                 import: import.to_string(),
                 args,

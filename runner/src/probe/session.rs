@@ -129,7 +129,7 @@ pub const MAX_HOST_EVENTS: usize = 10_000;
 pub const MAX_IMPORTS: usize = 256;
 /// The longest import name and argument record kept from the host.
 const MAX_IMPORT_NAME: usize = 128;
-const MAX_EVENT_ARGS: usize = 1024;
+pub const MAX_EVENT_ARGS: usize = 1024;
 
 impl HostEventLog {
     pub fn add(&mut self, t_ms: f64, mut event: HostEvent) {
