@@ -903,12 +903,17 @@ async fn relay(fd: OwnedFd, echo: bool) -> Vec<u8> {
     };
     let mut err = tokio::io::stderr();
     let mut buf = vec![0u8; 16 * 1024];
+    // The start of a character the read cut off, held for the next read of this stream.
+    let mut held: Vec<u8> = Vec::new();
     loop {
         match rx.read(&mut buf).await {
             Ok(0) | Err(_) => break,
             Ok(n) => {
                 if echo {
-                    let _ = err.write_all(&inert_output(&buf[..n])).await;
+                    let mut chunk = std::mem::take(&mut held);
+                    chunk.extend_from_slice(&buf[..n]);
+                    held = chunk.split_off(chunk.len() - cut_character(&chunk));
+                    let _ = err.write_all(&inert_output(&chunk)).await;
                 }
                 tail.extend_from_slice(&buf[..n]);
                 if tail.len() > OUTPUT_TAIL {
@@ -917,7 +922,28 @@ async fn relay(fd: OwnedFd, echo: bool) -> Vec<u8> {
             }
         }
     }
+    if echo && !held.is_empty() {
+        let _ = err.write_all(&inert_output(&held)).await;
+    }
     tail
+}
+
+/// How many bytes at the end of `b` start a UTF-8 character that is not complete yet (0 to 3).
+fn cut_character(b: &[u8]) -> usize {
+    for back in 1..=b.len().min(3) {
+        let c = b[b.len() - back];
+        if c & 0xc0 == 0x80 {
+            continue; // a continuation byte: look further back for the lead
+        }
+        let need = match c {
+            0xf0.. => 4,
+            0xe0.. => 3,
+            0xc0.. => 2,
+            _ => 1,
+        };
+        return if need > back { back } else { 0 };
+    }
+    0
 }
 
 #[cfg(test)]
@@ -944,6 +970,21 @@ mod tests {
             assert_eq!(super::walk(path, &cwd).as_deref(), Some(want), "{path}");
         }
         assert_eq!(super::walk("/proc/self/cwd/x", &|| None), None);
+    }
+
+    #[test]
+    fn a_character_cut_by_a_read_waits_for_the_rest() {
+        use super::cut_character as cut;
+        let e = "é".as_bytes(); // c3 a9
+        let han = "中".as_bytes(); // e4 b8 ad
+        assert_eq!(cut(b"abc"), 0);
+        assert_eq!(cut(&[b'a', e[0]]), 1);
+        assert_eq!(cut(e), 0);
+        assert_eq!(cut(&han[..2]), 2);
+        assert_eq!(cut(han), 0);
+        // A C1 lead cut off waits too, and is judged whole with what follows.
+        assert_eq!(cut(&[b'x', 0xc2]), 1);
+        assert_eq!(cut(&[0x80, 0x80, 0x80]), 0);
     }
 
     #[test]
