@@ -197,10 +197,20 @@ fn main() {
             let _ = std::env::set_current_dir(&arg);
             let link = "/tmp/innocent.sock";
             let _ = std::os::unix::fs::symlink(format!("{arg}/{name}"), link);
+            // Two more: `..` after a link to DIR (the kernel climbs from DIR, a lexical reading
+            // from the link's folder), and a file named like an abstract socket ("@...").
+            let _ = std::fs::create_dir_all("/tmp/x");
+            let _ = std::os::unix::fs::symlink(&arg, "/tmp/x/l");
+            let base = std::path::Path::new(&arg)
+                .file_name()
+                .map(|b| b.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            let _ = std::os::unix::fs::symlink(format!("{arg}/{name}"), "/tmp/@evil");
             for path in [
                 name.clone(),
                 format!("/proc/self/cwd/{name}"),
                 link.to_string(),
+                format!("/tmp/x/l/../{base}/{name}"),
             ] {
                 let r = std::os::unix::net::UnixStream::connect(&path);
                 println!(
@@ -208,6 +218,14 @@ fn main() {
                     if r.is_ok() { "connected" } else { "failed" }
                 );
             }
+            // The "@..." file, by a relative name: written as an abstract socket would print.
+            let _ = std::env::set_current_dir("/tmp");
+            let r = std::os::unix::net::UnixStream::connect("@evil");
+            println!(
+                "unixconnect @evil: {}",
+                if r.is_ok() { "connected" } else { "failed" }
+            );
+            let _ = std::env::set_current_dir(&arg);
             // Not a host's: a socket of its own (bound in DIR), an abstract one (in the
             // sandbox's own network namespace).
             let _ = std::os::unix::net::UnixListener::bind(format!("{arg}/own.sock"));

@@ -1204,7 +1204,7 @@ fn host_sockets_are_recognised_however_the_path_is_spelled() {
         .iter()
         .filter(|e| e["syscall"] == "connect" && e["detail"]["path"] != "@modelvet-own")
         .collect();
-    assert_eq!(connects.len(), 3, "{:#}", r.report["sandbox"]["events"]);
+    assert_eq!(connects.len(), 5, "{:#}", r.report["sandbox"]["events"]);
     for c in &connects {
         assert_eq!(c["detail"]["host"], true, "{c:#}");
     }
@@ -1254,10 +1254,15 @@ fn the_report_may_not_go_where_the_program_writes() {
             .unwrap()
     };
     let inside = run(dir.join("out/sub/report.json"));
+    // Nor through a link inside it, whatever it leads to now: the program may repoint it.
+    std::fs::create_dir_all(dir.join("reports")).unwrap();
+    std::os::unix::fs::symlink(dir.join("reports"), dir.join("out/latest")).unwrap();
+    let through_link = run(dir.join("out/latest/report.json"));
     let beside = run(dir.join("report.json"));
     let written = std::fs::read_to_string(dir.join("report.json")).unwrap_or_default();
     let _ = std::fs::remove_dir_all(&dir);
     assert_eq!(inside.status.code(), Some(2));
+    assert_eq!(through_link.status.code(), Some(2));
     assert!(
         String::from_utf8_lossy(&inside.stderr).contains("which the program may write"),
         "{}",

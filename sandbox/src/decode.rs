@@ -115,6 +115,8 @@ pub fn sockaddr(bytes: &[u8]) -> Map<String, Value> {
                     "path".into(),
                     json!(format!("@{}", String::from_utf8_lossy(name))),
                 );
+                // A file may be named "@x" too: only this flag says abstract.
+                m.insert("abstract".into(), json!(true));
             } else {
                 let end = path.iter().position(|&b| b == 0).unwrap_or(path.len());
                 m.insert("path".into(), json!(String::from_utf8_lossy(&path[..end])));

@@ -182,10 +182,12 @@ fn program_paths(program: &Path, invoked: &Path) -> Vec<PathBuf> {
     let prefix = bin.parent().unwrap_or(bin);
     // Only entries that stay inside the prefix (a venv's lib64 -> lib), by their real path: a
     // link to elsewhere (lib -> ~) would show the program whatever it names.
+    // Each must be one of the entries itself (lib64 may lead to lib): a link to the prefix or
+    // to anything else in it (`lib -> .`, `lib -> .ssh`) brings nothing.
     let entries: Vec<PathBuf> = PREFIX_ENTRIES
         .iter()
         .filter_map(|e| std::fs::canonicalize(prefix.join(e)).ok())
-        .filter(|p| p.starts_with(prefix))
+        .filter(|p| PREFIX_ENTRIES.iter().any(|e| *p == prefix.join(e)))
         .collect();
     if bin.file_name().is_some_and(|n| n == "bin")
         && !plan::SYSTEM_DIRS.iter().any(|s| invoked.starts_with(s))
@@ -301,11 +303,10 @@ pub fn spawn_with(mut config: Config, support: &HostSupport) -> Result<Running, 
             // argument would show the program whatever the link names: not bound, and said so.
             match std::fs::canonicalize(&p) {
                 Ok(real) if real == p || plan::is_system(&real) => ro.push(p),
+                // Quoted and escaped ({:?}): the names are a planter's to choose.
                 Ok(real) => eprintln!(
-                    "modelvet: not showing {} to the program: it goes through a symlink to {}; \
-                     name that path, or pass --ro with it",
-                    p.display(),
-                    real.display()
+                    "modelvet: not showing {p:?} to the program: it goes through a symlink to \
+                     {real:?}; name that path, or pass --ro with it"
                 ),
                 Err(_) => {}
             }
@@ -979,6 +980,16 @@ mod tests {
             got2,
             vec![venv2.join("bin"), venv2.join("lib"), venv2.join("lib")]
         );
+        // A link to the prefix itself, or to something else in it, brings nothing.
+        let venv3 = dir.join("venv3");
+        std::fs::create_dir_all(venv3.join("bin")).unwrap();
+        std::fs::create_dir_all(venv3.join(".ssh")).unwrap();
+        std::os::unix::fs::symlink(".", venv3.join("lib")).unwrap();
+        std::os::unix::fs::symlink(".ssh", venv3.join("lib64")).unwrap();
+        let tool3 = venv3.join("bin/tool");
+        let got3 = program_paths(&tool3, &tool3);
+        let _ = std::fs::remove_dir_all(&dir);
+        assert_eq!(got3, vec![tool3.clone()]);
         // System programs: themselves.
         assert_eq!(
             program_paths(Path::new("/usr/bin/env"), Path::new("/usr/bin/env")),

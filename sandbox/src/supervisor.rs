@@ -279,18 +279,21 @@ impl Recorder {
                 // reached through a link we cannot follow here, is a host service's. Abstract and
                 // unnamed addresses live in the sandbox's own network namespace, and a bind makes
                 // the program's own socket: neither is a host's.
-                let judge = |rec: &Self, path: &str| -> Option<(String, bool)> {
-                    if path.is_empty() || path.starts_with('@') {
+                let judge = |rec: &Self, m: &Map<String, Value>| -> Option<(String, bool)> {
+                    let path = m.get("path").and_then(Value::as_str)?;
+                    if path.is_empty() || m.get("abstract").is_some() {
                         return None;
                     }
                     let (resolved, linked) = rec.socket_path(pid, path);
-                    let is_host = linked || rec.rules.is_host(&resolved);
+                    // A name that was not UTF-8 cannot be looked at here: judged a host's.
+                    let is_host =
+                        linked || path.contains('\u{fffd}') || rec.rules.is_host(&resolved);
                     Some((resolved, is_host))
                 };
                 let mut host = false;
                 if nr != libc::SYS_bind {
                     if let Some(path) = d.get("path").and_then(Value::as_str).map(str::to_string)
-                        && let Some((resolved, is_host)) = judge(self, &path)
+                        && let Some((resolved, is_host)) = judge(self, &d)
                     {
                         if resolved != path {
                             d.insert("resolved".into(), json!(resolved));
@@ -300,11 +303,10 @@ impl Recorder {
                     let mut unlisted = 0;
                     if let Some(Value::Array(ds)) = d.get_mut("destinations") {
                         for m in ds.iter_mut() {
-                            let path = m.get("path").and_then(Value::as_str).map(str::to_string);
-                            if let Some(path) = path
-                                && let Some((_, true)) = judge(self, &path)
+                            if let Value::Object(o) = m
+                                && let Some((_, true)) = judge(self, o)
                             {
-                                m["host"] = json!(true);
+                                o.insert("host".into(), json!(true));
                                 host = true;
                             }
                         }
@@ -463,16 +465,20 @@ impl Recorder {
                     != 0;
                 let mut d = json!({"path": path, "write": write});
                 // Resolved the way the kernel will: relative to the working directory or the
-                // directory fd, through /proc/<pid>/{root,cwd}.
-                let cwd = || proc_link(pid, "cwd");
-                let resolved = if path.starts_with('/') {
-                    walk(&path, &cwd)
+                // directory fd, through /proc's magic links.
+                let link = |what: &str| proc_link(pid, what);
+                let start = if path.starts_with('/') {
+                    Some(String::new())
                 } else if dirfd == libc::AT_FDCWD as i64 {
-                    cwd().and_then(|c| walk(&format!("{c}/{path}"), &cwd))
+                    link("cwd")
                 } else {
-                    proc_link(pid, &format!("fd/{dirfd}"))
-                        .and_then(|dir| walk(&format!("{dir}/{path}"), &cwd))
+                    link(&format!("fd/{dirfd}"))
                 };
+                let resolved = start.and_then(|s| walk(&format!("{s}/{path}"), &link));
+                // A path through /proc that cannot be followed from here is judged outside.
+                if resolved.is_none() && path.contains("/proc/") {
+                    d["outside"] = json!(true);
+                }
                 if let Some(r) = &resolved {
                     if r != &path {
                         d["resolved"] = json!(r);
@@ -499,56 +505,74 @@ impl Recorder {
     /// component of it is a symlink in the sandbox's tree (where it leads is not judged here:
     /// the caller treats it as a host path).
     fn socket_path(&self, pid: u32, path: &str) -> (String, bool) {
-        let cwd = || proc_link(pid, "cwd");
         let absolute = if path.starts_with('/') {
-            Some(path.to_string())
+            path.to_string()
         } else {
-            cwd().map(|c| format!("{c}/{path}"))
+            match proc_link(pid, "cwd") {
+                Some(c) => format!("{c}/{path}"),
+                None => return (path.to_string(), true),
+            }
         };
-        let Some(p) = absolute.and_then(|a| walk(&a, &cwd)) else {
-            return (path.to_string(), true);
-        };
-        // Each component, seen through the program's own root.
-        let mut prefix = String::new();
-        let mut linked = false;
-        for c in p.split('/').filter(|c| !c.is_empty()) {
-            prefix.push('/');
-            prefix.push_str(c);
-            match std::fs::symlink_metadata(format!("/proc/{pid}/root{prefix}")) {
-                Ok(m) if m.file_type().is_symlink() => {
-                    linked = true;
-                    break;
+        // Walked in order, each component looked at through the program's own root before any
+        // `..` may drop it: the first symlink (a link in scratch, /proc/self, /proc/<pid>/cwd...)
+        // leads somewhere this record cannot follow, and is judged a host's.
+        let mut stack: Vec<&str> = Vec::new();
+        for c in absolute.split('/') {
+            match c {
+                "" | "." => continue,
+                ".." => {
+                    stack.pop();
+                    continue;
                 }
-                Ok(_) => {}
-                Err(_) => break,
+                c => stack.push(c),
+            }
+            let prefix = format!("/{}", stack.join("/"));
+            if std::fs::symlink_metadata(format!("/proc/{pid}/root{prefix}"))
+                .is_ok_and(|m| m.file_type().is_symlink())
+            {
+                return (prefix, true);
             }
         }
-        (p, linked)
+        (format!("/{}", stack.join("/")), false)
     }
 }
 
 /// An absolute path as the kernel walks it, lexically: `.` and `..` (never above `/`), and the
-/// magic links `/proc/<pid>/root` (`self`, `thread-self`, `task/<tid>` too: every process of
-/// the sandbox has its root), which jumps to `/`, and `/proc/<pid>/cwd`, which jumps to `cwd()`
-/// (only the sandbox's processes can be named, and they share its working directory as far as
-/// a record can tell). Symlinks are not followed. None when a cwd is needed and unknown.
-fn walk(path: &str, cwd: &dyn Fn() -> Option<String>) -> Option<String> {
-    fn magic(stack: &[String]) -> Option<&'static str> {
-        let who =
-            |w: &str| w == "self" || w == "thread-self" || w.bytes().all(|b| b.is_ascii_digit());
-        match stack {
-            [p, w, link] if p == "proc" && who(w) && (link == "root" || link == "cwd") => {
-                Some(if link == "root" { "root" } else { "cwd" })
+/// magic links of /proc: `/proc/<pid>/root` (every process of the sandbox has its root, so any
+/// pid; `task/<tid>` too) jumps to `/`; `/proc/self/cwd` and `/proc/self/fd/<n>` (or
+/// `thread-self`) jump to the caller's working directory and descriptor, read through `link`
+/// ("cwd", "fd/3"). Another process's cwd or descriptors cannot be told from here: None, as for
+/// any jump `link` cannot read. Symlinks are not followed.
+fn walk(path: &str, link: &dyn Fn(&str) -> Option<String>) -> Option<String> {
+    enum Jump {
+        Root,
+        Link(String),
+        Unknown,
+    }
+    fn magic(stack: &[String]) -> Option<Jump> {
+        let own = |w: &str| w == "self" || w == "thread-self";
+        let pid = |w: &str| own(w) || w.bytes().all(|b| b.is_ascii_digit());
+        let digits = |w: &str| !w.is_empty() && w.bytes().all(|b| b.is_ascii_digit());
+        let (w, rest) = match stack {
+            [p, w, rest @ ..] if p == "proc" && pid(w) => (w.as_str(), rest),
+            _ => return None,
+        };
+        let rest: Vec<&str> = rest.iter().map(String::as_str).collect();
+        let jump = |what: &str, own_task: bool| {
+            if own_task {
+                Jump::Link(what.to_string())
+            } else {
+                Jump::Unknown
             }
-            [p, w, t, tid, link]
-                if p == "proc"
-                    && who(w)
-                    && t == "task"
-                    && tid.bytes().all(|b| b.is_ascii_digit())
-                    && (link == "root" || link == "cwd") =>
-            {
-                Some(if link == "root" { "root" } else { "cwd" })
+        };
+        match rest.as_slice() {
+            ["root"] | ["task", _, "root"] if rest.len() == 1 || digits(rest[1]) => {
+                Some(Jump::Root)
             }
+            ["cwd"] => Some(jump("cwd", own(w))),
+            ["fd", n] if digits(n) => Some(jump(&format!("fd/{n}"), own(w))),
+            ["task", t, "cwd"] if digits(t) => Some(Jump::Unknown),
+            ["task", t, "fd", n] if digits(t) && digits(n) => Some(Jump::Unknown),
             _ => None,
         }
     }
@@ -563,19 +587,20 @@ fn walk(path: &str, cwd: &dyn Fn() -> Option<String>) -> Option<String> {
             c => stack.push(c.to_string()),
         }
         match magic(&stack) {
-            Some("root") => stack.clear(),
-            Some(_) => {
+            Some(Jump::Root) => stack.clear(),
+            Some(Jump::Link(what)) => {
                 jumps += 1;
-                // The cwd is itself a path without magic; one jump is all a walk needs.
+                // What a link reads is itself a plain path; a few jumps are all a walk needs.
                 if jumps > 8 {
                     return None;
                 }
-                stack = cwd()?
+                stack = link(&what)?
                     .split('/')
                     .filter(|c| !c.is_empty())
                     .map(str::to_string)
                     .collect();
             }
+            Some(Jump::Unknown) => return None,
             None => {}
         }
     }
@@ -950,26 +975,36 @@ fn cut_character(b: &[u8]) -> usize {
 mod tests {
     #[test]
     fn paths_are_walked_through_proc_root_and_cwd_as_the_kernel_would() {
-        let cwd = || Some("/work/dir".to_string());
+        let link = |what: &str| match what {
+            "cwd" => Some("/work/dir".to_string()),
+            "fd/3" => Some("/".to_string()),
+            _ => None,
+        };
         for (path, want) in [
-            ("/proc/self/root/etc/shadow", "/etc/shadow"),
-            ("/proc/1/root", "/"),
-            ("/proc/thread-self/root/x", "/x"),
-            ("/proc/7/task/9/root/etc/x", "/etc/x"),
+            ("/proc/self/root/etc/shadow", Some("/etc/shadow")),
+            ("/proc/1/root", Some("/")),
+            ("/proc/thread-self/root/x", Some("/x")),
+            ("/proc/7/task/9/root/etc/x", Some("/etc/x")),
             // `..` after the link climbs from the root it leads to, not from /proc/self.
-            ("/proc/self/root/../etc/shadow", "/etc/shadow"),
-            ("/tmp/../proc/self/root/./etc//x", "/etc/x"),
-            ("/proc/self/cwd/a.sock", "/work/dir/a.sock"),
-            ("/proc/self/cwd/../b", "/work/b"),
+            ("/proc/self/root/../etc/shadow", Some("/etc/shadow")),
+            ("/tmp/../proc/self/root/./etc//x", Some("/etc/x")),
+            ("/proc/self/cwd/a.sock", Some("/work/dir/a.sock")),
+            ("/proc/self/cwd/../b", Some("/work/b")),
+            ("/proc/self/fd/3/etc/shadow", Some("/etc/shadow")),
+            // Another process's cwd or descriptors, a thread's, an unreadable descriptor.
+            ("/proc/2/cwd/x", None),
+            ("/proc/self/task/5/cwd/x", None),
+            ("/proc/2/fd/3/x", None),
+            ("/proc/self/fd/9/x", None),
             // Not magic links: as written.
-            ("/proc/self/rootfs/x", "/proc/self/rootfs/x"),
-            ("/proc/self/status", "/proc/self/status"),
-            ("/proc/abc/root/x", "/proc/abc/root/x"),
-            ("/../etc/passwd", "/etc/passwd"),
+            ("/proc/self/rootfs/x", Some("/proc/self/rootfs/x")),
+            ("/proc/self/status", Some("/proc/self/status")),
+            ("/proc/abc/root/x", Some("/proc/abc/root/x")),
+            ("/../etc/passwd", Some("/etc/passwd")),
         ] {
-            assert_eq!(super::walk(path, &cwd).as_deref(), Some(want), "{path}");
+            assert_eq!(super::walk(path, &link).as_deref(), want, "{path}");
         }
-        assert_eq!(super::walk("/proc/self/cwd/x", &|| None), None);
+        assert_eq!(super::walk("/proc/self/cwd/x", &|_| None), None);
     }
 
     #[test]

@@ -192,6 +192,26 @@ pub fn check_output(path: Option<&Path>) -> Result<(), crate::error::CliError> {
     }
 }
 
+/// `s` with DEL, the C1 controls and the bidirectional overrides as `\uXXXX`: JSON allows them
+/// raw in strings and serde writes them so, where a terminal would act on them. Outside strings
+/// they never occur in JSON, and the text views have escaped them already, so this is safe for
+/// every format.
+pub fn json_inert(s: &str) -> std::borrow::Cow<'_, str> {
+    let acts = |c: char| matches!(c, '\u{7f}'..='\u{9f}' | '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}');
+    if !s.chars().any(acts) {
+        return std::borrow::Cow::Borrowed(s);
+    }
+    let mut out = String::with_capacity(s.len() + 16);
+    for c in s.chars() {
+        if acts(c) {
+            out.push_str(&format!("\\u{:04x}", c as u32));
+        } else {
+            out.push(c);
+        }
+    }
+    std::borrow::Cow::Owned(out)
+}
+
 /// Refuses a report file inside a folder the sandboxed program may write: the program could
 /// replace the report, or swap a folder on its path for a link that sends modelvet's write (as
 /// root, perhaps) anywhere.
@@ -207,13 +227,19 @@ pub fn check_output_apart(
         .parent()
         .filter(|d| !d.as_os_str().is_empty())
         .unwrap_or(Path::new("."));
-    let Ok(dir) = std::fs::canonicalize(dir) else {
-        return Ok(());
-    };
+    // As written and as resolved now: a link inside the folder (`out/latest -> elsewhere`) is
+    // the program's to repoint during the run.
+    let cwd = std::env::current_dir().unwrap_or_default();
+    let written = ::sandbox::plan::normalize(&cwd.join(p));
+    let resolved = std::fs::canonicalize(dir).ok();
     for w in writable {
-        if let Ok(w) = std::fs::canonicalize(w)
-            && (dir.starts_with(&w) || p.canonicalize().is_ok_and(|f| f == w))
-        {
+        let w_written = ::sandbox::plan::normalize(&cwd.join(w));
+        let w_real = std::fs::canonicalize(w).ok();
+        let inside = |w: &Path| {
+            written.starts_with(w) || resolved.as_ref().is_some_and(|d| d.starts_with(w))
+        };
+        if inside(&w_written) || w_real.as_deref().is_some_and(inside) {
+            let w = w_real.unwrap_or(w_written);
             return Err(crate::error::CliError::Input(format!(
                 "the report {} may not go inside {}, which the program may write: it could \
                  replace or redirect the report",
@@ -259,6 +285,7 @@ fn new_temp(p: &Path) -> std::io::Result<(std::fs::File, std::path::PathBuf)> {
 
 /// Writes `rendered` where `-o` says (see `Target`), or to stdout, in one piece.
 pub fn emit(path: Option<&Path>, rendered: &str) -> std::io::Result<()> {
+    let rendered = &json_inert(rendered);
     use std::os::unix::fs::OpenOptionsExt;
     let Some(p) = path else {
         let mut out = std::io::stdout().lock();
@@ -326,6 +353,20 @@ mod tests {
 
     use super::*;
     use probes::finding::Category;
+
+    #[test]
+    fn json_keeps_no_character_a_terminal_acts_on() {
+        let v = serde_json::json!({"path": "/tmp/a\u{202e}b\u{9b}c\u{7f}"});
+        let s = serde_json::to_string(&v).unwrap();
+        let safe = json_inert(&s);
+        assert!(
+            !safe
+                .chars()
+                .any(|c| ('\u{7f}'..='\u{9f}').contains(&c) || c == '\u{202e}')
+        );
+        let back: serde_json::Value = serde_json::from_str(&safe).unwrap();
+        assert_eq!(back, v);
+    }
 
     #[test]
     fn exit_code_respects_fail_on() {
