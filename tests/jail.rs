@@ -226,6 +226,18 @@ fn reading_etc_shadow_sees_nothing_and_is_recorded() {
             .any(|e| e["detail"]["path"] == "/etc/shadow" && e["detail"]["outside"] == true)
     );
     assert!(has_rule(&r, "sandbox.file-outside", "high"));
+
+    // The null devices and the program's own descriptors by name are not findings, through
+    // /proc/self/fd, /proc/<own pid>/fd or /dev/stdout.
+    let r = jail(
+        &[],
+        &[
+            "/bin/sh",
+            "-c",
+            "echo a > /dev/null; echo b > /dev/stdout; : > /proc/self/fd/2; : < /proc/$$/fd/0",
+        ],
+    );
+    assert_eq!(r.report["verdict"], "pass", "{:#}", r.report["findings"]);
 }
 
 /// Live processes with `arg` among their arguments (other tests run `hostile` at the same time,
@@ -1258,11 +1270,14 @@ fn the_report_may_not_go_where_the_program_writes() {
     std::fs::create_dir_all(dir.join("reports")).unwrap();
     std::os::unix::fs::symlink(dir.join("reports"), dir.join("out/latest")).unwrap();
     let through_link = run(dir.join("out/latest/report.json"));
+    // Nor through a folder in it that `..` leaves again (the program could make it a link).
+    let dotdot = run(dir.join("out/sub/../../report2.json"));
     let beside = run(dir.join("report.json"));
     let written = std::fs::read_to_string(dir.join("report.json")).unwrap_or_default();
     let _ = std::fs::remove_dir_all(&dir);
     assert_eq!(inside.status.code(), Some(2));
     assert_eq!(through_link.status.code(), Some(2));
+    assert_eq!(dotdot.status.code(), Some(2));
     assert!(
         String::from_utf8_lossy(&inside.stderr).contains("which the program may write"),
         "{}",

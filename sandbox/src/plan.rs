@@ -39,6 +39,19 @@ const HOSTS: &[u8] = b"127.0.0.1 localhost modelvet\n::1 localhost\n";
 pub const EXPECTED_PROBES: &[&str] =
     &["/proc", "/sys/devices/system/cpu", "/sys/fs/cgroup", "/dev"];
 
+/// Paths a program commonly writes that are not findings: the null devices and its own
+/// descriptors by name.
+pub const EXPECTED_WRITES: &[&str] = &[
+    "/dev/null",
+    "/dev/zero",
+    "/dev/full",
+    "/dev/stdout",
+    "/dev/stderr",
+    "/dev/fd",
+    "/proc/self/fd",
+    "/proc/thread-self/fd",
+];
+
 #[derive(Debug)]
 pub enum Op {
     Mkdir(CString),
@@ -395,6 +408,11 @@ pub fn mounts(inp: &MountInputs) -> Result<(Vec<Op>, PathRules), PlanError> {
         add_dir_chain(&mut dirs, Path::new(d));
     }
     rules.writable.push("/tmp".into());
+    // The devices Landlock lets it write, and the descriptors it holds (stdout, stderr, its own
+    // pipes) reopened by name: writing there is no write to anything it was not given.
+    for w in EXPECTED_WRITES {
+        rules.writable.push(w.to_string());
+    }
     for e in EXPECTED_PROBES {
         rules.readable.push(e.to_string());
     }

@@ -474,9 +474,11 @@ impl Recorder {
                 } else {
                     link(&format!("fd/{dirfd}"))
                 };
-                let resolved = start.and_then(|s| walk(&format!("{s}/{path}"), &link));
-                // A path through /proc that cannot be followed from here is judged outside.
-                if resolved.is_none() && path.contains("/proc/") {
+                let own_pid = self.ns_pid(pid).to_string();
+                let resolved = start.and_then(|s| walk(&format!("{s}/{path}"), &own_pid, &link));
+                // A path that cannot be followed from here (through another process's /proc
+                // links) is judged outside.
+                if resolved.is_none() {
                     d["outside"] = json!(true);
                 }
                 if let Some(r) = &resolved {
@@ -509,8 +511,9 @@ impl Recorder {
             path.to_string()
         } else {
             match proc_link(pid, "cwd") {
-                Some(c) => format!("{c}/{path}"),
-                None => return (path.to_string(), true),
+                // A working directory not in UTF-8 cannot be looked at here.
+                Some(c) if !c.contains('\u{fffd}') => format!("{c}/{path}"),
+                _ => return (path.to_string(), true),
             }
         };
         // Walked in order, each component looked at through the program's own root before any
@@ -527,10 +530,12 @@ impl Recorder {
                 c => stack.push(c),
             }
             let prefix = format!("/{}", stack.join("/"));
-            if std::fs::symlink_metadata(format!("/proc/{pid}/root{prefix}"))
-                .is_ok_and(|m| m.file_type().is_symlink())
-            {
-                return (prefix, true);
+            match std::fs::symlink_metadata(format!("/proc/{pid}/root{prefix}")) {
+                Ok(m) if !m.file_type().is_symlink() => {}
+                // Nothing there: the kernel fails the same way.
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                // A link, or a name this side cannot look at (too long, say): a host's.
+                _ => return (prefix, true),
             }
         }
         (format!("/{}", stack.join("/")), false)
@@ -543,14 +548,14 @@ impl Recorder {
 /// `thread-self`) jump to the caller's working directory and descriptor, read through `link`
 /// ("cwd", "fd/3"). Another process's cwd or descriptors cannot be told from here: None, as for
 /// any jump `link` cannot read. Symlinks are not followed.
-fn walk(path: &str, link: &dyn Fn(&str) -> Option<String>) -> Option<String> {
+fn walk(path: &str, own_pid: &str, link: &dyn Fn(&str) -> Option<String>) -> Option<String> {
     enum Jump {
         Root,
         Link(String),
         Unknown,
     }
-    fn magic(stack: &[String]) -> Option<Jump> {
-        let own = |w: &str| w == "self" || w == "thread-self";
+    let magic = |stack: &[String]| -> Option<Jump> {
+        let own = |w: &str| w == "self" || w == "thread-self" || w == own_pid;
         let pid = |w: &str| own(w) || w.bytes().all(|b| b.is_ascii_digit());
         let digits = |w: &str| !w.is_empty() && w.bytes().all(|b| b.is_ascii_digit());
         let (w, rest) = match stack {
@@ -575,26 +580,38 @@ fn walk(path: &str, link: &dyn Fn(&str) -> Option<String>) -> Option<String> {
             ["task", t, "fd", n] if digits(t) && digits(n) => Some(Jump::Unknown),
             _ => None,
         }
-    }
+    };
+    let parts: Vec<&str> = path
+        .split('/')
+        .filter(|c| !c.is_empty() && *c != ".")
+        .collect();
     let mut stack: Vec<String> = Vec::new();
     let mut jumps = 0;
-    for c in path.split('/') {
-        match c {
-            "" | "." => continue,
-            ".." => {
-                stack.pop();
-            }
-            c => stack.push(c.to_string()),
+    for (i, c) in parts.iter().enumerate() {
+        if *c == ".." {
+            stack.pop();
+            continue;
         }
+        stack.push(c.to_string());
+        let last = i + 1 == parts.len();
         match magic(&stack) {
             Some(Jump::Root) => stack.clear(),
+            // A descriptor itself (`/proc/self/fd/1`): reopening what the program holds; only a
+            // directory descriptor with more of the path after it leads somewhere.
+            Some(Jump::Link(what)) if last && what.starts_with("fd/") => {}
             Some(Jump::Link(what)) => {
                 jumps += 1;
                 // What a link reads is itself a plain path; a few jumps are all a walk needs.
                 if jumps > 8 {
                     return None;
                 }
-                stack = link(&what)?
+                let target = link(&what)?;
+                // A pipe, socket or memfd (`pipe:[12]`, `/memfd:x (deleted)`) is no folder: the
+                // kernel goes no further; judged as written.
+                if !target.starts_with('/') || target.starts_with("/memfd:") {
+                    continue;
+                }
+                stack = target
                     .split('/')
                     .filter(|c| !c.is_empty())
                     .map(str::to_string)
@@ -978,6 +995,7 @@ mod tests {
         let link = |what: &str| match what {
             "cwd" => Some("/work/dir".to_string()),
             "fd/3" => Some("/".to_string()),
+            "fd/7" => Some("pipe:[1234]".to_string()),
             _ => None,
         };
         for (path, want) in [
@@ -991,6 +1009,10 @@ mod tests {
             ("/proc/self/cwd/a.sock", Some("/work/dir/a.sock")),
             ("/proc/self/cwd/../b", Some("/work/b")),
             ("/proc/self/fd/3/etc/shadow", Some("/etc/shadow")),
+            ("/proc/4/cwd/a", Some("/work/dir/a")),
+            // A descriptor itself, or one that is no folder: as written.
+            ("/proc/self/fd/3", Some("/proc/self/fd/3")),
+            ("/proc/self/fd/7/x", Some("/proc/self/fd/7/x")),
             // Another process's cwd or descriptors, a thread's, an unreadable descriptor.
             ("/proc/2/cwd/x", None),
             ("/proc/self/task/5/cwd/x", None),
@@ -1002,9 +1024,9 @@ mod tests {
             ("/proc/abc/root/x", Some("/proc/abc/root/x")),
             ("/../etc/passwd", Some("/etc/passwd")),
         ] {
-            assert_eq!(super::walk(path, &link).as_deref(), want, "{path}");
+            assert_eq!(super::walk(path, "4", &link).as_deref(), want, "{path}");
         }
-        assert_eq!(super::walk("/proc/self/cwd/x", &|_| None), None);
+        assert_eq!(super::walk("/proc/self/cwd/x", "4", &|_| None), None);
     }
 
     #[test]

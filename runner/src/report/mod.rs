@@ -230,13 +230,24 @@ pub fn check_output_apart(
     // As written and as resolved now: a link inside the folder (`out/latest -> elsewhere`) is
     // the program's to repoint during the run.
     let cwd = std::env::current_dir().unwrap_or_default();
-    let written = ::sandbox::plan::normalize(&cwd.join(p));
     let resolved = std::fs::canonicalize(dir).ok();
+    // Every folder the path passes through as written (`out/sub/../../r.json` passes through
+    // out/sub, which the program could turn into a link), each as written and as resolved now.
+    let mut passes: Vec<std::path::PathBuf> = Vec::new();
+    let mut acc = std::path::PathBuf::new();
+    for c in cwd.join(p).components() {
+        acc.push(c);
+        passes.push(::sandbox::plan::normalize(&acc));
+        if let Ok(real) = std::fs::canonicalize(&acc) {
+            passes.push(real);
+        }
+    }
     for w in writable {
         let w_written = ::sandbox::plan::normalize(&cwd.join(w));
         let w_real = std::fs::canonicalize(w).ok();
         let inside = |w: &Path| {
-            written.starts_with(w) || resolved.as_ref().is_some_and(|d| d.starts_with(w))
+            passes.iter().any(|q| q.starts_with(w))
+                || resolved.as_ref().is_some_and(|d| d.starts_with(w))
         };
         if inside(&w_written) || w_real.as_deref().is_some_and(inside) {
             let w = w_real.unwrap_or(w_written);
