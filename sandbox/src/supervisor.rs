@@ -117,42 +117,22 @@ impl Recorder {
     }
 
     fn push(&mut self, pid: u32, kind: EventKind, syscall: String, action: Action, detail: Value) {
-        // What decides a finding's rule and severity is in the key: a decoy of one kind (an
-        // nscd connect, a scratch socket) must not take the slot of another (a host socket).
-        let flag = |k: &str| detail.get(k).map_or_else(String::new, Value::to_string);
-        let addressed = detail.get("address").is_some() || detail.get("path").is_some();
-        let nscd = matches!(
-            detail.get("path").and_then(Value::as_str),
-            Some("/var/run/nscd/socket" | "/run/nscd/socket")
-        );
-        // A sendmmsg's other destinations: their families too.
-        let mut families: Vec<String> = detail
-            .get("destinations")
-            .and_then(Value::as_array)
-            .into_iter()
-            .flatten()
-            .map(|m| m.get("family").map_or_else(String::new, Value::to_string))
-            .collect();
-        families.sort();
-        families.dedup();
-        let behaviour = format!(
-            "{kind:?} {syscall} {action:?} {} {} {} {} {addressed} {nscd} {} {}",
-            flag("outside"),
-            flag("write"),
-            flag("family"),
-            flag("host"),
-            flag("thread"),
-            families.join(",")
-        );
-        let late = self.events.len() >= MAX_EVENTS;
-        if late
-            && (self.events.len() >= MAX_EVENTS + MAX_LATE_EVENTS
-                || self.kinds.contains(&behaviour))
-        {
-            self.dropped += 1;
-            return;
+        // Below the limit every event is stored and no key is needed; the kinds stored so far are
+        // gathered once, when the limit is first reached.
+        if self.events.len() >= MAX_EVENTS {
+            if self.kinds.is_empty() {
+                self.kinds = self
+                    .events
+                    .iter()
+                    .map(|e| behaviour(e.kind, &e.syscall, e.action, &e.detail))
+                    .collect();
+            }
+            let key = behaviour(kind, &syscall, action, &detail);
+            if self.events.len() >= MAX_EVENTS + MAX_LATE_EVENTS || !self.kinds.insert(key) {
+                self.dropped += 1;
+                return;
+            }
         }
-        self.kinds.insert(behaviour);
         let pid = self.ns_pid(pid);
         let t_ms = (self.start.elapsed().as_secs_f64() * 1e3 * 1000.0).round() / 1000.0;
         self.events.push(Event {
@@ -622,6 +602,37 @@ fn walk(path: &str, own_pid: &str, link: &dyn Fn(&str) -> Option<String>) -> Opt
         }
     }
     Some(format!("/{}", stack.join("/")))
+}
+
+/// The kind of behaviour an event shows, as the late-event key (see `MAX_LATE_EVENTS`). What
+/// decides a finding's rule and severity is in it: a decoy of one kind (an nscd connect, a
+/// scratch socket) must not take the slot of another (a host socket).
+fn behaviour(kind: EventKind, syscall: &str, action: Action, detail: &Value) -> String {
+    let flag = |k: &str| detail.get(k).map_or_else(String::new, Value::to_string);
+    let addressed = detail.get("address").is_some() || detail.get("path").is_some();
+    let nscd = matches!(
+        detail.get("path").and_then(Value::as_str),
+        Some("/var/run/nscd/socket" | "/run/nscd/socket")
+    );
+    // A sendmmsg's other destinations: their families too.
+    let mut families: Vec<String> = detail
+        .get("destinations")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .map(|m| m.get("family").map_or_else(String::new, Value::to_string))
+        .collect();
+    families.sort();
+    families.dedup();
+    format!(
+        "{kind:?} {syscall} {action:?} {} {} {} {} {addressed} {nscd} {} {}",
+        flag("outside"),
+        flag("write"),
+        flag("family"),
+        flag("host"),
+        flag("thread"),
+        families.join(",")
+    )
 }
 
 /// The thread group (process) a thread belongs to, from the Tgid field of /proc/<tid>/status.

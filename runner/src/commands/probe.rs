@@ -695,49 +695,40 @@ fn run_probes(
             }
             (None, None) => None,
         };
-        match Strip::new(cfg, &x.data, ctx.input_len, range) {
-            Ok(mut strip) => {
-                match timed(|| strip.calibrate(&mut clf)).and_then(|(cal, cal_ms)| {
-                    timed(|| strip.check(&mut clf, &cal, judged.as_deref().unwrap_or(&[])))
-                        .map(|(r, check_ms)| (r, cal_ms, check_ms))
-                }) {
-                    Ok((r, cal_ms, check_ms)) => {
-                        if check.is_some() && r.flagged > 0 {
-                            findings.push(
-                                Finding::new(
-                                    "backdoor.strip-flagged-input",
-                                    Severity::High,
-                                    Category::Backdoor,
-                                    format!("{} of {} checked inputs carry a trigger by STRIP (entropy under {:.3} bits)", r.flagged, r.inputs.len(), r.threshold),
-                                )
-                                .at(args.check.as_ref().map(|p| p.display().to_string()).unwrap_or_default()),
-                            );
-                        }
-                        if r.non_finite_rows > 0 {
-                            findings.push(
-                                Finding::new(
-                                    "probe.strip-non-finite",
-                                    Severity::High,
-                                    Category::Backdoor,
-                                    format!(
-                                        "the model answered {} STRIP blends with NaN or infinite scores: STRIP reads them as uncertain, i.e. clean, so it cannot clear this model",
-                                        r.non_finite_rows
-                                    ),
-                                )
-                                .at(loc.clone()),
-                            );
-                        }
-                        probes.strip = Some(strip_json(&r, cal_ms, check_ms));
-                    }
-                    Err(e) => {
-                        let by_model = matches!(e, probes::strip::StripError::Classifier(_))
-                            && clf.session.alive();
-                        findings.push(
-                            backdoor_probe_failed("probe.strip-failed", "STRIP", &e, by_model)
-                                .at(loc.clone()),
-                        );
-                    }
+        let run = Strip::new(cfg, &x.data, ctx.input_len, range).and_then(|mut strip| {
+            timed(|| strip.calibrate(&mut clf)).and_then(|(cal, cal_ms)| {
+                timed(|| strip.check(&mut clf, &cal, judged.as_deref().unwrap_or(&[])))
+                    .map(|(r, check_ms)| (r, cal_ms, check_ms))
+            })
+        });
+        match run {
+            Ok((r, cal_ms, check_ms)) => {
+                if check.is_some() && r.flagged > 0 {
+                    findings.push(
+                        Finding::new(
+                            "backdoor.strip-flagged-input",
+                            Severity::High,
+                            Category::Backdoor,
+                            format!("{} of {} checked inputs carry a trigger by STRIP (entropy under {:.3} bits)", r.flagged, r.inputs.len(), r.threshold),
+                        )
+                        .at(args.check.as_ref().map(|p| p.display().to_string()).unwrap_or_default()),
+                    );
                 }
+                if r.non_finite_rows > 0 {
+                    findings.push(
+                        Finding::new(
+                            "probe.strip-non-finite",
+                            Severity::High,
+                            Category::Backdoor,
+                            format!(
+                                "the model answered {} STRIP blends with NaN or infinite scores: STRIP reads them as uncertain, i.e. clean, so it cannot clear this model",
+                                r.non_finite_rows
+                            ),
+                        )
+                        .at(loc.clone()),
+                    );
+                }
+                probes.strip = Some(strip_json(&r, cal_ms, check_ms));
             }
             Err(e) => {
                 let by_model =
