@@ -17,13 +17,17 @@ fn main() -> ExitCode {
     // The sandboxing commands start the slowest part of the sandbox's set-up at once, and stop
     // their sandboxes cleanly on Ctrl-C or SIGTERM (a cleanup nicety: should it fail, the signals
     // keep their default action and the program still dies with us by its parent-death signal).
-    if matches!(
-        std::env::args_os()
-            .nth(1)
-            .as_deref()
-            .and_then(|a| a.to_str()),
-        Some("jail" | "probe" | "detonate")
-    ) {
+    let command = std::env::args_os().nth(1);
+    let command = command.as_deref().and_then(|a| a.to_str());
+    if command == Some("jail") {
+        // A jail's few threads share one malloc arena: each arena glibc would make for a new
+        // thread costs a 128 MB reservation, its trimming, first-touch faults and pages the exit
+        // frees again (with one cpu.stat read less, 5.35 -> 5.17 ms per `jail -- /bin/true`,
+        // interleaved medians of 200). Not for probe: its STRIP allocates on two threads at once.
+        // SAFETY: mallopt(3) before any other thread exists.
+        unsafe { libc::mallopt(libc::M_ARENA_MAX, 1) };
+    }
+    if matches!(command, Some("jail" | "probe" | "detonate")) {
         sandbox::warm_up();
         let _ = sandbox::interrupt::catch();
     }

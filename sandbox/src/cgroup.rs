@@ -338,11 +338,8 @@ impl Group {
 
     /// (user, system) CPU time in microseconds of everything that ran in the group.
     pub fn cpu_usec(&self) -> Option<(u64, u64)> {
-        let stat = self.unified.as_ref()?.join("cpu.stat");
-        Some((
-            read_key(&stat, "user_usec")?,
-            read_key(&stat, "system_usec")?,
-        ))
+        let text = fs::read_to_string(self.unified.as_ref()?.join("cpu.stat")).ok()?;
+        Some((key_in(&text, "user_usec")?, key_in(&text, "system_usec")?))
     }
 }
 
@@ -465,7 +462,11 @@ fn read_u64(path: &Path) -> Option<u64> {
 }
 
 fn read_key(path: &Path, key: &str) -> Option<u64> {
-    let text = fs::read_to_string(path).ok()?;
+    key_in(&fs::read_to_string(path).ok()?, key)
+}
+
+/// The value of `key` in a flat-keyed cgroup file's text ("key value" lines).
+fn key_in(text: &str, key: &str) -> Option<u64> {
     text.lines().find_map(|l| {
         let (k, v) = l.split_once(' ')?;
         (k == key).then(|| v.trim().parse().ok()).flatten()
