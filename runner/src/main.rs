@@ -14,9 +14,6 @@ mod report;
 fn main() -> ExitCode {
     // Before anything of ours is open (see there).
     report::capture_output_fd();
-    // The sandboxing commands start the slowest part of the sandbox's set-up at once, and stop
-    // their sandboxes cleanly on Ctrl-C or SIGTERM (a cleanup nicety: should it fail, the signals
-    // keep their default action and the program still dies with us by its parent-death signal).
     let command = std::env::args_os().nth(1);
     let command = command.as_deref().and_then(|a| a.to_str());
     if command == Some("jail") {
@@ -27,6 +24,9 @@ fn main() -> ExitCode {
         // SAFETY: mallopt(3) before any other thread exists.
         unsafe { libc::mallopt(libc::M_ARENA_MAX, 1) };
     }
+    // The sandboxing commands start the slowest part of the sandbox's set-up at once, and stop
+    // their sandboxes cleanly on Ctrl-C or SIGTERM (a cleanup nicety: should it fail, the signals
+    // keep their default action and the program still dies with us by its parent-death signal).
     if matches!(command, Some("jail" | "probe" | "detonate")) {
         sandbox::warm_up();
         let _ = sandbox::interrupt::catch();
