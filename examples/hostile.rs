@@ -1,7 +1,8 @@
 //! A program that misbehaves in every way the jail must contain; the jail's integration tests
 //! run it under `modelvet jail`. Run: `cargo run --release --example hostile -- <case> [arg]`.
 //! Cases: connect PORT, udp PORT, connect6 PORT, exec, write PATH, shadow, forkbomb, membomb,
-//! busy, killparent, raw, clearpdeath [SECONDS].
+//! busy, killparent, raw, clearpdeath [SECONDS], threadexec SECONDS, flood N, nrwalk N, int80,
+//! mmsg PATH [N], unixconnect DIR NAME, hidden.
 
 use std::io::Write;
 
@@ -255,6 +256,34 @@ fn main() {
             #[cfg(not(target_arch = "x86_64"))]
             println!("int80: not x86_64");
         }
+        "hidden" => {
+            // Arguments where the supervisor cannot read them: memory of memfd_secret (which the
+            // kernel reads for the call, but no other process can), and, the same to a reader
+            // outside, a pointer to nothing mapped.
+            let say = |what: &str, r: i64| {
+                println!(
+                    "hidden {what}: {r} errno {}",
+                    if r < 0 { errno() } else { 0 }
+                );
+            };
+            // SAFETY: a raw syscall with no pointer argument.
+            say("memfd_secret", unsafe {
+                libc::syscall(libc::SYS_memfd_secret, 0)
+            });
+            let nowhere = 0x10 as *const libc::c_char;
+            // SAFETY: socket(2) takes no pointer.
+            let fd = unsafe { libc::socket(libc::AF_UNIX, libc::SOCK_STREAM, 0) };
+            // SAFETY: the bad pointer is only handed to the kernel, which checks it.
+            say(
+                "connect",
+                i64::from(unsafe { libc::connect(fd, nowhere.cast(), 110) }),
+            );
+            // SAFETY: as above.
+            say(
+                "open",
+                i64::from(unsafe { libc::open(nowhere, libc::O_RDONLY) }),
+            );
+        }
         "threadexec" => {
             // Exec from a second thread: the thread becomes the main thread of the new program,
             // and a thread has no parent-death signal, so the program would outlive a killed
@@ -277,7 +306,7 @@ fn main() {
         }
         _ => {
             eprintln!(
-                "usage: hostile connect|udp|connect6 PORT | exec | write PATH | shadow | forkbomb | membomb | busy | killparent | raw | clearpdeath [SECONDS] | threadexec SECONDS | flood N | nrwalk N | int80 | mmsg PATH [N] | unixconnect DIR NAME"
+                "usage: hostile connect|udp|connect6 PORT | exec | write PATH | shadow | forkbomb | membomb | busy | killparent | raw | clearpdeath [SECONDS] | threadexec SECONDS | flood N | nrwalk N | int80 | mmsg PATH [N] | unixconnect DIR NAME | hidden"
             );
             std::process::exit(2);
         }

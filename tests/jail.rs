@@ -1338,3 +1338,68 @@ fn a_venv_interpreter_runs_as_the_venv() {
         r.stderr
     );
 }
+
+/// Arguments where the supervisor cannot read them went through unrecorded: a sockaddr or path
+/// in memfd_secret memory (readable by the kernel, by no other process) made a connect to a host
+/// socket and opens of secrets look blank, verdict pass. memfd_secret is denied now, and a call
+/// whose arguments cannot be read is refused with EFAULT and recorded, a high finding.
+#[test]
+fn arguments_hidden_from_the_supervisor_are_refused_and_recorded() {
+    let r = hostile_case(&[], &["hidden"]);
+    let efault = libc::EFAULT;
+    for line in [
+        format!("hidden memfd_secret: -1 errno {}", libc::EPERM),
+        format!("hidden connect: -1 errno {efault}"),
+        format!("hidden open: -1 errno {efault}"),
+    ] {
+        assert!(r.stderr.contains(&line), "no {line:?} in {}", r.stderr);
+    }
+    let all = r.report["sandbox"]["events"].as_array().unwrap();
+    assert!(
+        all.iter()
+            .any(|e| e["kind"] == "denied" && e["syscall"] == "memfd_secret"),
+        "{all:#?}"
+    );
+    for (kind, syscall) in [("network", "connect"), ("file", "openat")] {
+        assert!(
+            all.iter().any(|e| e["kind"] == kind
+                && e["syscall"] == syscall
+                && e["detail"]["unreadable"] == true
+                && e["action"] == "denied"),
+            "{kind} {syscall}: {all:#?}"
+        );
+    }
+    assert!(has_rule(&r, "sandbox.unreadable-argument", "high"));
+    assert!(has_rule(&r, "sandbox.dangerous-syscall", "critical"));
+    assert_eq!(r.code, 1);
+}
+
+/// The device nodes are bound read-only: writing to them still works, but their times on the
+/// host could be changed from inside (utimensat with no times needs only write permission).
+#[test]
+fn device_nodes_work_but_their_host_inodes_cannot_be_touched() {
+    use std::os::unix::fs::MetadataExt;
+    let mtimes = || {
+        ["/dev/full", "/dev/zero"].map(|d| {
+            std::fs::metadata(d)
+                .map(|m| (m.mtime(), m.mtime_nsec()))
+                .unwrap()
+        })
+    };
+    let before = mtimes();
+    let r = jail(&[], &["/usr/bin/touch", "-c", "/dev/full", "/dev/zero"]);
+    assert_ne!(r.report["sandbox"]["exit"]["code"], 0, "{}", r.stderr);
+    assert_eq!(mtimes(), before, "host device times changed");
+    let r = jail(
+        &[],
+        &[
+            "/usr/bin/python3",
+            "-c",
+            "import os; os.write(os.open('/dev/null', os.O_WRONLY | os.O_TRUNC), b'x'); \
+             print('zeros', len(os.read(os.open('/dev/zero', os.O_RDONLY), 4)))",
+        ],
+    );
+    assert_eq!(r.report["sandbox"]["exit"]["code"], 0, "{}", r.stderr);
+    assert!(r.stderr.contains("zeros 4"), "{}", r.stderr);
+    assert_eq!(r.code, 0, "{:#}", r.report["findings"]);
+}

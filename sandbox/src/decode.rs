@@ -14,11 +14,18 @@ pub const MAX_ARG_LEN: usize = 256;
 /// Largest socket address read (sockaddr_storage).
 pub const MAX_SOCKADDR: usize = 128;
 
+/// A pointer the kernel will follow that the supervisor could not read: memory hidden from other
+/// processes (memfd_secret's, which the kernel itself still reads), or not mapped at all (then the
+/// kernel fails the call with EFAULT anyway). Either way the record would be blank, so the call is
+/// refused instead of let through unseen.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Unreadable;
+
 /// Reads a NUL-terminated string at `addr`, page by page so an unmapped page after the string
-/// does not fail the read.
-pub fn read_cstring(pid: u32, addr: u64, max: usize) -> Option<String> {
+/// does not fail the read. `Ok(None)` for a NULL pointer; at most `max` bytes.
+pub fn read_cstring(pid: u32, addr: u64, max: usize) -> Result<Option<String>, Unreadable> {
     if addr == 0 {
-        return None;
+        return Ok(None);
     }
     let mut out = Vec::new();
     let mut cur = addr;
@@ -26,48 +33,48 @@ pub fn read_cstring(pid: u32, addr: u64, max: usize) -> Option<String> {
         let to_page = 4096 - (cur % 4096) as usize;
         let want = to_page.min(max - out.len());
         let mut buf = [0u8; 4096];
-        let n = sys::process_vm_read(pid, cur, &mut buf[..want]).ok()?;
+        let n = sys::process_vm_read(pid, cur, &mut buf[..want]).map_err(|_| Unreadable)?;
         if n == 0 {
-            break;
+            return Err(Unreadable);
         }
         if let Some(end) = buf[..n].iter().position(|&b| b == 0) {
             out.extend_from_slice(&buf[..end]);
-            return Some(String::from_utf8_lossy(&out).into_owned());
+            return Ok(Some(String::from_utf8_lossy(&out).into_owned()));
         }
         out.extend_from_slice(&buf[..n]);
         cur += n as u64;
     }
-    Some(String::from_utf8_lossy(&out).into_owned())
+    Ok(Some(String::from_utf8_lossy(&out).into_owned()))
 }
 
-pub fn read_bytes(pid: u32, addr: u64, len: usize) -> Option<Vec<u8>> {
+/// Exactly `len` bytes at `addr` (`Ok(None)` for a NULL pointer or no bytes).
+pub fn read_bytes(pid: u32, addr: u64, len: usize) -> Result<Option<Vec<u8>>, Unreadable> {
     if addr == 0 || len == 0 {
-        return None;
+        return Ok(None);
     }
     let mut buf = vec![0u8; len];
-    let n = sys::process_vm_read(pid, addr, &mut buf).ok()?;
-    buf.truncate(n);
-    Some(buf)
-}
-
-fn read_u64(pid: u32, addr: u64) -> Option<u64> {
-    let b = read_bytes(pid, addr, 8)?;
-    Some(u64::from_le_bytes(b.try_into().ok()?))
-}
-
-/// argv of an exec: a NULL-terminated array of string pointers.
-pub fn read_argv(pid: u32, addr: u64) -> Vec<String> {
-    let mut args = Vec::new();
-    if addr == 0 {
-        return args;
+    match sys::process_vm_read(pid, addr, &mut buf) {
+        Ok(n) if n == len => Ok(Some(buf)),
+        _ => Err(Unreadable),
     }
+}
+
+fn read_u64(pid: u32, addr: u64) -> Result<Option<u64>, Unreadable> {
+    Ok(read_bytes(pid, addr, 8)?
+        .and_then(|b| b.try_into().ok())
+        .map(u64::from_ne_bytes))
+}
+
+/// argv of an exec: a NULL-terminated array of string pointers (at most `MAX_ARGS` read).
+pub fn read_argv(pid: u32, addr: u64) -> Result<Vec<String>, Unreadable> {
+    let mut args = Vec::new();
     for i in 0..MAX_ARGS as u64 {
-        match read_u64(pid, addr + i * 8) {
+        match read_u64(pid, addr.wrapping_add(i * 8))? {
             Some(0) | None => break,
-            Some(p) => args.push(read_cstring(pid, p, MAX_ARG_LEN).unwrap_or_default()),
+            Some(p) => args.push(read_cstring(pid, p, MAX_ARG_LEN)?.unwrap_or_default()),
         }
     }
-    args
+    Ok(args)
 }
 
 pub fn family_name(family: u16) -> &'static str {
@@ -129,18 +136,25 @@ pub fn sockaddr(bytes: &[u8]) -> Map<String, Value> {
     m
 }
 
-pub fn read_sockaddr(pid: u32, addr: u64, len: u64) -> Option<Map<String, Value>> {
+pub fn read_sockaddr(
+    pid: u32,
+    addr: u64,
+    len: u64,
+) -> Result<Option<Map<String, Value>>, Unreadable> {
     let len = (len as usize).min(MAX_SOCKADDR);
-    Some(sockaddr(&read_bytes(pid, addr, len)?))
+    Ok(read_bytes(pid, addr, len)?.map(|b| sockaddr(&b)))
 }
 
 /// The destination of a sendmsg: msg_name and msg_namelen of the msghdr at `addr`.
-pub fn read_msghdr_name(pid: u32, addr: u64) -> Option<Map<String, Value>> {
-    let name = read_u64(pid, addr)?;
-    let namelen = read_bytes(pid, addr + 8, 4)?;
-    let namelen = u32::from_ne_bytes(namelen.try_into().ok()?);
+pub fn read_msghdr_name(pid: u32, addr: u64) -> Result<Option<Map<String, Value>>, Unreadable> {
+    let Some(name) = read_u64(pid, addr)? else {
+        return Ok(None);
+    };
+    let namelen = read_bytes(pid, addr + 8, 4)?
+        .and_then(|b| b.try_into().ok())
+        .map_or(0, u32::from_ne_bytes);
     if name == 0 || namelen == 0 {
-        return None;
+        return Ok(None);
     }
     read_sockaddr(pid, name, u64::from(namelen))
 }
@@ -149,15 +163,19 @@ pub fn read_msghdr_name(pid: u32, addr: u64) -> Option<Map<String, Value>> {
 /// `MAX_MMSG`) `struct mmsghdr` at `addr`, those that name one.
 /// Distinct ones only, in order. All of them are read: the kernel sends up to 1024 (UIO_MAXIOV),
 /// and a destination left unread would go unrecorded.
-pub fn read_mmsg_names(pid: u32, addr: u64, vlen: u64) -> Vec<Map<String, Value>> {
+pub fn read_mmsg_names(
+    pid: u32,
+    addr: u64,
+    vlen: u64,
+) -> Result<Vec<Map<String, Value>>, Unreadable> {
     /// The kernel's cap on a sendmmsg's messages.
     const UIO_MAXIOV: u64 = 1024;
     /// `struct mmsghdr`: a 56-byte msghdr and a u32, padded to 64.
     const MMSGHDR: usize = 64;
     let n = vlen.min(UIO_MAXIOV) as usize;
     // The headers in one read; then the names they point to.
-    let Some(headers) = read_bytes(pid, addr, n * MMSGHDR) else {
-        return Vec::new();
+    let Some(headers) = read_bytes(pid, addr, n * MMSGHDR)? else {
+        return Ok(Vec::new());
     };
     let mut names: Vec<Map<String, Value>> = Vec::new();
     for h in headers.chunks_exact(MMSGHDR) {
@@ -166,13 +184,13 @@ pub fn read_mmsg_names(pid: u32, addr: u64, vlen: u64) -> Vec<Map<String, Value>
         if name == 0 || namelen == 0 {
             continue;
         }
-        if let Some(m) = read_sockaddr(pid, name, u64::from(namelen))
+        if let Some(m) = read_sockaddr(pid, name, u64::from(namelen))?
             && !names.contains(&m)
         {
             names.push(m);
         }
     }
-    names
+    Ok(names)
 }
 
 pub fn socket_type_name(ty: u64) -> &'static str {

@@ -470,10 +470,12 @@ pub fn mounts(inp: &MountInputs) -> Result<(Vec<Op>, PathRules), PlanError> {
     for d in DEVICES {
         let p = Path::new("/dev").join(d);
         ops.push(Op::Touch(c(in_new(&p))?));
+        // Read-only mounts: reads and writes of a device node still work (they go to the
+        // driver), but its times and attributes on the host cannot be changed (utimensat).
         ops.push(Op::Bind {
             src: c(in_old(&p))?,
             dst: c(in_new(&p))?,
-            attrs: MOUNT_ATTR_NOSUID,
+            attrs: MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID,
             exact: false,
         });
     }

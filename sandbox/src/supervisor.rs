@@ -145,6 +145,37 @@ impl Recorder {
         });
     }
 
+    /// A recorded syscall whose arguments we could not read (see `decode::Unreadable`): refused
+    /// with EFAULT, what the kernel answers for memory it cannot read either, and recorded.
+    fn refuse_unreadable(
+        &mut self,
+        listener: &OwnedFd,
+        n: &SeccompNotif,
+        name: String,
+        kind: EventKind,
+    ) -> Option<SeccompNotifResp> {
+        if !sys::notif_id_valid(listener, n.id) {
+            return None;
+        }
+        self.push(
+            n.pid,
+            kind,
+            name,
+            Action::Denied,
+            json!({
+                "unreadable": true,
+                "args": n.data.args,
+                "note": "arguments in memory the supervisor cannot read (such as memfd_secret's): refused with EFAULT",
+            }),
+        );
+        Some(SeccompNotifResp {
+            id: n.id,
+            val: 0,
+            error: -libc::EFAULT,
+            flags: 0,
+        })
+    }
+
     /// Decides one notification. Returns the response to send, or None when the notification
     /// died while we read its memory.
     fn handle(&mut self, listener: &OwnedFd, n: &SeccompNotif) -> Option<SeccompNotifResp> {
@@ -219,34 +250,36 @@ impl Recorder {
                 Some(cont)
             }
             Tier::Record(Record::Network) => {
-                let mut d = match nr {
+                let decoded = match nr {
                     x if x == libc::SYS_socket => {
                         let mut m = Map::new();
                         m.insert("family".into(), json!(decode::family_name(a[0] as u16)));
                         m.insert("type".into(), json!(decode::socket_type_name(a[1])));
                         m.insert("protocol".into(), json!(a[2]));
-                        m
+                        Ok(m)
                     }
                     x if x == libc::SYS_connect || x == libc::SYS_bind => {
-                        decode::read_sockaddr(pid, a[1], a[2]).unwrap_or_default()
+                        decode::read_sockaddr(pid, a[1], a[2]).map(Option::unwrap_or_default)
                     }
                     x if x == libc::SYS_sendto => {
-                        decode::read_sockaddr(pid, a[4], a[5]).unwrap_or_default()
+                        decode::read_sockaddr(pid, a[4], a[5]).map(Option::unwrap_or_default)
                     }
                     x if x == libc::SYS_sendmsg => {
-                        decode::read_msghdr_name(pid, a[1]).unwrap_or_default()
+                        decode::read_msghdr_name(pid, a[1]).map(Option::unwrap_or_default)
                     }
                     // sendmmsg: every message may name its own destination. The first one named
                     // leads; all of them are listed.
-                    _ => {
-                        let names = decode::read_mmsg_names(pid, a[1], a[2]);
+                    _ => decode::read_mmsg_names(pid, a[1], a[2]).map(|names| {
                         let mut m = names.first().cloned().unwrap_or_default();
                         m.insert("messages".into(), json!(a[2]));
                         if names.len() > 1 {
                             m.insert("destinations".into(), json!(names));
                         }
                         m
-                    }
+                    }),
+                };
+                let Ok(mut d) = decoded else {
+                    return self.refuse_unreadable(listener, n, name, EventKind::Network);
                 };
                 if !valid(listener) {
                     return None;
@@ -319,9 +352,13 @@ impl Recorder {
                 } else {
                     (a[0], a[1])
                 };
-                let path =
-                    decode::read_cstring(pid, path_arg, decode::MAX_PATH).unwrap_or_default();
-                let argv = decode::read_argv(pid, argv_arg);
+                let (Ok(path), Ok(argv)) = (
+                    decode::read_cstring(pid, path_arg, decode::MAX_PATH),
+                    decode::read_argv(pid, argv_arg),
+                ) else {
+                    return self.refuse_unreadable(listener, n, name, EventKind::Exec);
+                };
+                let path = path.unwrap_or_default();
                 if !valid(listener) {
                     return None;
                 }
@@ -427,16 +464,20 @@ impl Recorder {
                         (libc::O_CREAT | libc::O_WRONLY | libc::O_TRUNC) as u64,
                     ),
                     x if x == libc::SYS_openat2 => {
-                        let how = decode::read_bytes(pid, a[2], 8)
+                        let Ok(how) = decode::read_bytes(pid, a[2], 8) else {
+                            return self.refuse_unreadable(listener, n, name, EventKind::File);
+                        };
+                        let how = how
                             .and_then(|b| b.try_into().ok())
-                            .map(u64::from_le_bytes)
-                            .unwrap_or(0);
+                            .map_or(0, u64::from_le_bytes);
                         (a[0] as i32 as i64, a[1], how)
                     }
                     _ => (a[0] as i32 as i64, a[1], a[2]),
                 };
-                let path =
-                    decode::read_cstring(pid, path_arg, decode::MAX_PATH).unwrap_or_default();
+                let Ok(path) = decode::read_cstring(pid, path_arg, decode::MAX_PATH) else {
+                    return self.refuse_unreadable(listener, n, name, EventKind::File);
+                };
+                let path = path.unwrap_or_default();
                 if !valid(listener) {
                     return None;
                 }
@@ -625,7 +666,8 @@ fn behaviour(kind: EventKind, syscall: &str, action: Action, detail: &Value) -> 
     families.sort();
     families.dedup();
     format!(
-        "{kind:?} {syscall} {action:?} {} {} {} {} {addressed} {nscd} {} {}",
+        "{kind:?} {syscall} {action:?} {} {} {} {} {} {addressed} {nscd} {} {}",
+        flag("unreadable"),
         flag("outside"),
         flag("write"),
         flag("family"),

@@ -127,6 +127,25 @@ pub fn findings(o: &Outcome, timeout_s: f64, memory: u64, pids: u64) -> Vec<Find
     for e in &o.events {
         let d = &e.detail;
         let loc = format!("pid {} @ {:.1} ms", e.pid, e.t_ms);
+        if d["unreadable"] == true {
+            // Arguments put where the supervisor cannot read them: a way to act unrecorded.
+            add(
+                e.syscall.clone(),
+                Finding::new(
+                    "sandbox.unreadable-argument",
+                    Severity::High,
+                    Category::Behaviour,
+                    format!(
+                        "{} with its arguments in memory the supervisor cannot read (refused with \
+                         EFAULT): a way to hide what a call does from the record",
+                        e.syscall
+                    ),
+                )
+                .at(loc)
+                .with_evidence(format!("{}(args {})", e.syscall, d["args"])),
+            );
+            continue;
+        }
         match e.kind {
             EventKind::Exec => {
                 let path = s(d, "path");

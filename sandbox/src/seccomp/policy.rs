@@ -110,6 +110,10 @@ pub const DENY: &[(i64, &str)] = &[
     (c::SYS_mknodat, "device nodes"),
     (c::SYS_fanotify_init, "filesystem-wide monitoring"),
     (460, "lsm_set_self_attr: security labels"),
+    (
+        c::SYS_memfd_secret,
+        "memory no other process can read: arguments placed there would go unrecorded",
+    ),
 ];
 
 /// Syscalls notified, decoded and recorded.
