@@ -283,6 +283,28 @@ fn main() {
                 "open",
                 i64::from(unsafe { libc::open(nowhere, libc::O_RDONLY) }),
             );
+            // A page made execute-only: process_vm_readv honours the missing read permission,
+            // while on x86 the kernel's own copy still reads it.
+            // SAFETY: a fresh private anonymous page, no pointer argument of ours.
+            let page = unsafe {
+                libc::mmap(
+                    std::ptr::null_mut(),
+                    4096,
+                    libc::PROT_READ | libc::PROT_WRITE,
+                    libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+                    -1,
+                    0,
+                )
+            };
+            // SAFETY: the page is ours, writable and 4096 bytes long.
+            unsafe { std::ptr::copy_nonoverlapping(c"/etc/shadow".as_ptr(), page.cast(), 12) };
+            // SAFETY: the page is ours; after this only the kernel reads it.
+            unsafe { libc::mprotect(page, 4096, libc::PROT_EXEC) };
+            // SAFETY: the kernel checks the pointer.
+            say(
+                "xonly open",
+                i64::from(unsafe { libc::open(page.cast(), libc::O_RDONLY) }),
+            );
         }
         "threadexec" => {
             // Exec from a second thread: the thread becomes the main thread of the new program,

@@ -1351,6 +1351,7 @@ fn arguments_hidden_from_the_supervisor_are_refused_and_recorded() {
         format!("hidden memfd_secret: -1 errno {}", libc::EPERM),
         format!("hidden connect: -1 errno {efault}"),
         format!("hidden open: -1 errno {efault}"),
+        format!("hidden xonly open: -1 errno {efault}"),
     ] {
         assert!(r.stderr.contains(&line), "no {line:?} in {}", r.stderr);
     }
@@ -1360,15 +1361,19 @@ fn arguments_hidden_from_the_supervisor_are_refused_and_recorded() {
             .any(|e| e["kind"] == "denied" && e["syscall"] == "memfd_secret"),
         "{all:#?}"
     );
-    for (kind, syscall) in [("network", "connect"), ("file", "openat")] {
-        assert!(
-            all.iter().any(|e| e["kind"] == kind
-                && e["syscall"] == syscall
-                && e["detail"]["unreadable"] == true
-                && e["action"] == "denied"),
-            "{kind} {syscall}: {all:#?}"
-        );
-    }
+    let unreadable = |kind: &str, syscall: &str| {
+        all.iter()
+            .filter(|e| {
+                e["kind"] == kind
+                    && e["syscall"] == syscall
+                    && e["detail"]["unreadable"] == true
+                    && e["action"] == "denied"
+            })
+            .count()
+    };
+    assert_eq!(unreadable("network", "connect"), 1, "{all:#?}");
+    // The unmapped pointer and the execute-only page.
+    assert_eq!(unreadable("file", "openat"), 2, "{all:#?}");
     assert!(has_rule(&r, "sandbox.unreadable-argument", "high"));
     assert!(has_rule(&r, "sandbox.dangerous-syscall", "critical"));
     assert_eq!(r.code, 1);
@@ -1402,4 +1407,42 @@ fn device_nodes_work_but_their_host_inodes_cannot_be_touched() {
     assert_eq!(r.report["sandbox"]["exit"]["code"], 0, "{}", r.stderr);
     assert!(r.stderr.contains("zeros 4"), "{}", r.stderr);
     assert_eq!(r.code, 0, "{:#}", r.report["findings"]);
+}
+
+/// A program that cannot be executed (not a program, or its interpreter missing) never ran: a
+/// usage error (exit 2, one line, no report), not a report of a clean run that exited 127.
+#[test]
+fn a_program_that_cannot_be_executed_is_an_error_not_a_clean_run() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("not-programs");
+    std::fs::create_dir_all(&dir).unwrap();
+    for (name, body, why) in [
+        (
+            "notelf",
+            &b"\x7fELG not a program\n"[..],
+            "not a program this machine runs",
+        ),
+        (
+            "badshebang",
+            &b"#!/nonexistent/interpreter\n"[..],
+            "its interpreter",
+        ),
+    ] {
+        let p = dir.join(name);
+        std::fs::write(&p, body).unwrap();
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let out = Command::new(modelvet())
+            .args(["jail", "--format", "json", "--"])
+            .arg(&p)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{name}: {stderr}");
+        assert!(out.stdout.is_empty(), "{name}: a report was written");
+        assert!(
+            stderr.contains("cannot execute") && stderr.contains(why),
+            "{name}: {stderr}"
+        );
+        assert_eq!(stderr.lines().count(), 1, "{name}: {stderr}");
+    }
 }

@@ -88,6 +88,9 @@ pub struct Outcome {
     pub stdout_tail: Vec<u8>,
     #[serde(skip)]
     pub stderr_tail: Vec<u8>,
+    /// The errno of the program's exec when it failed: the program never ran.
+    #[serde(skip)]
+    pub exec_error: Option<i32>,
 }
 
 impl Outcome {
@@ -108,6 +111,7 @@ impl Outcome {
             events_dropped: 0,
             stdout_tail: Vec::new(),
             stderr_tail: Vec::new(),
+            exec_error: None,
         }
     }
 }

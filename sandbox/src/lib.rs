@@ -116,6 +116,8 @@ pub struct Running {
     pid: i32,
     pidfd: OwnedFd,
     handle: std::thread::JoinHandle<Outcome>,
+    /// Our end of the setup socket: a failed exec of the program is reported on it.
+    setup: OwnedFd,
 }
 
 impl Running {
@@ -140,7 +142,11 @@ impl Running {
 
     pub fn wait(self) -> Outcome {
         match self.handle.join() {
-            Ok(o) => o,
+            Ok(mut o) => {
+                // The child is reaped: what it wrote before it went is all there is.
+                o.exec_error = exec_failure(&self.setup);
+                o
+            }
             Err(_) => {
                 // The supervisor thread panicked: the process tree must still go.
                 // SAFETY: kill(2) on the pid we spawned.
@@ -383,7 +389,12 @@ pub fn spawn_with(mut config: Config, support: &HostSupport) -> Result<Running, 
         (libc::RLIMIT_NOFILE, 1024),
         (libc::RLIMIT_CORE, 0),
         (libc::RLIMIT_FSIZE, scratch.max(64 << 20)),
-        (libc::RLIMIT_CPU, config.timeout.as_secs() + 2),
+        // A backstop behind the wall timeout, never before it: CPU time adds up over every
+        // thread, so on n CPUs a busy program spends n seconds of it per second of wall time.
+        (
+            libc::RLIMIT_CPU,
+            (config.timeout.as_secs() + 2).saturating_mul(cpus()),
+        ),
     ];
 
     let (netns, group) = prep.finish();
@@ -535,7 +546,13 @@ pub fn spawn_with(mut config: Config, support: &HostSupport) -> Result<Running, 
                 child_mem,
             };
             match rt {
-                Ok(rt) => rt.block_on(sup.run_async()),
+                Ok(rt) => {
+                    let outcome = rt.block_on(sup.run_async());
+                    // An echo may still be blocked writing to a stderr nobody reads: the runtime's
+                    // drop would wait for it for as long as that lasts; the outcome is whole now.
+                    rt.shutdown_background();
+                    outcome
+                }
                 Err(_) => sup.run_without_runtime(),
             }
         })
@@ -584,7 +601,26 @@ pub fn spawn_with(mut config: Config, support: &HostSupport) -> Result<Running, 
         let _ = handle.join();
         return Err(e);
     }
-    Ok(Running { pid, pidfd, handle })
+    Ok(Running {
+        pid,
+        pidfd,
+        handle,
+        setup: parent_sock,
+    })
+}
+
+/// The CPUs this thread (and so the child) may run on (one syscall: no cgroup files read).
+fn cpus() -> u64 {
+    // SAFETY: an all-zero cpu_set_t is valid; sched_getaffinity writes at most its size.
+    let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
+    // SAFETY: as above; pid 0 is the calling thread.
+    let ok = unsafe { libc::sched_getaffinity(0, std::mem::size_of_val(&set), &mut set) } == 0;
+    if ok {
+        // SAFETY: counts the bits of the set filled above.
+        (unsafe { libc::CPU_COUNT(&set) } as u64).max(1)
+    } else {
+        1
+    }
 }
 
 /// Stack of the child between clone and exec: its walk of the plan needs a few KiB.
@@ -867,6 +903,28 @@ fn setup_handshake(
         });
     }
     Err(child_failure(&buf[..n], cplan))
+}
+
+/// The errno of the program's exec, when it failed (the program never ran: not executable, a
+/// missing interpreter, another architecture). A child whose exec succeeded closed its end of the
+/// setup socket (close-on-exec) having written nothing more.
+fn exec_failure(sock: &OwnedFd) -> Option<i32> {
+    let mut buf = [0u8; 16];
+    // SAFETY: recv(2) into a buffer of ours; MSG_DONTWAIT, so it never blocks.
+    let n = unsafe {
+        libc::recv(
+            sock.as_raw_fd(),
+            buf.as_mut_ptr().cast(),
+            buf.len(),
+            libc::MSG_DONTWAIT,
+        )
+    };
+    if n != 13 || buf[0] != child::MSG_ERROR {
+        return None;
+    }
+    let step = u32::from_le_bytes(buf[1..5].try_into().ok()?);
+    (Step::from_u32(step) == Some(Step::Exec))
+        .then(|| i32::from_le_bytes(buf[9..13].try_into().unwrap_or_default()))
 }
 
 const APPARMOR_USERNS_SYSCTL: &str = "/proc/sys/kernel/apparmor_restrict_unprivileged_userns";

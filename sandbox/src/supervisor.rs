@@ -24,6 +24,16 @@ pub const MAX_EVENTS: usize = 10_000;
 /// files whether it was outside and a write, for sockets the family) is still stored, up to this
 /// many: a flood of harmless events must not hide what comes after it from the findings.
 pub const MAX_LATE_EVENTS: usize = 2_000;
+/// The bytes of the strings stored events carry (paths, argv, addresses): past this, events are
+/// stored as past `MAX_EVENTS`, and past twice this not at all. 10,000 execs of 4 KB paths with 32
+/// arguments of 255 bytes otherwise made a 1 GB supervisor and a 376 MB report.
+pub const MAX_EVENT_BYTES: usize = 8 << 20;
+/// How long a host pid's sandbox pid is trusted before it is read again (a host pid is reused
+/// only after the kernel has cycled through all the others: far more forks than fit in this).
+const NS_PID_FRESH: std::time::Duration = std::time::Duration::from_millis(100);
+/// Cached host pids past which the stale ones are dropped (a fork-churning program must not
+/// grow the cache without end).
+const MAX_NS_PIDS: usize = 4096;
 /// Distinct destinations of one sendmmsg listed in its event (all are judged).
 const MAX_DESTINATIONS: usize = 16;
 /// Distinct names given to syscall numbers no table names (`syscall_<nr>`); past it they are all
@@ -72,7 +82,10 @@ struct Recorder {
     unnamed: usize,
     /// The kinds of behaviour stored so far (see `MAX_LATE_EVENTS`).
     kinds: std::collections::HashSet<String>,
-    ns_pids: HashMap<u32, i64>,
+    /// What the stored events weigh (see `MAX_EVENT_BYTES`).
+    event_bytes: usize,
+    /// Host pid to the sandbox's, with when it was read (see `ns_pid`).
+    ns_pids: HashMap<u32, (i64, Instant)>,
     first_exec_done: bool,
     first_exec_at: Option<Instant>,
     target_pid: u32,
@@ -99,8 +112,16 @@ impl Recorder {
 
     /// The pid as the sandbox sees it, from the last NSpid field of /proc/<pid>/status.
     fn ns_pid(&mut self, host_pid: u32) -> i64 {
-        if let Some(p) = self.ns_pids.get(&host_pid) {
+        // A host pid is reused only once the kernel has handed out every other one (32,768 and
+        // more forks): an answer younger than NS_PID_FRESH cannot be a dead process's.
+        if let Some((p, at)) = self.ns_pids.get(&host_pid)
+            && at.elapsed() < NS_PID_FRESH
+        {
             return *p;
+        }
+        if self.ns_pids.len() >= MAX_NS_PIDS {
+            self.ns_pids
+                .retain(|_, (_, at)| at.elapsed() < NS_PID_FRESH);
         }
         let p = std::fs::read_to_string(format!("/proc/{host_pid}/status"))
             .ok()
@@ -111,7 +132,7 @@ impl Recorder {
             })
             .unwrap_or(-1);
         if p > 0 {
-            self.ns_pids.insert(host_pid, p);
+            self.ns_pids.insert(host_pid, (p, Instant::now()));
         }
         p
     }
@@ -119,7 +140,8 @@ impl Recorder {
     fn push(&mut self, pid: u32, kind: EventKind, syscall: String, action: Action, detail: Value) {
         // Below the limit every event is stored and no key is needed; the kinds stored so far are
         // gathered once, when the limit is first reached.
-        if self.events.len() >= MAX_EVENTS {
+        let size = weight(&detail) + syscall.len();
+        if self.events.len() >= MAX_EVENTS || self.event_bytes + size > MAX_EVENT_BYTES {
             if self.kinds.is_empty() {
                 self.kinds = self
                     .events
@@ -128,11 +150,15 @@ impl Recorder {
                     .collect();
             }
             let key = behaviour(kind, &syscall, action, &detail);
-            if self.events.len() >= MAX_EVENTS + MAX_LATE_EVENTS || !self.kinds.insert(key) {
+            if self.events.len() >= MAX_EVENTS + MAX_LATE_EVENTS
+                || self.event_bytes + size > 2 * MAX_EVENT_BYTES
+                || !self.kinds.insert(key)
+            {
                 self.dropped += 1;
                 return;
             }
         }
+        self.event_bytes += size;
         let pid = self.ns_pid(pid);
         let t_ms = (self.start.elapsed().as_secs_f64() * 1e3 * 1000.0).round() / 1000.0;
         self.events.push(Event {
@@ -645,6 +671,22 @@ fn walk(path: &str, own_pid: &str, link: &dyn Fn(&str) -> Option<String>) -> Opt
     Some(format!("/{}", stack.join("/")))
 }
 
+/// About what a recorded detail weighs in memory and in the report: its strings' bytes, a few
+/// for everything else.
+fn weight(v: &Value) -> usize {
+    match v {
+        Value::String(s) => s.len() + 2,
+        Value::Array(a) => a.iter().map(weight).sum::<usize>() + 2,
+        Value::Object(o) => {
+            o.iter()
+                .map(|(k, v)| k.len() + 3 + weight(v))
+                .sum::<usize>()
+                + 2
+        }
+        _ => 8,
+    }
+}
+
 /// The kind of behaviour an event shows, as the late-event key (see `MAX_LATE_EVENTS`). What
 /// decides a finding's rule and severity is in it: a decoy of one kind (an nscd connect, a
 /// scratch socket) must not take the slot of another (a host socket).
@@ -727,6 +769,7 @@ impl Supervisor {
             names: HashMap::new(),
             unnamed: 0,
             kinds: std::collections::HashSet::new(),
+            event_bytes: 0,
             ns_pids: HashMap::new(),
             first_exec_done: false,
             first_exec_at: None,
@@ -735,7 +778,7 @@ impl Supervisor {
             rules,
             clones: 0,
         };
-        rec.ns_pids.insert(pid as u32, 1);
+        rec.ns_pids.insert(pid as u32, (1, Instant::now()));
 
         // Notifications are answered on a dedicated thread blocked in poll(2) on the listener:
         // the fewest syscalls per notification, and the one SYNC_WAKE_UP wakes on the same CPU.
@@ -872,8 +915,8 @@ impl Supervisor {
                 }
             }
         };
-        let stdout_tail = tail(out_task).await;
-        let stderr_tail = tail(err_task).await;
+        // Both at once: one grace period in all, not one per stream.
+        let (stdout_tail, stderr_tail) = tokio::join!(tail(out_task), tail(err_task));
         Outcome {
             exit: Exit {
                 status,
@@ -886,6 +929,7 @@ impl Supervisor {
             events_dropped: rec.dropped,
             stdout_tail,
             stderr_tail,
+            exec_error: None,
         }
     }
 

@@ -633,6 +633,7 @@ mod tests {
             events_dropped: 0,
             stdout_tail: Vec::new(),
             stderr_tail: b"Fatal Python error: boom\n".to_vec(),
+            exec_error: None,
         }
     }
 

@@ -57,6 +57,20 @@ pub fn run(args: JailArgs) -> Result<u8> {
     let host = sandbox::HostSupport::detect();
     let running = sandbox::spawn_with(cfg, &host).map_err(sandbox_error)?;
     let outcome = running.wait();
+    if let Some(errno) = outcome.exec_error {
+        // Nothing ran: no report of a program that never started.
+        let program = args.command[0].to_string_lossy();
+        let why = match errno {
+            libc::ENOENT => "its interpreter (the #! line, or the ELF loader) is not in the \
+                             sandbox; if it is on the host, pass its folder with --ro"
+                .to_string(),
+            libc::ENOEXEC => "not a program this machine runs (another architecture, or a \
+                              script without a #! line)"
+                .to_string(),
+            e => std::io::Error::from_raw_os_error(e).to_string(),
+        };
+        return Err(CliError::Input(format!("cannot execute {program}: {why}")));
+    }
     let findings = report::sandbox::findings(
         &outcome,
         args.sandbox.timeout,

@@ -34,6 +34,16 @@ impl<'a> SandboxReport<'a> {
     }
 }
 
+/// At most `max` characters of `text`, marked when cut: a finding's message and evidence stay
+/// small however long the recorded strings are (a flood of 4 KB exec paths otherwise cost
+/// seconds of formatting after the run).
+fn clip(text: &str, max: usize) -> String {
+    match text.char_indices().nth(max) {
+        Some((i, _)) => format!("{}...", &text[..i]),
+        None => text.to_string(),
+    }
+}
+
 fn s(v: &serde_json::Value, k: &str) -> String {
     match &v[k] {
         serde_json::Value::String(s) => s.clone(),
@@ -69,7 +79,7 @@ fn network_finding(syscall: &str, d: &serde_json::Value) -> Option<(String, Find
         return None;
     }
     if d["family"] == "unix" {
-        let path = s(d, "path");
+        let path = clip(&s(d, "path"), 256);
         let f = if d["host"] == true {
             Finding::new(
                 "sandbox.unix-socket",
@@ -148,12 +158,13 @@ pub fn findings(o: &Outcome, timeout_s: f64, memory: u64, pids: u64) -> Vec<Find
         }
         match e.kind {
             EventKind::Exec => {
-                let path = s(d, "path");
+                let path = clip(&s(d, "path"), 256);
                 let argv: Vec<String> = d["argv"]
                     .as_array()
                     .map(|a| {
                         a.iter()
-                            .filter_map(|x| x.as_str().map(str::to_string))
+                            .take(8)
+                            .filter_map(|x| x.as_str().map(|a| clip(a, 64)))
                             .collect()
                     })
                     .unwrap_or_default();
@@ -212,11 +223,13 @@ pub fn findings(o: &Outcome, timeout_s: f64, memory: u64, pids: u64) -> Vec<Find
                 }
             }
             EventKind::File if d.get("outside").is_some() => {
-                let path = d
-                    .get("resolved")
-                    .and_then(|v| v.as_str())
-                    .map(str::to_string)
-                    .unwrap_or_else(|| s(d, "path"));
+                let path = clip(
+                    &d.get("resolved")
+                        .and_then(|v| v.as_str())
+                        .map(str::to_string)
+                        .unwrap_or_else(|| s(d, "path")),
+                    256,
+                );
                 let write = d["write"].as_bool().unwrap_or(false);
                 let (rule, what) = if write {
                     ("sandbox.file-write", "write")
@@ -237,7 +250,7 @@ pub fn findings(o: &Outcome, timeout_s: f64, memory: u64, pids: u64) -> Vec<Find
                     .with_evidence(format!(
                         "{}({:?})",
                         e.syscall,
-                        s(d, "path")
+                        clip(&s(d, "path"), 256)
                     )),
                 );
             }
