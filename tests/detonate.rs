@@ -645,3 +645,24 @@ fn an_owner_only_pickle_is_still_detonated() {
     assert_eq!(report["verdict"], "fail", "{report:#}");
     assert_eq!(out.status.code(), Some(1));
 }
+
+/// An interpreter that cannot be executed loads nothing: exit 2 and one line, not a report whose
+/// only finding is a missing summary.
+#[test]
+fn an_interpreter_that_cannot_be_executed_is_an_error() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = workdir("not-python");
+    let fake = dir.join("python3");
+    std::fs::write(&fake, b"\x7fELG not a program\n").unwrap();
+    std::fs::set_permissions(&fake, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let out = Command::new(modelvet())
+        .args(["detonate", "--format", "json", "--python"])
+        .arg(&fake)
+        .arg(corpus("benign", "pkl-benign-hparams-namespace.pkl"))
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(out.stdout.is_empty(), "a report was written");
+    assert!(stderr.contains("cannot execute"), "{stderr}");
+}

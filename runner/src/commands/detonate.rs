@@ -464,6 +464,9 @@ pub fn run(args: DetonateArgs) -> Result<u8> {
     let reader = read_summary_pipe(summary_r);
     let outcome = running.wait();
     let summary_bytes = reader.join().unwrap_or_default();
+    if let Some(errno) = outcome.exec_error {
+        return Err(jail::cannot_execute(&args.python.to_string_lossy(), errno));
+    }
     // fd 3 first; stdout is where the harness falls back when a payload closed fd 3.
     let summary = parse_summary(&summary_bytes).or_else(|| parse_summary(&outcome.stdout_tail));
     if let Some(s) = summary.as_ref().filter(|s| !s.opened) {

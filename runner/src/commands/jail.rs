@@ -35,6 +35,21 @@ pub fn sandbox_error(e: sandbox::SandboxError) -> CliError {
     }
 }
 
+/// The error for a program whose exec failed in the sandbox: nothing ran, so there is no report
+/// of it, only this line (exit 2).
+pub fn cannot_execute(program: &str, errno: i32) -> CliError {
+    let why = match errno {
+        libc::ENOENT => "its interpreter (the #! line, or the ELF loader) is not in the sandbox; \
+                         if it is on the host, pass its folder with --ro"
+            .to_string(),
+        libc::ENOEXEC => "not a program this machine runs (another architecture, or a script \
+                          without a #! line)"
+            .to_string(),
+        e => std::io::Error::from_raw_os_error(e).to_string(),
+    };
+    CliError::Input(format!("cannot execute {program}: {why}"))
+}
+
 /// The sandbox options common to jail, probe and detonate.
 pub fn config(program: impl Into<std::ffi::OsString>, s: &SandboxArgs) -> sandbox::Config {
     let mut c = sandbox::Config::new(program);
@@ -58,18 +73,7 @@ pub fn run(args: JailArgs) -> Result<u8> {
     let running = sandbox::spawn_with(cfg, &host).map_err(sandbox_error)?;
     let outcome = running.wait();
     if let Some(errno) = outcome.exec_error {
-        // Nothing ran: no report of a program that never started.
-        let program = args.command[0].to_string_lossy();
-        let why = match errno {
-            libc::ENOENT => "its interpreter (the #! line, or the ELF loader) is not in the \
-                             sandbox; if it is on the host, pass its folder with --ro"
-                .to_string(),
-            libc::ENOEXEC => "not a program this machine runs (another architecture, or a \
-                              script without a #! line)"
-                .to_string(),
-            e => std::io::Error::from_raw_os_error(e).to_string(),
-        };
-        return Err(CliError::Input(format!("cannot execute {program}: {why}")));
+        return Err(cannot_execute(&args.command[0].to_string_lossy(), errno));
     }
     let findings = report::sandbox::findings(
         &outcome,
