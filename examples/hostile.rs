@@ -219,6 +219,28 @@ fn main() {
                     if r.is_ok() { "connected" } else { "failed" }
                 );
             }
+            // A length with its upper half set: the kernel takes the int (the path alone, no
+            // NUL), a reader of all 64 bits the bytes after it too (`/../../../tmp/x`, the
+            // scratch).
+            let real = format!("{arg}/{name}");
+            // SAFETY: a zeroed sockaddr_un is valid; the path fits (checked).
+            let mut sa: libc::sockaddr_un = unsafe { std::mem::zeroed() };
+            sa.sun_family = libc::AF_UNIX as libc::sa_family_t;
+            let bytes = format!("{real}/../../../tmp/x").into_bytes();
+            if bytes.len() < sa.sun_path.len() {
+                for (d, b) in sa.sun_path.iter_mut().zip(&bytes) {
+                    *d = *b as libc::c_char;
+                }
+                let len = (1u64 << 32) | (2 + real.len()) as u64;
+                // SAFETY: socket(2) takes no pointer.
+                let fd = unsafe { libc::socket(libc::AF_UNIX, libc::SOCK_STREAM, 0) };
+                // SAFETY: sa outlives the call; the kernel reads `len as int` bytes of it.
+                let r = unsafe { libc::syscall(libc::SYS_connect, fd, &sa, len) };
+                println!(
+                    "unixconnect long length: {}",
+                    if r == 0 { "connected" } else { "failed" }
+                );
+            }
             // The "@..." file, by a relative name: written as an abstract socket would print.
             let _ = std::env::set_current_dir("/tmp");
             let r = std::os::unix::net::UnixStream::connect("@evil");
@@ -282,6 +304,41 @@ fn main() {
             say(
                 "open",
                 i64::from(unsafe { libc::open(nowhere, libc::O_RDONLY) }),
+            );
+            say(
+                "sendto",
+                // SAFETY: as above.
+                unsafe { libc::sendto(fd, c"x".as_ptr().cast(), 1, 0, nowhere.cast(), 16) } as i64,
+            );
+            let argv = [std::ptr::null::<libc::c_char>()];
+            // SAFETY: as above; argv is a valid NULL-terminated array.
+            say(
+                "exec",
+                i64::from(unsafe { libc::execv(nowhere, argv.as_ptr()) }),
+            );
+            // Not hidden: a path whose NUL is the last byte before an unmapped page.
+            // SAFETY: two fresh private anonymous pages; no pointer argument of ours.
+            let two = unsafe {
+                libc::mmap(
+                    std::ptr::null_mut(),
+                    8192,
+                    libc::PROT_READ | libc::PROT_WRITE,
+                    libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+                    -1,
+                    0,
+                )
+            }
+            .cast::<u8>();
+            // SAFETY: the second of our two pages goes; nothing refers to it.
+            unsafe { libc::munmap(two.wrapping_add(4096).cast(), 4096) };
+            let name = b"/nonexistent-edge\0";
+            let edge = two.wrapping_add(4096 - name.len());
+            // SAFETY: the string fits the first page, which is ours and writable.
+            unsafe { std::ptr::copy_nonoverlapping(name.as_ptr(), edge, name.len()) };
+            // SAFETY: a NUL-terminated string in our memory.
+            say(
+                "edge open",
+                i64::from(unsafe { libc::open(edge.cast(), libc::O_RDONLY) }),
             );
             // A page made execute-only: process_vm_readv honours the missing read permission,
             // while on x86 the kernel's own copy still reads it.

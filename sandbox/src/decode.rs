@@ -136,13 +136,19 @@ pub fn sockaddr(bytes: &[u8]) -> Map<String, Value> {
     m
 }
 
+/// The socket address at `addr` of `len` bytes, `len` as the kernel takes it: an `int` (the
+/// register's upper half ignored; `(1 << 32) | 15` is 15), at most a `sockaddr_storage` (the
+/// kernel refuses a longer one, or for a msghdr cuts it to that). A negative length names no
+/// address (the kernel fails the call).
 pub fn read_sockaddr(
     pid: u32,
     addr: u64,
     len: u64,
 ) -> Result<Option<Map<String, Value>>, Unreadable> {
-    let len = (len as usize).min(MAX_SOCKADDR);
-    Ok(read_bytes(pid, addr, len)?.map(|b| sockaddr(&b)))
+    let Ok(len) = usize::try_from(len as u32 as i32) else {
+        return Ok(None);
+    };
+    Ok(read_bytes(pid, addr, len.min(MAX_SOCKADDR))?.map(|b| sockaddr(&b)))
 }
 
 /// The destination of a sendmsg: msg_name and msg_namelen of the msghdr at `addr`.
@@ -172,7 +178,8 @@ pub fn read_mmsg_names(
     const UIO_MAXIOV: u64 = 1024;
     /// `struct mmsghdr`: a 56-byte msghdr and a u32, padded to 64.
     const MMSGHDR: usize = 64;
-    let n = vlen.min(UIO_MAXIOV) as usize;
+    // vlen is an unsigned int: the register's upper half is not the kernel's.
+    let n = u64::from(vlen as u32).min(UIO_MAXIOV) as usize;
     // The headers in one read; then the names they point to.
     let Some(headers) = read_bytes(pid, addr, n * MMSGHDR)? else {
         return Ok(Vec::new());

@@ -609,18 +609,11 @@ pub fn spawn_with(mut config: Config, support: &HostSupport) -> Result<Running, 
     })
 }
 
-/// The CPUs this thread (and so the child) may run on (one syscall: no cgroup files read).
+/// The CPUs this thread, and so the child, may run on; the most a wide machine's mask can name
+/// when it cannot be read. (The program may widen its own mask within its cpuset: then, busy on
+/// more CPUs than it was given, it can reach the backstop before the wall timeout.)
 fn cpus() -> u64 {
-    // SAFETY: an all-zero cpu_set_t is valid; sched_getaffinity writes at most its size.
-    let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
-    // SAFETY: as above; pid 0 is the calling thread.
-    let ok = unsafe { libc::sched_getaffinity(0, std::mem::size_of_val(&set), &mut set) } == 0;
-    if ok {
-        // SAFETY: counts the bits of the set filled above.
-        (unsafe { libc::CPU_COUNT(&set) } as u64).max(1)
-    } else {
-        1
-    }
+    sys::affinity_cpus().map_or(8192, |n| n.max(1))
 }
 
 /// Stack of the child between clone and exec: its walk of the plan needs a few KiB.
@@ -910,15 +903,7 @@ fn setup_handshake(
 /// setup socket (close-on-exec) having written nothing more.
 fn exec_failure(sock: &OwnedFd) -> Option<i32> {
     let mut buf = [0u8; 16];
-    // SAFETY: recv(2) into a buffer of ours; MSG_DONTWAIT, so it never blocks.
-    let n = unsafe {
-        libc::recv(
-            sock.as_raw_fd(),
-            buf.as_mut_ptr().cast(),
-            buf.len(),
-            libc::MSG_DONTWAIT,
-        )
-    };
+    let n = sys::recv_nowait(sock.as_raw_fd(), &mut buf).ok()?;
     if n != 13 || buf[0] != child::MSG_ERROR {
         return None;
     }

@@ -112,6 +112,10 @@ impl Recorder {
 
     /// The pid as the sandbox sees it, from the last NSpid field of /proc/<pid>/status.
     fn ns_pid(&mut self, host_pid: u32) -> i64 {
+        // The target is pid 1 for as long as it lives, and with it the namespace.
+        if host_pid == self.target_pid {
+            return 1;
+        }
         // A host pid is reused only once the kernel has handed out every other one (32,768 and
         // more forks): an answer younger than NS_PID_FRESH cannot be a dead process's.
         if let Some((p, at)) = self.ns_pids.get(&host_pid)
@@ -122,6 +126,10 @@ impl Recorder {
         if self.ns_pids.len() >= MAX_NS_PIDS {
             self.ns_pids
                 .retain(|_, (_, at)| at.elapsed() < NS_PID_FRESH);
+            // All fresh (a fork storm): start over rather than grow or rescan at every miss.
+            if self.ns_pids.len() >= MAX_NS_PIDS / 2 {
+                self.ns_pids.clear();
+            }
         }
         let p = std::fs::read_to_string(format!("/proc/{host_pid}/status"))
             .ok()
@@ -191,7 +199,7 @@ impl Recorder {
             json!({
                 "unreadable": true,
                 "args": n.data.args,
-                "note": "arguments in memory the supervisor cannot read (such as memfd_secret's): refused with EFAULT",
+                "note": "arguments in memory the supervisor cannot read (an execute-only page, nothing mapped): refused with EFAULT",
             }),
         );
         Some(SeccompNotifResp {
@@ -378,6 +386,14 @@ impl Recorder {
                 } else {
                     (a[0], a[1])
                 };
+                let first = !self.first_exec_done && pid == self.target_pid;
+                if first {
+                    self.first_exec_done = true;
+                    self.first_exec_at = Some(Instant::now());
+                    // The target's own start (from our plan's memory, not the program's) is not
+                    // an event of the program.
+                    return Some(cont);
+                }
                 let (Ok(path), Ok(argv)) = (
                     decode::read_cstring(pid, path_arg, decode::MAX_PATH),
                     decode::read_argv(pid, argv_arg),
@@ -387,13 +403,6 @@ impl Recorder {
                 let path = path.unwrap_or_default();
                 if !valid(listener) {
                     return None;
-                }
-                let first = !self.first_exec_done && pid == self.target_pid;
-                if first {
-                    self.first_exec_done = true;
-                    self.first_exec_at = Some(Instant::now());
-                    // The target's own start is not an event of the program.
-                    return Some(cont);
                 }
                 // An exec from another thread of the sandbox's first process makes that thread
                 // the process's main thread, and threads start without the parent-death signal:
@@ -495,7 +504,7 @@ impl Recorder {
                         };
                         let how = how
                             .and_then(|b| b.try_into().ok())
-                            .map_or(0, u64::from_le_bytes);
+                            .map_or(0, u64::from_ne_bytes);
                         (a[0] as i32 as i64, a[1], how)
                     }
                     _ => (a[0] as i32 as i64, a[1], a[2]),
@@ -778,7 +787,6 @@ impl Supervisor {
             rules,
             clones: 0,
         };
-        rec.ns_pids.insert(pid as u32, (1, Instant::now()));
 
         // Notifications are answered on a dedicated thread blocked in poll(2) on the listener:
         // the fewest syscalls per notification, and the one SYNC_WAKE_UP wakes on the same CPU.
@@ -1052,7 +1060,11 @@ async fn relay(fd: OwnedFd, echo: bool) -> Vec<u8> {
                     let mut chunk = std::mem::take(&mut held);
                     chunk.extend_from_slice(&buf[..n]);
                     held = chunk.split_off(chunk.len() - cut_character(&chunk));
+                    // Flushed: tokio's stderr hands the bytes to a blocking thread, and only a
+                    // flush waits for them to be written (the runtime is shut down without
+                    // waiting for that thread, see `spawn_with`).
                     let _ = err.write_all(&inert_output(&chunk)).await;
+                    let _ = err.flush().await;
                 }
                 tail.extend_from_slice(&buf[..n]);
                 if tail.len() > OUTPUT_TAIL {
@@ -1063,6 +1075,7 @@ async fn relay(fd: OwnedFd, echo: bool) -> Vec<u8> {
     }
     if echo && !held.is_empty() {
         let _ = err.write_all(&inert_output(&held)).await;
+        let _ = err.flush().await;
     }
     tail
 }

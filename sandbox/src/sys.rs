@@ -1022,8 +1022,42 @@ pub fn process_vm_read(pid: u32, addr: u64, buf: &mut [u8]) -> SysResult<usize> 
     check("process_vm_readv", ret as libc::c_long).map(|n| n as usize)
 }
 
+/// How many CPUs the calling thread may run on (its affinity mask, up to 8,192 CPUs).
+pub fn affinity_cpus() -> SysResult<u64> {
+    let mut mask = [0u64; 128];
+    // SAFETY: the kernel writes at most `size_of_val(&mask)` bytes into our array; pid 0 is the
+    // calling thread. The raw call returns the bytes written.
+    let ret = unsafe {
+        libc::syscall(
+            libc::SYS_sched_getaffinity,
+            0,
+            std::mem::size_of_val(&mask),
+            mask.as_mut_ptr(),
+        )
+    };
+    check("sched_getaffinity", ret)?;
+    Ok(mask.iter().map(|w| u64::from(w.count_ones())).sum())
+}
+
+/// Lets every thread of this process share one malloc arena (glibc makes one per thread
+/// otherwise). Call before any thread starts.
+pub fn single_malloc_arena() {
+    #[cfg(target_env = "gnu")]
+    // SAFETY: mallopt(3) changes an allocator parameter; no memory is touched.
+    unsafe {
+        libc::mallopt(libc::M_ARENA_MAX, 1);
+    }
+}
+
 // ---------------------------------------------------------------------------------------------
 // Sockets and pipes
+
+/// One recv(2) that never blocks: `Ok(0)` at the end of the stream, EAGAIN when nothing waits.
+pub fn recv_nowait(fd: RawFd, buf: &mut [u8]) -> SysResult<usize> {
+    // SAFETY: recv into our own buffer of `buf.len()` bytes.
+    let ret = unsafe { libc::recv(fd, buf.as_mut_ptr().cast(), buf.len(), libc::MSG_DONTWAIT) };
+    check("recv", ret as libc::c_long).map(|n| n as usize)
+}
 
 pub fn seqpacket_pair() -> SysResult<(OwnedFd, OwnedFd)> {
     let mut fds = [0; 2];

@@ -159,7 +159,7 @@ pub fn findings(o: &Outcome, timeout_s: f64, memory: u64, pids: u64) -> Vec<Find
         match e.kind {
             EventKind::Exec => {
                 let path = clip(&s(d, "path"), 256);
-                let argv: Vec<String> = d["argv"]
+                let mut argv: Vec<String> = d["argv"]
                     .as_array()
                     .map(|a| {
                         a.iter()
@@ -168,6 +168,9 @@ pub fn findings(o: &Outcome, timeout_s: f64, memory: u64, pids: u64) -> Vec<Find
                             .collect()
                     })
                     .unwrap_or_default();
+                if d["argv"].as_array().is_some_and(|a| a.len() > 8) {
+                    argv.push("...".into());
+                }
                 let verb = if e.action == sandbox::Action::Denied {
                     "denied"
                 } else {
