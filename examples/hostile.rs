@@ -2,7 +2,7 @@
 //! run it under `modelvet jail`. Run: `cargo run --release --example hostile -- <case> [arg]`.
 //! Cases: connect PORT, udp PORT, connect6 PORT, exec, write PATH, shadow, forkbomb, membomb,
 //! busy, killparent, raw, clearpdeath [SECONDS], threadexec SECONDS, flood N, nrwalk N, int80,
-//! mmsg PATH [N], unixconnect DIR NAME, hidden.
+//! mmsg PATH [N], unixconnect DIR NAME, hidden, renameparent DIR NAME.
 
 use std::io::Write;
 
@@ -257,6 +257,28 @@ fn main() {
                 let _ = std::os::unix::net::UnixStream::connect_addr(&addr);
             }
         }
+        "renameparent" => {
+            // DIR is bound; its parent, made in the scratch to hold it, renamed would carry the
+            // bind (and any host socket in it) to a path the record does not know as the host's.
+            let dir = std::path::Path::new(&arg);
+            let name = args.get(3).cloned().unwrap_or_default();
+            let parent = dir.parent().unwrap_or(dir);
+            let base = dir.file_name().unwrap_or_default().to_string_lossy();
+            let moved = std::path::Path::new("/tmp/moved-away");
+            let r = std::fs::rename(parent, moved);
+            println!(
+                "renameparent rename: errno {}",
+                r.err().and_then(|e| e.raw_os_error()).unwrap_or(0)
+            );
+            for path in [moved.join(&*base).join(&name), dir.join(&name)] {
+                let r = std::os::unix::net::UnixStream::connect(&path);
+                println!(
+                    "renameparent {}: {}",
+                    path.display(),
+                    if r.is_ok() { "connected" } else { "failed" }
+                );
+            }
+        }
         "int80" => {
             // A syscall through the i386 ABI (getpid, 20 there), which a filter written for the
             // x86_64 numbers alone would misread.
@@ -385,7 +407,7 @@ fn main() {
         }
         _ => {
             eprintln!(
-                "usage: hostile connect|udp|connect6 PORT | exec | write PATH | shadow | forkbomb | membomb | busy | killparent | raw | clearpdeath [SECONDS] | threadexec SECONDS | flood N | nrwalk N | int80 | mmsg PATH [N] | unixconnect DIR NAME | hidden"
+                "usage: hostile connect|udp|connect6 PORT | exec | write PATH | shadow | forkbomb | membomb | busy | killparent | raw | clearpdeath [SECONDS] | threadexec SECONDS | flood N | nrwalk N | int80 | mmsg PATH [N] | unixconnect DIR NAME | hidden | renameparent DIR NAME"
             );
             std::process::exit(2);
         }

@@ -1459,3 +1459,43 @@ fn a_program_that_cannot_be_executed_is_an_error_not_a_clean_run() {
         assert_eq!(stderr.lines().count(), 1, "{name}: {stderr}");
     }
 }
+
+/// A folder bound from under the host's /tmp sits in the scratch inside a folder the sandbox made
+/// (writable): renaming that folder carried the bind, and a host service's socket in it, to a path
+/// the record judged the program's own (a medium finding, verdict pass). Those folders are mount
+/// points now, which cannot be renamed.
+#[test]
+fn the_folders_holding_a_bind_in_the_scratch_cannot_be_renamed() {
+    let top = std::env::temp_dir().join(format!("mv-rn-{}", std::process::id()));
+    let dir = top.join("svc");
+    let _ = std::fs::remove_dir_all(&top);
+    std::fs::create_dir_all(&dir).unwrap();
+    let sock = dir.join("svc.sock");
+    let listener = std::os::unix::net::UnixListener::bind(&sock).unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&sock, std::fs::Permissions::from_mode(0o777)).unwrap();
+    std::fs::set_permissions(&top, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let r = hostile_case(
+        &["--ro", dir.to_str().unwrap()],
+        &["renameparent", dir.to_str().unwrap(), "svc.sock"],
+    );
+    drop(listener);
+    let _ = std::fs::remove_dir_all(&top);
+    assert!(
+        r.stderr
+            .contains(&format!("renameparent rename: errno {}", libc::EBUSY)),
+        "{}",
+        r.stderr
+    );
+    assert!(
+        r.stderr.contains("moved-away/svc/svc.sock: failed"),
+        "{}",
+        r.stderr
+    );
+    assert!(
+        has_rule(&r, "sandbox.unix-socket", "high"),
+        "{:#}",
+        r.report["findings"]
+    );
+    assert_eq!(r.code, 1);
+}

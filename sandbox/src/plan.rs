@@ -196,12 +196,26 @@ impl PathRules {
                 .chain(&self.writable)
                 .any(|p| under_any(p, &[path.trim_end_matches('/').to_string()]) || path == "/")
     }
+    /// Writable: under a writable prefix, unless a read-only one lies deeper on the way (a file
+    /// bound read-only under the scratch `/tmp` or under an `--allow-write` folder).
     pub fn is_writable(&self, path: &str) -> bool {
-        under_any(path, &self.writable)
+        match deepest(path, &self.writable) {
+            Some(w) => deepest(path, &self.readable).is_none_or(|r| r <= w),
+            None => false,
+        }
     }
     pub fn is_host(&self, path: &str) -> bool {
         under_any(path, &self.host)
     }
+}
+
+/// The length of the longest of `prefixes` that `path` is under.
+fn deepest(path: &str, prefixes: &[String]) -> Option<usize> {
+    prefixes
+        .iter()
+        .filter(|p| under_any(path, std::slice::from_ref(*p)))
+        .map(String::len)
+        .max()
 }
 
 fn under_any(path: &str, prefixes: &[String]) -> bool {
@@ -449,6 +463,27 @@ pub fn mounts(inp: &MountInputs) -> Result<(Vec<Op>, PathRules), PlanError> {
             contents,
         });
     }
+    // Phase 1b: the scratch folders on the way to a bind (`/tmp/a` of a bound `/tmp/a/b`) are
+    // made mount points of themselves, which cannot be renamed: renamed, they would carry the
+    // bind to a path the record no longer knows as the host's (`/tmp/elsewhere/b/svc.sock`).
+    let mut pinned: Vec<&Path> = Vec::new();
+    for (_, inside, _, _) in &binds {
+        for a in inside.ancestors().skip(1) {
+            let in_scratch = a.starts_with("/tmp") && a != Path::new("/tmp");
+            if in_scratch && !kept.iter().any(|(k, _)| a.starts_with(k)) && !pinned.contains(&a) {
+                pinned.push(a);
+            }
+        }
+    }
+    pinned.sort_by_key(|a| a.components().count());
+    for a in pinned {
+        ops.push(Op::Bind {
+            src: c(in_new(a))?,
+            dst: c(in_new(a))?,
+            attrs: MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV,
+            exact: false,
+        });
+    }
     // Phase 2: binds, shallow paths first so deeper ones land on top.
     binds.sort_by_key(|(_, inside, _, _)| inside.components().count());
     for (host, inside, attrs, exact) in binds {
@@ -608,5 +643,26 @@ mod tests {
         );
         assert!(!rules.is_readable("/root/.ssh/id_rsa"));
         assert!(!rules.is_readable("/etc/shadow"));
+    }
+
+    #[test]
+    fn a_read_only_bind_under_a_writable_folder_is_not_writable() {
+        let rules = PathRules {
+            readable: vec!["/usr".into(), "/tmp/job/data".into(), "/dev".into()],
+            writable: vec![
+                "/tmp".into(),
+                "/tmp/job/data/out".into(),
+                "/dev/null".into(),
+            ],
+            host: vec![],
+        };
+        assert!(rules.is_writable("/tmp/x"));
+        assert!(rules.is_writable("/tmp/job/other"));
+        assert!(!rules.is_writable("/tmp/job/data/config"));
+        assert!(!rules.is_writable("/tmp/job/data"));
+        assert!(rules.is_writable("/tmp/job/data/out/r.json"));
+        assert!(rules.is_writable("/dev/null"));
+        assert!(!rules.is_writable("/dev/zero"));
+        assert!(!rules.is_writable("/usr/bin/x"));
     }
 }

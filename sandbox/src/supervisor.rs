@@ -41,7 +41,7 @@ const MAX_DESTINATIONS: usize = 16;
 const MAX_UNNAMED: usize = 64;
 /// Bytes of the program's stdout and stderr kept for the report.
 pub const OUTPUT_TAIL: usize = 4096;
-/// How long the program's output may keep coming once its whole tree is dead.
+/// How long the program's output may keep coming once the run is over (the kill of its tree).
 const OUTPUT_GRACE: Duration = Duration::from_secs(2);
 /// How often cgroup counters (OOM kills, refused forks) are polled.
 const POLL_INTERVAL: Duration = Duration::from_millis(10);
@@ -612,6 +612,16 @@ fn walk(path: &str, own_pid: &str, link: &dyn Fn(&str) -> Option<String>) -> Opt
     }
     let magic = |stack: &[String]| -> Option<Jump> {
         let own = |w: &str| w == "self" || w == "thread-self" || w == own_pid;
+        // `/proc/self` and `/proc/<pid>` are the process, whose cwd and descriptors are its main
+        // thread's; only `/proc/thread-self` is the calling thread (they differ for a thread
+        // made without CLONE_FS or CLONE_FILES). The link reader is told which.
+        let of = |w: &str, what: String| {
+            if w == "thread-self" {
+                what
+            } else {
+                format!("{PROCESS_LINK}{what}")
+            }
+        };
         let pid = |w: &str| own(w) || w.bytes().all(|b| b.is_ascii_digit());
         let digits = |w: &str| !w.is_empty() && w.bytes().all(|b| b.is_ascii_digit());
         let (w, rest) = match stack {
@@ -630,8 +640,8 @@ fn walk(path: &str, own_pid: &str, link: &dyn Fn(&str) -> Option<String>) -> Opt
             ["root"] | ["task", _, "root"] if rest.len() == 1 || digits(rest[1]) => {
                 Some(Jump::Root)
             }
-            ["cwd"] => Some(jump("cwd", own(w))),
-            ["fd", n] if digits(n) => Some(jump(&format!("fd/{n}"), own(w))),
+            ["cwd"] => Some(jump(&of(w, "cwd".into()), own(w))),
+            ["fd", n] if digits(n) => Some(jump(&of(w, format!("fd/{n}")), own(w))),
             ["task", t, "cwd"] if digits(t) => Some(Jump::Unknown),
             ["task", t, "fd", n] if digits(t) && digits(n) => Some(Jump::Unknown),
             _ => None,
@@ -654,7 +664,8 @@ fn walk(path: &str, own_pid: &str, link: &dyn Fn(&str) -> Option<String>) -> Opt
             Some(Jump::Root) => stack.clear(),
             // A descriptor itself (`/proc/self/fd/1`): reopening what the program holds; only a
             // directory descriptor with more of the path after it leads somewhere.
-            Some(Jump::Link(what)) if last && what.starts_with("fd/") => {}
+            Some(Jump::Link(what))
+                if last && what.trim_start_matches(PROCESS_LINK).starts_with("fd/") => {}
             Some(Jump::Link(what)) => {
                 jumps += 1;
                 // What a link reads is itself a plain path; a few jumps are all a walk needs.
@@ -741,7 +752,15 @@ fn thread_group(tid: u32) -> Option<u32> {
 
 /// Reads /proc/<pid>/<link>. The kernel renders it relative to the child's root when the child
 /// is in our mount tree's view; after pivot_root it is the path the child itself would see.
+/// Marks a link `walk` asks for as the process's (its main thread's), not the calling thread's.
+const PROCESS_LINK: &str = "process:";
+
+/// Reads /proc/<pid>/<link> for the calling thread `pid`, or for its process when `link` is
+/// marked `PROCESS_LINK`.
 fn proc_link(pid: u32, link: &str) -> Option<String> {
+    if let Some(link) = link.strip_prefix(PROCESS_LINK) {
+        return proc_link(thread_group(pid)?, link);
+    }
     std::fs::read_link(format!("/proc/{pid}/{link}"))
         .ok()
         .map(|p| p.to_string_lossy().into_owned())
@@ -823,31 +842,43 @@ impl Supervisor {
             }
         };
 
+        // When the run was cut short: the output's grace counts from then, so the kernel's
+        // teardown of a large tree (seconds for tens of thousands of mappings, all before the
+        // target's exit shows) is inside it, not on top of it.
+        let mut killed_at: Option<tokio::time::Instant> = None;
         loop {
             tokio::select! {
                 biased;
                 _ = exited.readable() => break,
                 _ = tokio::time::sleep_until(deadline), if forced.is_none() => {
                     forced = Some(ExitStatus::Timeout);
+                    killed_at = Some(tokio::time::Instant::now());
                     kill_tree(&group, exited.get_ref());
                 }
                 _ = tick.tick(), if forced.is_none() => {
-                    if crate::interrupt::received().is_some() {
+                    let why = if crate::interrupt::received().is_some() {
                         // We were asked to stop (Ctrl-C, SIGTERM): stop the program like a timeout.
-                        forced = Some(ExitStatus::Killed);
-                        kill_tree(&group, exited.get_ref());
+                        Some(ExitStatus::Killed)
                     } else if let Some(g) = &group {
                         if g.oom_kills() > 0 {
-                            forced = Some(ExitStatus::Memory);
-                            kill_tree(&group, exited.get_ref());
+                            Some(ExitStatus::Memory)
                         } else if g.pids_max_hits() > 0 {
-                            forced = Some(ExitStatus::Pids);
-                            kill_tree(&group, exited.get_ref());
+                            Some(ExitStatus::Pids)
+                        } else {
+                            None
                         }
+                    } else {
+                        None
+                    };
+                    if why.is_some() {
+                        forced = why;
+                        killed_at = Some(tokio::time::Instant::now());
+                        kill_tree(&group, exited.get_ref());
                     }
                 }
             }
         }
+        let ended = killed_at.unwrap_or_else(tokio::time::Instant::now);
         kill_tree(&group, exited.get_ref());
         done.store(true, std::sync::atomic::Ordering::Relaxed);
         let rec = match notifier.join() {
@@ -915,7 +946,7 @@ impl Supervisor {
             let Some(mut t) = t else {
                 return Vec::new();
             };
-            match tokio::time::timeout(OUTPUT_GRACE, &mut t).await {
+            match tokio::time::timeout_at(ended + OUTPUT_GRACE, &mut t).await {
                 Ok(r) => r.unwrap_or_default(),
                 Err(_) => {
                     t.abort();
@@ -1102,10 +1133,12 @@ fn cut_character(b: &[u8]) -> usize {
 mod tests {
     #[test]
     fn paths_are_walked_through_proc_root_and_cwd_as_the_kernel_would() {
+        // The process's links; the calling thread has its own cwd (no CLONE_FS).
         let link = |what: &str| match what {
-            "cwd" => Some("/work/dir".to_string()),
-            "fd/3" => Some("/".to_string()),
-            "fd/7" => Some("pipe:[1234]".to_string()),
+            "process:cwd" => Some("/work/dir".to_string()),
+            "cwd" => Some("/thread/dir".to_string()),
+            "process:fd/3" => Some("/".to_string()),
+            "process:fd/7" => Some("pipe:[1234]".to_string()),
             _ => None,
         };
         for (path, want) in [
@@ -1120,6 +1153,7 @@ mod tests {
             ("/proc/self/cwd/../b", Some("/work/b")),
             ("/proc/self/fd/3/etc/shadow", Some("/etc/shadow")),
             ("/proc/4/cwd/a", Some("/work/dir/a")),
+            ("/proc/thread-self/cwd/a", Some("/thread/dir/a")),
             // A descriptor itself, or one that is no folder: as written.
             ("/proc/self/fd/3", Some("/proc/self/fd/3")),
             ("/proc/self/fd/7/x", Some("/proc/self/fd/7/x")),
