@@ -1466,7 +1466,8 @@ fn a_program_that_cannot_be_executed_is_an_error_not_a_clean_run() {
 /// points now, which cannot be renamed.
 #[test]
 fn the_folders_holding_a_bind_in_the_scratch_cannot_be_renamed() {
-    let top = std::env::temp_dir().join(format!("mv-rn-{}", std::process::id()));
+    // Under the host's /tmp itself (not TMPDIR): that is where the scratch is.
+    let top = Path::new("/tmp").join(format!("mv-rn-{}", std::process::id()));
     let dir = top.join("svc");
     let _ = std::fs::remove_dir_all(&top);
     std::fs::create_dir_all(&dir).unwrap();

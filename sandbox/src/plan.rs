@@ -197,7 +197,7 @@ impl PathRules {
                 .any(|p| under_any(p, &[path.trim_end_matches('/').to_string()]) || path == "/")
     }
     /// Writable: under a writable prefix, unless a read-only one lies deeper on the way (a file
-    /// bound read-only under the scratch `/tmp` or under an `--allow-write` folder).
+    /// bound read-only under the scratch `/tmp`).
     pub fn is_writable(&self, path: &str) -> bool {
         match deepest(path, &self.writable) {
             Some(w) => deepest(path, &self.readable).is_none_or(|r| r <= w),
@@ -643,6 +643,46 @@ mod tests {
         );
         assert!(!rules.is_readable("/root/.ssh/id_rsa"));
         assert!(!rules.is_readable("/etc/shadow"));
+    }
+
+    #[test]
+    fn scratch_folders_on_the_way_to_a_bind_are_pinned_before_it() {
+        let top = PathBuf::from(format!("/tmp/mv-plan-{}", std::process::id()));
+        let file = top.join("a/b/f");
+        std::fs::create_dir_all(file.parent().unwrap()).unwrap();
+        std::fs::write(&file, b"x").unwrap();
+        let planned = mounts(&MountInputs {
+            ro: std::slice::from_ref(&file),
+            rw: &[],
+            cwd: Path::new("/"),
+            scratch_bytes: 1 << 20,
+        });
+        let _ = std::fs::remove_dir_all(&top);
+        let (ops, _) = planned.unwrap();
+        let name = |c: &CString| c.to_string_lossy().into_owned();
+        let pinned: Vec<(usize, String)> = ops
+            .iter()
+            .enumerate()
+            .filter_map(|(i, o)| match o {
+                Op::Bind { src, dst, .. } if src == dst => Some((i, name(dst))),
+                _ => None,
+            })
+            .collect();
+        let want: Vec<String> = ["", "/a", "/a/b"]
+            .iter()
+            .map(|s| format!("/newroot{}{s}", top.display()))
+            .collect();
+        assert_eq!(pinned.iter().map(|p| p.1.clone()).collect::<Vec<_>>(), want);
+        let bind_of_file = ops
+            .iter()
+            .position(|o| matches!(o, Op::Bind { dst, .. } if name(dst).ends_with("/a/b/f")))
+            .unwrap();
+        let last_mkdir = ops.iter().rposition(|o| matches!(o, Op::Mkdir(_))).unwrap();
+        assert!(
+            pinned
+                .iter()
+                .all(|(i, _)| *i > last_mkdir && *i < bind_of_file)
+        );
     }
 
     #[test]

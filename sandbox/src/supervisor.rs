@@ -530,8 +530,21 @@ impl Recorder {
                 } else {
                     link(&format!("fd/{dirfd}"))
                 };
-                let own_pid = self.ns_pid(pid).to_string();
-                let resolved = start.and_then(|s| walk(&format!("{s}/{path}"), &own_pid, &link));
+                let resolved = start.and_then(|s| {
+                    let full = format!("{s}/{path}");
+                    // The caller's own ids as the sandbox numbers them, for `/proc/<pid>/...`
+                    // (read only when the walk may meet /proc).
+                    let own = if full.contains("/proc") {
+                        let process = thread_group(pid).unwrap_or(pid);
+                        (
+                            self.ns_pid(process).to_string(),
+                            self.ns_pid(pid).to_string(),
+                        )
+                    } else {
+                        (String::new(), String::new())
+                    };
+                    walk(&full, (&own.0, &own.1), &link)
+                });
                 // A path that cannot be followed from here (through another process's /proc
                 // links) is judged outside.
                 if resolved.is_none() {
@@ -601,22 +614,29 @@ impl Recorder {
 /// An absolute path as the kernel walks it, lexically: `.` and `..` (never above `/`), and the
 /// magic links of /proc: `/proc/<pid>/root` (every process of the sandbox has its root, so any
 /// pid; `task/<tid>` too) jumps to `/`; `/proc/self/cwd` and `/proc/self/fd/<n>` (or
-/// `thread-self`) jump to the caller's working directory and descriptor, read through `link`
-/// ("cwd", "fd/3"). Another process's cwd or descriptors cannot be told from here: None, as for
-/// any jump `link` cannot read. Symlinks are not followed.
-fn walk(path: &str, own_pid: &str, link: &dyn Fn(&str) -> Option<String>) -> Option<String> {
+/// `thread-self`, or the caller's own pid or thread id) jump to the caller's working directory and
+/// descriptor, read through `link` ("cwd", "fd/3" for the calling thread's, marked
+/// `PROCESS_LINK` for its process's). `own` is the caller's (process, thread) id in the sandbox.
+/// Another process's cwd or descriptors cannot be told from here: None, as for any jump `link`
+/// cannot read. Symlinks are not followed.
+fn walk(path: &str, own: (&str, &str), link: &dyn Fn(&str) -> Option<String>) -> Option<String> {
+    let (own_process, own_thread) = own;
     enum Jump {
         Root,
         Link(String),
         Unknown,
     }
     let magic = |stack: &[String]| -> Option<Jump> {
-        let own = |w: &str| w == "self" || w == "thread-self" || w == own_pid;
+        let own = |w: &str| {
+            w == "self"
+                || w == "thread-self"
+                || (!w.is_empty() && (w == own_process || w == own_thread))
+        };
         // `/proc/self` and `/proc/<pid>` are the process, whose cwd and descriptors are its main
-        // thread's; only `/proc/thread-self` is the calling thread (they differ for a thread
-        // made without CLONE_FS or CLONE_FILES). The link reader is told which.
+        // thread's; `/proc/thread-self` and `/proc/<tid>` the calling thread (they differ for a
+        // thread made without CLONE_FS or CLONE_FILES). The link reader is told which.
         let of = |w: &str, what: String| {
-            if w == "thread-self" {
+            if w == "thread-self" || (w == own_thread && w != own_process) {
                 what
             } else {
                 format!("{PROCESS_LINK}{what}")
@@ -750,13 +770,12 @@ fn thread_group(tid: u32) -> Option<u32> {
         .ok()
 }
 
-/// Reads /proc/<pid>/<link>. The kernel renders it relative to the child's root when the child
-/// is in our mount tree's view; after pivot_root it is the path the child itself would see.
 /// Marks a link `walk` asks for as the process's (its main thread's), not the calling thread's.
 const PROCESS_LINK: &str = "process:";
 
 /// Reads /proc/<pid>/<link> for the calling thread `pid`, or for its process when `link` is
-/// marked `PROCESS_LINK`.
+/// marked `PROCESS_LINK`. The kernel renders it relative to the child's root when the child is in
+/// our mount tree's view; after pivot_root it is the path the child itself would see.
 fn proc_link(pid: u32, link: &str) -> Option<String> {
     if let Some(link) = link.strip_prefix(PROCESS_LINK) {
         return proc_link(thread_group(pid)?, link);
@@ -946,7 +965,11 @@ impl Supervisor {
             let Some(mut t) = t else {
                 return Vec::new();
             };
-            match tokio::time::timeout_at(ended + OUTPUT_GRACE, &mut t).await {
+            // At least a moment once we get here: after a long teardown the grace may be spent,
+            // and output whose writers are all gone only waits to be read.
+            let until = (ended + OUTPUT_GRACE)
+                .max(tokio::time::Instant::now() + Duration::from_millis(100));
+            match tokio::time::timeout_at(until, &mut t).await {
                 Ok(r) => r.unwrap_or_default(),
                 Err(_) => {
                     t.abort();
@@ -1154,6 +1177,9 @@ mod tests {
             ("/proc/self/fd/3/etc/shadow", Some("/etc/shadow")),
             ("/proc/4/cwd/a", Some("/work/dir/a")),
             ("/proc/thread-self/cwd/a", Some("/thread/dir/a")),
+            // The caller's own thread id is the thread; its process id the process.
+            ("/proc/6/cwd/a", Some("/thread/dir/a")),
+            ("/proc/4/fd/3/etc/x", Some("/etc/x")),
             // A descriptor itself, or one that is no folder: as written.
             ("/proc/self/fd/3", Some("/proc/self/fd/3")),
             ("/proc/self/fd/7/x", Some("/proc/self/fd/7/x")),
@@ -1168,9 +1194,13 @@ mod tests {
             ("/proc/abc/root/x", Some("/proc/abc/root/x")),
             ("/../etc/passwd", Some("/etc/passwd")),
         ] {
-            assert_eq!(super::walk(path, "4", &link).as_deref(), want, "{path}");
+            assert_eq!(
+                super::walk(path, ("4", "6"), &link).as_deref(),
+                want,
+                "{path}"
+            );
         }
-        assert_eq!(super::walk("/proc/self/cwd/x", "4", &|_| None), None);
+        assert_eq!(super::walk("/proc/self/cwd/x", ("4", "6"), &|_| None), None);
     }
 
     #[test]
