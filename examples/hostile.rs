@@ -2,7 +2,7 @@
 //! run it under `modelvet jail`. Run: `cargo run --release --example hostile -- <case> [arg]`.
 //! Cases: connect PORT, udp PORT, connect6 PORT, exec, write PATH, shadow, forkbomb, membomb,
 //! busy, killparent, raw, clearpdeath [SECONDS], threadexec SECONDS, flood N, nrwalk N, int80,
-//! mmsg PATH [N], unixconnect DIR NAME, hidden, renameparent DIR NAME.
+//! mmsg PATH [N], unixconnect DIR NAME, hidden, renameparent DIR NAME, reopen PATH.
 
 use std::io::Write;
 
@@ -257,6 +257,41 @@ fn main() {
                 let _ = std::os::unix::net::UnixStream::connect_addr(&addr);
             }
         }
+        "reopen" => {
+            // PATH is a host file shown read-only: opened for reading, then reopened for writing
+            // by its descriptor's name (the record once judged those names, not the file), and
+            // by openat2 inside its folder as a root (RESOLVE_IN_ROOT: "/name" is that file).
+            use std::os::fd::AsRawFd;
+            let f = std::fs::File::open(&arg);
+            let fd = f.as_ref().map_or(-1, |f| f.as_raw_fd());
+            for name in [format!("/proc/self/fd/{fd}"), format!("/dev/fd/{fd}")] {
+                let r = std::fs::OpenOptions::new().write(true).open(&name);
+                println!(
+                    "reopen {name}: errno {}",
+                    r.err().and_then(|e| e.raw_os_error()).unwrap_or(0)
+                );
+            }
+            let p = std::path::Path::new(&arg);
+            let dir = std::fs::File::open(p.parent().unwrap_or(p));
+            let dfd = dir.as_ref().map_or(-1, |d| d.as_raw_fd());
+            let inner = format!("/{}\0", p.file_name().unwrap_or_default().to_string_lossy());
+            // struct open_how: flags, mode, resolve (RESOLVE_IN_ROOT = 0x10).
+            let how: [u64; 3] = [libc::O_WRONLY as u64, 0, 0x10];
+            // SAFETY: a NUL-terminated path and an open_how of the size passed, both ours.
+            let r = unsafe {
+                libc::syscall(
+                    libc::SYS_openat2,
+                    dfd,
+                    inner.as_ptr(),
+                    how.as_ptr(),
+                    std::mem::size_of_val(&how),
+                )
+            };
+            println!(
+                "reopen in root: {r} errno {}",
+                if r < 0 { errno() } else { 0 }
+            );
+        }
         "renameparent" => {
             // DIR is bound; its parent, made in the scratch to hold it, renamed would carry the
             // bind (and any host socket in it) to a path the record does not know as the host's.
@@ -407,7 +442,7 @@ fn main() {
         }
         _ => {
             eprintln!(
-                "usage: hostile connect|udp|connect6 PORT | exec | write PATH | shadow | forkbomb | membomb | busy | killparent | raw | clearpdeath [SECONDS] | threadexec SECONDS | flood N | nrwalk N | int80 | mmsg PATH [N] | unixconnect DIR NAME | hidden | renameparent DIR NAME"
+                "usage: hostile connect|udp|connect6 PORT | exec | write PATH | shadow | forkbomb | membomb | busy | killparent | raw | clearpdeath [SECONDS] | threadexec SECONDS | flood N | nrwalk N | int80 | mmsg PATH [N] | unixconnect DIR NAME | hidden | renameparent DIR NAME | reopen PATH"
             );
             std::process::exit(2);
         }

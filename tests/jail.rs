@@ -1500,3 +1500,31 @@ fn the_folders_holding_a_bind_in_the_scratch_cannot_be_renamed() {
     );
     assert_eq!(r.code, 1);
 }
+
+/// A read-only host file reopened for writing by its descriptor's name (`/proc/self/fd/N`,
+/// `/dev/fd/N`) or through openat2 with RESOLVE_IN_ROOT was recorded as a write to the name, or
+/// to a scratch path, and no finding: each is judged as the file it reaches now, a high write.
+#[test]
+fn writes_by_descriptor_name_or_inside_a_root_are_judged_as_the_file() {
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("reopen");
+    std::fs::create_dir_all(&dir).unwrap();
+    let victim = dir.join("victim.txt");
+    std::fs::write(&victim, b"ORIGINAL").unwrap();
+    let r = hostile_case(&[], &["reopen", victim.to_str().unwrap()]);
+    assert_eq!(std::fs::read(&victim).unwrap(), b"ORIGINAL");
+    let writes: Vec<&Value> = events(&r, "file")
+        .into_iter()
+        .filter(|e| e["detail"]["write"] == true)
+        .collect();
+    assert_eq!(writes.len(), 3, "{writes:#?}");
+    for w in &writes {
+        assert_eq!(w["detail"]["outside"], true, "{w:#}");
+        assert_eq!(w["detail"]["resolved"], victim.to_str().unwrap(), "{w:#}");
+    }
+    assert!(
+        has_rule(&r, "sandbox.file-write", "high"),
+        "{:#}",
+        r.report["findings"]
+    );
+    assert_eq!(r.code, 1);
+}

@@ -514,6 +514,21 @@ pub fn mounts(inp: &MountInputs) -> Result<(Vec<Op>, PathRules), PlanError> {
             exact: false,
         });
     }
+    // Run unprivileged, the program's uid is the caller's: the kernel would list the caller's
+    // keys (descriptions, sizes) in /proc/keys. Emptied, as /proc/key-users.
+    // SAFETY: geteuid cannot fail.
+    if unsafe { libc::geteuid() } != 0 {
+        for f in ["/proc/keys", "/proc/key-users"] {
+            if Path::new(f).exists() {
+                ops.push(Op::Bind {
+                    src: c(in_new(Path::new("/dev/null")))?,
+                    dst: c(in_new(Path::new(f)))?,
+                    attrs: MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID,
+                    exact: false,
+                });
+            }
+        }
+    }
     for (target, link) in [
         ("/proc/self/fd", "fd"),
         ("/proc/self/fd/0", "stdin"),
