@@ -516,8 +516,7 @@ pub fn mounts(inp: &MountInputs) -> Result<(Vec<Op>, PathRules), PlanError> {
     }
     // Run unprivileged, the program's uid is the caller's: the kernel would list the caller's
     // keys (descriptions, sizes) in /proc/keys. Emptied, as /proc/key-users.
-    // SAFETY: geteuid cannot fail.
-    if unsafe { libc::geteuid() } != 0 {
+    if sys::geteuid() != 0 {
         for f in ["/proc/keys", "/proc/key-users"] {
             if Path::new(f).exists() {
                 ops.push(Op::Bind {

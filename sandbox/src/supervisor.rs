@@ -501,8 +501,10 @@ impl Recorder {
                         (libc::O_CREAT | libc::O_WRONLY | libc::O_TRUNC) as u64,
                     ),
                     x if x == libc::SYS_openat2 => {
-                        // struct open_how: flags, mode, resolve (u64 each).
-                        let Ok(how) = decode::read_bytes(pid, a[2], 24) else {
+                        // struct open_how: flags, mode, resolve (u64 each). A smaller size is the
+                        // kernel's EINVAL: nothing to read.
+                        let size = if a[3] >= 24 { 24 } else { 0 };
+                        let Ok(how) = decode::read_bytes(pid, a[2], size) else {
                             return self.refuse_unreadable(listener, n, name, EventKind::File);
                         };
                         let field = |i: usize| {
@@ -724,10 +726,9 @@ fn walk(path: &str, own: (&str, &str), link: &dyn Fn(&str) -> Option<String>) ->
             Some(Jump::Link(what))
                 if last && what.trim_start_matches(PROCESS_LINK).starts_with("fd/") =>
             {
-                if let Some(target) = link(&what)
-                    && target.starts_with('/')
-                    && !target.starts_with("/memfd:")
-                {
+                // A descriptor that cannot be read here (closed, or swapped in later): outside.
+                let target = link(&what)?;
+                if target.starts_with('/') && !target.starts_with("/memfd:") {
                     stack = target
                         .split('/')
                         .filter(|c| !c.is_empty())
@@ -1219,6 +1220,11 @@ mod tests {
             "process:fd/3" => Some("/".to_string()),
             "process:fd/7" => Some("pipe:[1234]".to_string()),
             "process:fd/5" => Some("/etc/ld.so.cache".to_string()),
+            "process:fd/0" => Some("/dev/null".to_string()),
+            "process:fd/1" => Some("pipe:[9]".to_string()),
+            "process:fd/4" => Some("anon_inode:[eventfd]".to_string()),
+            "process:fd/6" => Some("/tmp/x (deleted)".to_string()),
+            "process:fd/8" => Some("/memfd:m (deleted)".to_string()),
             _ => None,
         };
         for (path, want) in [
@@ -1247,6 +1253,14 @@ mod tests {
             ("/dev/fd/5", Some("/etc/ld.so.cache")),
             ("/dev/fd/3/etc/x", Some("/etc/x")),
             ("/dev/stdout", Some("/proc/self/fd/1")),
+            ("/dev/stdin", Some("/dev/null")),
+            ("/proc/self/fd/4", Some("/proc/self/fd/4")),
+            ("/proc/self/fd/6", Some("/tmp/x (deleted)")),
+            ("/proc/self/fd/8", Some("/proc/self/fd/8")),
+            ("/proc/thread-self/fd/5", None),
+            ("/proc/self/root/dev/stdout", Some("/proc/self/fd/1")),
+            // A descriptor that cannot be read: outside.
+            ("/proc/self/fd/11", None),
             ("/dev/null", Some("/dev/null")),
             // Another process's cwd or descriptors, a thread's, an unreadable descriptor.
             ("/proc/2/cwd/x", None),

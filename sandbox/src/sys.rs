@@ -1022,6 +1022,12 @@ pub fn process_vm_read(pid: u32, addr: u64, buf: &mut [u8]) -> SysResult<usize> 
     check("process_vm_readv", ret as libc::c_long).map(|n| n as usize)
 }
 
+/// The effective uid (geteuid cannot fail).
+pub fn geteuid() -> u32 {
+    // SAFETY: geteuid(2) takes nothing and cannot fail.
+    unsafe { libc::geteuid() }
+}
+
 /// How many CPUs the calling thread may run on (its affinity mask, up to 8,192 CPUs).
 pub fn affinity_cpus() -> SysResult<u64> {
     let mut mask = [0u64; 128];
