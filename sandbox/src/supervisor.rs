@@ -327,7 +327,7 @@ impl Recorder {
                 // unnamed addresses live in the sandbox's own network namespace, and a bind makes
                 // the program's own socket: neither is a host's.
                 // One call's lookups, all its destinations together (see `MAX_SOCKET_LOOKUPS`).
-                let lookups = std::cell::Cell::new(MAX_SOCKET_LOOKUPS);
+                let lookups = Lookups::default();
                 let judge = |rec: &Self, m: &Map<String, Value>| -> Option<(String, bool)> {
                     let path = m.get("path").and_then(Value::as_str)?;
                     if path.is_empty() || m.get("abstract").is_some() {
@@ -550,14 +550,14 @@ impl Recorder {
                         return Some(format!("{}{}", s.trim_end_matches('/'), inner.display()));
                     }
                     let full = format!("{s}/{path}");
-                    // The caller's own ids as the sandbox numbers them, for `/proc/<pid>/...`
-                    // (read only when the walk may meet /proc).
-                    let own = if full.contains("/proc") || full.contains("/dev") {
+                    // The caller's own ids as the sandbox numbers them, for `/proc/<pid>/...` and
+                    // the /dev links to it (read only when the walk may meet them; unknown ids
+                    // make such a walk judged outside).
+                    let meets = ["/proc", "/dev/fd", "/dev/std"];
+                    let own = if meets.iter().any(|m| full.contains(m)) {
                         let process = thread_group(pid).unwrap_or(pid);
-                        (
-                            self.ns_pid(process).to_string(),
-                            self.ns_pid(pid).to_string(),
-                        )
+                        let id = |n: i64| if n > 0 { n.to_string() } else { String::new() };
+                        (id(self.ns_pid(process)), id(self.ns_pid(pid)))
                     } else {
                         (String::new(), String::new())
                     };
@@ -573,7 +573,7 @@ impl Recorder {
                         d["resolved"] = json!(r);
                     }
                     let outside = if write {
-                        !self.rules.is_writable(r)
+                        !self.rules.is_writable(r) && !names_a_thread(r)
                     } else {
                         !self.rules.is_readable(r)
                     };
@@ -593,12 +593,7 @@ impl Recorder {
     /// directory, `/proc/.../cwd` and `/proc/.../root` unwrapped, normalised), and whether a
     /// component of it is a symlink in the sandbox's tree (where it leads is not judged here:
     /// the caller treats it as a host path).
-    fn socket_path(
-        &self,
-        pid: u32,
-        path: &str,
-        lookups: &std::cell::Cell<usize>,
-    ) -> (String, bool) {
+    fn socket_path(&self, pid: u32, path: &str, lookups: &Lookups) -> (String, bool) {
         let absolute = if path.starts_with('/') {
             path.to_string()
         } else {
@@ -628,17 +623,16 @@ impl Recorder {
                 c => stack.push(c),
             }
             let prefix = format!("/{}", stack.join("/"));
-            // The call's lookups spent: the rest is judged a host's unseen.
-            if lookups.get() == 0 {
+            if !lookups.plain(&prefix, || {
+                match std::fs::symlink_metadata(format!("/proc/{pid}/root{prefix}")) {
+                    Ok(m) => !m.file_type().is_symlink(),
+                    // Nothing there: the kernel fails the same way.
+                    Err(e) => e.kind() == std::io::ErrorKind::NotFound,
+                }
+            }) {
+                // A link, a name this side cannot look at (too long, say), or past the call's
+                // lookups: a host's.
                 return (prefix, true);
-            }
-            lookups.set(lookups.get() - 1);
-            match std::fs::symlink_metadata(format!("/proc/{pid}/root{prefix}")) {
-                Ok(m) if !m.file_type().is_symlink() => {}
-                // Nothing there: the kernel fails the same way.
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                // A link, or a name this side cannot look at (too long, say): a host's.
-                _ => return (prefix, true),
             }
         }
         (format!("/{}", stack.join("/")), false)
@@ -652,7 +646,8 @@ impl Recorder {
 /// descriptor, read through `link` ("cwd", "fd/3" for the calling thread's, marked
 /// `PROCESS_LINK` for its process's). `own` is the caller's (process, thread) id in the sandbox.
 /// Another process's cwd or descriptors cannot be told from here: None, as for any jump `link`
-/// cannot read. Symlinks are not followed.
+/// cannot read. Symlinks are not followed, except /proc's own (`self`, `thread-self`, `net`,
+/// `mounts`) and the sandbox's /dev links to descriptors, which lead to fixed places.
 fn walk(path: &str, own: (&str, &str), link: &dyn Fn(&str) -> Option<String>) -> Option<String> {
     let (own_process, own_thread) = own;
     enum Jump {
@@ -693,11 +688,11 @@ fn walk(path: &str, own: (&str, &str), link: &dyn Fn(&str) -> Option<String>) ->
             }
             ["cwd"] => Some(jump(&of(w, "cwd".into()), own(w))),
             ["fd", n] if digits(n) => Some(jump(&of(w, format!("fd/{n}")), own(w))),
-            // The calling thread under its process (`/proc/thread-self` is that).
-            ["task", t, "cwd"] if *t == own_thread && w == own_process => {
+            // The calling thread under its process (`/proc/thread-self` is that) or itself.
+            ["task", t, "cwd"] if !t.is_empty() && *t == own_thread && own(w) => {
                 Some(Jump::Link("cwd".into()))
             }
-            ["task", t, "fd", n] if *t == own_thread && w == own_process && digits(n) => {
+            ["task", t, "fd", n] if !t.is_empty() && *t == own_thread && own(w) && digits(n) => {
                 Some(Jump::Link(format!("fd/{n}")))
             }
             ["task", t, "cwd"] if digits(t) => Some(Jump::Unknown),
@@ -762,7 +757,7 @@ fn walk(path: &str, own: (&str, &str), link: &dyn Fn(&str) -> Option<String>) ->
             Some(Jump::Root) => stack.clear(),
             // A descriptor itself (`/proc/self/fd/1`): reopening what the program holds, judged
             // as the file it is (a read-only file reopened for writing is a write to it); a pipe,
-            // socket or memfd stays as written.
+            // socket or memfd is named `/proc/self/fd/N`, an expected write.
             Some(Jump::Link(what))
                 if last && what.trim_start_matches(PROCESS_LINK).starts_with("fd/") =>
             {
@@ -875,6 +870,87 @@ const MAX_SOCKET_DEPTH: usize = 64;
 /// its remaining destinations are judged a host's without looking. A red team held one call for
 /// 0.6 s with 1,023 paths just under `MAX_SOCKET_DEPTH`, long enough to swap what another named.
 const MAX_SOCKET_LOOKUPS: usize = 512;
+
+/// A thread's name in the sandbox's own /proc (`/proc/<pid>/comm`, `/proc/<pid>/task/<tid>/comm`):
+/// glibc's pthread_setname_np writes it for a thread other than the caller. It names a process of
+/// the sandbox, nothing of the host's: no finding.
+fn names_a_thread(path: &str) -> bool {
+    let digits = |w: &str| !w.is_empty() && w.bytes().all(|b| b.is_ascii_digit());
+    let parts: Vec<&str> = path.split('/').filter(|c| !c.is_empty()).collect();
+    match parts.as_slice() {
+        ["proc", p, "comm"] => digits(p),
+        ["proc", p, "task", t, "comm"] => digits(p) && digits(t),
+        _ => false,
+    }
+}
+
+#[cfg(test)]
+mod thread_name_tests {
+    #[test]
+    fn only_thread_names_in_proc_are_harmless_writes() {
+        use super::names_a_thread as n;
+        assert!(n("/proc/4/comm") && n("/proc/4/task/6/comm"));
+        assert!(!n("/proc/4/attr/current") && !n("/proc/sysrq-trigger"));
+        assert!(!n("/proc/self/comm/x") && !n("/tmp/proc/4/comm") && !n("/proc/x/comm"));
+    }
+}
+
+/// The lookups of one call's socket paths: each prefix looked at once (a sendmmsg's paths share
+/// their folders), at most `MAX_SOCKET_LOOKUPS` in all.
+struct Lookups {
+    left: std::cell::Cell<usize>,
+    seen: std::cell::RefCell<HashMap<String, bool>>,
+}
+
+impl Default for Lookups {
+    fn default() -> Self {
+        Lookups {
+            left: std::cell::Cell::new(MAX_SOCKET_LOOKUPS),
+            seen: std::cell::RefCell::new(HashMap::new()),
+        }
+    }
+}
+
+impl Lookups {
+    /// Whether `prefix` is a plain component (no link, or nothing there), by `look` when not
+    /// seen before in this call; false once the call's lookups are spent.
+    fn plain(&self, prefix: &str, look: impl FnOnce() -> bool) -> bool {
+        if let Some(&known) = self.seen.borrow().get(prefix) {
+            return known;
+        }
+        if self.left.get() == 0 {
+            return false;
+        }
+        self.left.set(self.left.get() - 1);
+        let known = look();
+        self.seen.borrow_mut().insert(prefix.to_string(), known);
+        known
+    }
+}
+
+#[cfg(test)]
+mod lookups_tests {
+    #[test]
+    fn each_prefix_is_looked_at_once_and_the_lookups_are_bounded() {
+        let l = super::Lookups::default();
+        let looks = std::cell::Cell::new(0);
+        let look = || {
+            looks.set(looks.get() + 1);
+            true
+        };
+        for _ in 0..1000 {
+            assert!(l.plain("/tmp", look));
+        }
+        assert_eq!(looks.get(), 1);
+        for i in 0..super::MAX_SOCKET_LOOKUPS - 1 {
+            assert!(l.plain(&format!("/tmp/{i}"), look));
+        }
+        // Spent: anything new is not plain (judged a host's), what was seen stays as seen.
+        assert!(!l.plain("/tmp/new", look));
+        assert!(l.plain("/tmp", look));
+        assert_eq!(looks.get(), super::MAX_SOCKET_LOOKUPS);
+    }
+}
 
 /// openat2's `RESOLVE_IN_ROOT` (linux/openat2.h).
 const RESOLVE_IN_ROOT: u64 = 0x10;
@@ -1277,6 +1353,7 @@ mod tests {
             "process:fd/4" => Some("anon_inode:[eventfd]".to_string()),
             "process:fd/6" => Some("/tmp/x (deleted)".to_string()),
             "process:fd/8" => Some("/memfd:m (deleted)".to_string()),
+            "fd/7" => Some("pipe:[5]".to_string()),
             _ => None,
         };
         for (path, want) in [
@@ -1295,8 +1372,8 @@ mod tests {
             // The caller's own thread id is the thread; its process id the process.
             ("/proc/6/cwd/a", Some("/thread/dir/a")),
             ("/proc/4/fd/3/etc/x", Some("/etc/x")),
-            // A descriptor itself is the file it holds (a pipe stays as written); one that is
-            // no folder leads nowhere further: as written.
+            // A descriptor itself is the file it holds (a pipe is `/proc/self/fd/N`); one that
+            // is no folder leads nowhere further.
             ("/proc/self/fd/3", Some("/")),
             ("/proc/self/fd/5", Some("/etc/ld.so.cache")),
             ("/proc/self/fd/7", Some("/proc/self/fd/7")),
@@ -1326,6 +1403,11 @@ mod tests {
             ("/proc/thread-self/../../cwd/../x", Some("/work/x")),
             ("/proc/net/../root/etc/shadow", Some("/etc/shadow")),
             ("/proc/mounts", Some("/proc/4/mounts")),
+            // The calling thread's own entries, however reached.
+            ("/proc/self/task/6/cwd/a", Some("/thread/dir/a")),
+            ("/proc/6/task/6/cwd/a", Some("/thread/dir/a")),
+            ("/proc/4/fd/7", Some("/proc/self/fd/7")),
+            ("/proc/thread-self/fd/7", Some("/proc/self/fd/7")),
             ("/proc/abc/root/x", Some("/proc/abc/root/x")),
             ("/../etc/passwd", Some("/etc/passwd")),
         ] {
@@ -1336,6 +1418,12 @@ mod tests {
             );
         }
         assert_eq!(super::walk("/proc/self/cwd/x", ("4", "6"), &|_| None), None);
+        // Ids that could not be read: a walk that meets /proc's own links is judged outside.
+        assert_eq!(
+            super::walk("/proc/thread-self/root/etc/x", ("", ""), &link),
+            None
+        );
+        assert_eq!(super::walk("/dev/stdout", ("", ""), &link), None);
     }
 
     #[test]
