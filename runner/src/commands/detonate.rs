@@ -269,7 +269,9 @@ pub fn load_findings(
             .and_then(|p| p.as_str())
             .unwrap_or("")
             .to_string();
-        if path.starts_with("/dev/") || !seen.insert(path.clone()) {
+        // Devices, and the program's own descriptors and thread names in its /proc (a
+        // descriptor holding a file is judged as that file's path), land nowhere.
+        if path.starts_with("/dev/") || path.starts_with("/proc/") || !seen.insert(path.clone()) {
             continue;
         }
         push(
@@ -658,6 +660,10 @@ mod tests {
                 file_event(serde_json::json!({"path": "/tmp/x", "write": true})),
                 file_event(serde_json::json!({"path": "/tmp/x", "write": true})),
                 file_event(serde_json::json!({"path": "/dev/null", "write": true})),
+                // stdout by name: the descriptor's pipe, as the record names it.
+                file_event(
+                    serde_json::json!({"path": "/dev/stdout", "resolved": "/proc/self/fd/1", "write": true}),
+                ),
                 file_event(serde_json::json!({"path": "/usr/lib/a.py", "write": false})),
                 // Outside: the sandbox's own findings cover it.
                 file_event(serde_json::json!({"path": "/home/a", "write": true, "outside": true})),
