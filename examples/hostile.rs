@@ -10,6 +10,21 @@ fn errno() -> i32 {
     std::io::Error::last_os_error().raw_os_error().unwrap_or(0)
 }
 
+/// `n` fresh private anonymous pages, readable and writable.
+fn fresh_pages(n: usize) -> *mut libc::c_void {
+    // SAFETY: a new anonymous mapping; no pointer argument of ours.
+    unsafe {
+        libc::mmap(
+            std::ptr::null_mut(),
+            n * 4096,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+            -1,
+            0,
+        )
+    }
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     let case = args.get(1).map(String::as_str).unwrap_or("");
@@ -374,18 +389,7 @@ fn main() {
                 i64::from(unsafe { libc::execv(nowhere, argv.as_ptr()) }),
             );
             // Not hidden: a path whose NUL is the last byte before an unmapped page.
-            // SAFETY: two fresh private anonymous pages; no pointer argument of ours.
-            let two = unsafe {
-                libc::mmap(
-                    std::ptr::null_mut(),
-                    8192,
-                    libc::PROT_READ | libc::PROT_WRITE,
-                    libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
-                    -1,
-                    0,
-                )
-            }
-            .cast::<u8>();
+            let two = fresh_pages(2).cast::<u8>();
             // SAFETY: the second of our two pages goes; nothing refers to it.
             unsafe { libc::munmap(two.wrapping_add(4096).cast(), 4096) };
             let name = b"/nonexistent-edge\0";
@@ -399,17 +403,7 @@ fn main() {
             );
             // A page made execute-only: process_vm_readv honours the missing read permission,
             // while on x86 the kernel's own copy still reads it.
-            // SAFETY: a fresh private anonymous page, no pointer argument of ours.
-            let page = unsafe {
-                libc::mmap(
-                    std::ptr::null_mut(),
-                    4096,
-                    libc::PROT_READ | libc::PROT_WRITE,
-                    libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
-                    -1,
-                    0,
-                )
-            };
+            let page = fresh_pages(1);
             // SAFETY: the page is ours, writable and 4096 bytes long.
             unsafe { std::ptr::copy_nonoverlapping(c"/etc/shadow".as_ptr(), page.cast(), 12) };
             // SAFETY: the page is ours; after this only the kernel reads it.

@@ -904,12 +904,21 @@ fn setup_handshake(
 fn exec_failure(sock: &OwnedFd) -> Option<i32> {
     let mut buf = [0u8; 16];
     let n = sys::recv_nowait(sock.as_raw_fd(), &mut buf).ok()?;
-    if n != 13 || buf[0] != child::MSG_ERROR {
+    match error_record(&buf[..n])? {
+        (Some(Step::Exec), _, errno) => Some(errno),
+        _ => None,
+    }
+}
+
+/// The child's failure record (see `child::fail`): its step, the index within it, the errno.
+fn error_record(msg: &[u8]) -> Option<(Option<Step>, usize, i32)> {
+    if msg.len() != 13 || msg[0] != child::MSG_ERROR {
         return None;
     }
-    let step = u32::from_le_bytes(buf[1..5].try_into().ok()?);
-    (Step::from_u32(step) == Some(Step::Exec))
-        .then(|| i32::from_le_bytes(buf[9..13].try_into().unwrap_or_default()))
+    let step = u32::from_le_bytes([msg[1], msg[2], msg[3], msg[4]]);
+    let index = u32::from_le_bytes([msg[5], msg[6], msg[7], msg[8]]) as usize;
+    let errno = i32::from_le_bytes([msg[9], msg[10], msg[11], msg[12]]);
+    Some((Step::from_u32(step), index, errno))
 }
 
 const APPARMOR_USERNS_SYSCTL: &str = "/proc/sys/kernel/apparmor_restrict_unprivileged_userns";
@@ -936,11 +945,8 @@ fn userns_restriction_hint(
 }
 
 fn child_failure(msg: &[u8], cplan: &ChildPlan) -> SandboxError {
-    if msg.len() == 13 && msg[0] == child::MSG_ERROR {
-        let step = u32::from_le_bytes([msg[1], msg[2], msg[3], msg[4]]);
-        let index = u32::from_le_bytes([msg[5], msg[6], msg[7], msg[8]]) as usize;
-        let errno = i32::from_le_bytes([msg[9], msg[10], msg[11], msg[12]]);
-        let step = Step::from_u32(step).unwrap_or(Step::Sync);
+    if let Some((step, index, errno)) = error_record(msg) {
+        let step = step.unwrap_or(Step::Sync);
         let detail = match step {
             Step::Mounts => cplan.ops.get(index).map(|op| match op {
                 plan::Op::Bind { src, .. } if errno == libc::EACCES => {

@@ -34,14 +34,10 @@ impl<'a> SandboxReport<'a> {
     }
 }
 
-/// At most `max` characters of `text`, marked when cut: a finding's message and evidence stay
-/// small however long the recorded strings are (a flood of 4 KB exec paths otherwise cost
-/// seconds of formatting after the run).
+/// A recorded string cut for a finding's message or evidence (the shared rule: at most `max`
+/// bytes at a character boundary, marked), so they stay small however long the record is.
 fn clip(text: &str, max: usize) -> String {
-    match text.char_indices().nth(max) {
-        Some((i, _)) => format!("{}...", &text[..i]),
-        None => text.to_string(),
-    }
+    crate::host::channel::cut(text.to_string(), max)
 }
 
 fn s(v: &serde_json::Value, k: &str) -> String {
