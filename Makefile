@@ -2,7 +2,7 @@
 # Everything builds with the release profile only, so tests, demo and benchmarks share one build
 # of tract and wasmtime.
 CARGO ?= cargo
-BIN := target/release/modelvet
+# Artefacts are built for the host triple (see .cargo/config.toml): target/<triple>/release.
 
 .PHONY: build test demo bench fixtures fuzz clean-cgroups check-aarch64
 

@@ -10,10 +10,11 @@
 #  2. the added cost of an allowed syscall (target < 100 ns) and of a recorded one (target < 20 us).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-MV=${CARGO_TARGET_DIR:-target}/release/modelvet
-EX=${CARGO_TARGET_DIR:-target}/release/examples/syscall_cost
-SMALL=${CARGO_TARGET_DIR:-target}/release/examples/small_jail
-FIRST=$(realpath "${CARGO_TARGET_DIR:-target}/release/examples/first_instruction")
+OUT=${CARGO_TARGET_DIR:-target}/$(rustc -vV | sed -n 's/^host: //p')/release
+MV=$OUT/modelvet
+EX=$OUT/examples/syscall_cost
+SMALL=$OUT/examples/small_jail
+FIRST=$(realpath "$OUT/examples/first_instruction")
 command -v bwrap >/dev/null || { echo "installing bubblewrap"; apt-get install -y -qq bubblewrap >/dev/null 2>&1 || (apt-get update -qq && apt-get install -y -qq bubblewrap >/dev/null); }
 RUNS=${RUNS:-60}
 

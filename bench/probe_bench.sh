@@ -18,8 +18,9 @@
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
-BIN="${CARGO_TARGET_DIR:-$ROOT/target}/release/modelvet"
-INFER="${CARGO_TARGET_DIR:-$ROOT/target}/release/examples/bench_infer"
+OUT="${CARGO_TARGET_DIR:-$ROOT/target}/$(rustc -vV | sed -n 's/^host: //p')/release"
+BIN="$OUT/modelvet"
+INFER="$OUT/examples/bench_infer"
 MODELS="$ROOT/tests/fixtures/models"
 DATA="$ROOT/tests/fixtures/data"
 VENV="$ROOT/target/bench-venv"

@@ -7,8 +7,9 @@
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
-BIN="${CARGO_TARGET_DIR:-$ROOT/target}/release/modelvet"
-GEN="${CARGO_TARGET_DIR:-$ROOT/target}/release/examples/gen_scan_corpus"
+OUT="${CARGO_TARGET_DIR:-$ROOT/target}/$(rustc -vV | sed -n 's/^host: //p')/release"
+BIN="$OUT/modelvet"
+GEN="$OUT/examples/gen_scan_corpus"
 COPIES="${COPIES:-50}"          # corpus copies, so interpreter start-up is amortised for both tools
 BIG_MB="${BIG_MB:-200}"
 WORK="$(mktemp -d "${TMPDIR:-/tmp}/modelvet-scan-bench.XXXXXX")"

@@ -3,7 +3,7 @@
 //! the shared region, the next one in flight, as the probe sends them). `--distinct N` cycles
 //! through N different batches instead of reusing one (a probe streams a dataset's rows).
 //! Prints one number on stdout: inferences (samples) per second; details go to stderr.
-//! Run: `cargo run --release -p modelvet --example bench_infer -- MODEL.onnx [BATCH] [SECONDS] [--distinct N] [--host target/release/modelvet]`
+//! Run: `cargo run --release -p modelvet --example bench_infer -- MODEL.onnx [BATCH] [SECONDS] [--distinct N] [--host target/<host triple>/release/modelvet]`
 
 #[allow(dead_code)]
 #[path = "../runner/src/host/channel.rs"]
