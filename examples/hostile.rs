@@ -2,7 +2,8 @@
 //! run it under `modelvet jail`. Run: `cargo run --release --example hostile -- <case> [arg]`.
 //! Cases: connect PORT, udp PORT, connect6 PORT, exec, write PATH, shadow, forkbomb, membomb,
 //! busy, killparent, raw, clearpdeath [SECONDS], threadexec SECONDS, flood N, nrwalk N, int80,
-//! mmsg PATH [N], unixconnect DIR NAME, hidden, renameparent DIR NAME, reopen PATH.
+//! mmsg PATH [N], unixconnect DIR NAME, hidden, renameparent DIR NAME, reopen PATH, addkey DESC
+//! (run outside the jail: puts a key described DESC in the caller's user keyring for two minutes).
 
 use std::io::Write;
 
@@ -271,6 +272,34 @@ fn main() {
             if let Ok(addr) = std::os::unix::net::SocketAddr::from_abstract_name(b"modelvet-own") {
                 let _ = std::os::unix::net::UnixStream::connect_addr(&addr);
             }
+        }
+        "addkey" => {
+            // A key of the caller's own, for the test that the jailed program cannot list it.
+            let desc = std::ffi::CString::new(arg).unwrap_or_default();
+            #[allow(clippy::multiple_unsafe_ops_per_block)] // a hostile demo, not sandbox code
+            // SAFETY: add_key with NUL-terminated type and description and a 6-byte payload;
+            // keyctl(KEYCTL_SET_TIMEOUT) on the id it returned.
+            let (id, timeout) = unsafe {
+                let id = libc::syscall(
+                    libc::SYS_add_key,
+                    c"user".as_ptr(),
+                    desc.as_ptr(),
+                    c"secret".as_ptr(),
+                    6usize,
+                    libc::KEY_SPEC_USER_KEYRING,
+                );
+                let t = if id < 0 {
+                    -1
+                } else {
+                    libc::syscall(libc::SYS_keyctl, libc::KEYCTL_SET_TIMEOUT, id, 120)
+                };
+                (id, t)
+            };
+            if id < 0 || timeout < 0 {
+                eprintln!("addkey: errno {}", errno());
+                std::process::exit(1);
+            }
+            println!("addkey: {id}");
         }
         "reopen" => {
             // PATH is a host file shown read-only: opened for reading, then reopened for writing

@@ -465,26 +465,14 @@ fn a_file_under_host_tmp_stays_visible_over_the_scratch() {
 /// the tests run as root (as in CI); as another user every test here already takes these paths.
 #[test]
 fn an_unprivileged_user_gets_the_same_containment() {
-    // SAFETY: geteuid has no failure modes.
-    if unsafe { libc::geteuid() } != 0 || Command::new("setpriv").arg("--version").output().is_err()
-    {
+    if !can_become_nobody() {
         return;
     }
-    use std::os::unix::fs::PermissionsExt;
-    // Copies nobody can reach (the build tree may sit below a private home).
-    let dir = std::env::temp_dir().join(format!("modelvet-nobody-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
-    let (mv, hostile_copy) = (dir.join("modelvet"), dir.join("hostile"));
-    std::fs::copy(modelvet(), &mv).unwrap();
-    std::fs::copy(hostile(), &hostile_copy).unwrap();
-
+    let (dir, mv, hostile_copy) = nobody_copies("containment");
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     listener.set_nonblocking(true).unwrap();
     let port = listener.local_addr().unwrap().port().to_string();
-    let out = Command::new("setpriv")
-        .args(["--reuid", "65534", "--regid", "65534", "--clear-groups"])
-        .arg(&mv)
+    let out = as_nobody(&mv)
         .args(["jail", "--format", "json", "--"])
         .arg(&hostile_copy)
         .args(["connect", &port])
@@ -520,6 +508,81 @@ fn an_unprivileged_user_gets_the_same_containment() {
             .is_some_and(|c| c.contains("memory: none")),
         "{host}"
     );
+}
+
+/// Run unprivileged, the program's uid is the caller's, and the kernel lists in /proc/keys every
+/// key that uid may view: the sandbox's /proc shows it empty. The key is a real one of nobody's
+/// (added outside the jail, expiring after two minutes), visible to nobody outside the jail.
+#[test]
+fn the_callers_keys_are_not_listed_inside() {
+    if !can_become_nobody() {
+        return;
+    }
+    let (dir, mv, hostile_copy) = nobody_copies("keys");
+    let desc = format!("modelvet-test-key-{}", std::process::id());
+    let added = as_nobody(&hostile_copy)
+        .args(["addkey", &desc])
+        .output()
+        .unwrap();
+    assert!(added.status.success(), "{added:?}");
+    let outside = as_nobody("/bin/cat").arg("/proc/keys").output().unwrap();
+    assert!(
+        String::from_utf8_lossy(&outside.stdout).contains(&desc),
+        "the key is not visible to nobody even outside the jail: {outside:?}"
+    );
+    let out = as_nobody(&mv)
+        .args([
+            "jail",
+            "--format",
+            "json",
+            "--",
+            "/bin/cat",
+            "/proc/keys",
+            "/proc/key-users",
+        ])
+        .current_dir(&dir)
+        .output()
+        .unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    assert!(
+        !stdout.contains(&desc) && !stderr.contains(&desc),
+        "{stderr}"
+    );
+    let report: Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(report["sandbox"]["exit"]["code"], 0, "{stderr}");
+}
+
+/// Whether the tests can run commands as nobody: as root (as in CI), with `setpriv`. As another
+/// user every test here already takes the unprivileged paths.
+fn can_become_nobody() -> bool {
+    // SAFETY: geteuid has no failure modes.
+    let root = unsafe { libc::geteuid() == 0 };
+    root && Command::new("setpriv").arg("--version").output().is_ok()
+}
+
+/// A folder nobody can reach with copies of modelvet and the hostile program in it (the build
+/// tree may sit below a private home): (folder, modelvet, hostile).
+fn nobody_copies(tag: &str) -> (PathBuf, PathBuf, PathBuf) {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = std::env::temp_dir().join(format!("modelvet-nobody-{tag}-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let (mv, hostile_copy) = (dir.join("modelvet"), dir.join("hostile"));
+    std::fs::copy(modelvet(), &mv).unwrap();
+    std::fs::copy(hostile(), &hostile_copy).unwrap();
+    (dir, mv, hostile_copy)
+}
+
+/// `program` to be run as nobody, without supplementary groups.
+fn as_nobody(program: impl AsRef<std::ffi::OsStr>) -> Command {
+    let mut cmd = Command::new("setpriv");
+    cmd.args(["--reuid", "65534", "--regid", "65534", "--clear-groups"])
+        .arg(program);
+    cmd
 }
 
 /// Live (not zombie) `sleep` processes whose command line ends in `<arg>`.
