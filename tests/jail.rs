@@ -1591,3 +1591,42 @@ fn writes_by_descriptor_name_or_inside_a_root_are_judged_as_the_file() {
     );
     assert_eq!(r.code, 1);
 }
+
+/// modelvet's own stderr is a pipe nobody reads and the program fills it: the echo blocks, the
+/// program blocks writing, the timeout ends it, and modelvet must still finish with a whole
+/// report instead of waiting on the echo (it held the run ~40 s before the runtime was shut down
+/// without waiting for it). The 30 s bound is a hang check, not a speed target.
+#[test]
+fn a_stderr_nobody_reads_does_not_hold_the_report() {
+    use std::io::Read;
+    use std::process::Stdio;
+    let mut child = Command::new(modelvet())
+        .args(["jail", "--format", "json", "--timeout", "2", "--"])
+        .args(["/bin/sh", "-c", "while :; do printf '%01000d' 0 >&2; done"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdout = child.stdout.take().unwrap();
+    let reader = std::thread::spawn(move || {
+        let mut s = String::new();
+        stdout.read_to_string(&mut s).map(|_| s)
+    });
+    let start = std::time::Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if start.elapsed() > std::time::Duration::from_secs(30) {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("modelvet still running 30 s after a 2 s timeout");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    drop(child.stderr.take());
+    let stdout = reader.join().unwrap().unwrap();
+    let report: Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(report["sandbox"]["exit"]["status"], "timeout", "{stdout}");
+    assert_eq!(status.code(), Some(0), "{stdout}");
+}
