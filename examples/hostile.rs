@@ -2,7 +2,7 @@
 //! run it under `modelvet jail`. Run: `cargo run --release --example hostile -- <case> [arg]`.
 //! Cases: connect PORT, udp PORT, connect6 PORT, exec, write PATH, shadow, forkbomb, membomb,
 //! busy, killparent, raw, clearpdeath [SECONDS], threadexec SECONDS, flood N, nrwalk N, int80,
-//! mmsg PATH [N], unixconnect DIR NAME, hidden, renameparent DIR NAME, reopen PATH, addkey DESC
+//! mmsg PATH [N], unixconnect DIR NAME, hidden, renameparent DIR NAME, reopen PATH, execflood N LEN, addkey DESC
 //! (run outside the jail: puts a key described DESC in the caller's user keyring for two minutes).
 
 use std::io::Write;
@@ -273,6 +273,34 @@ fn main() {
                 let _ = std::os::unix::net::UnixStream::connect_addr(&addr);
             }
         }
+        "execflood" => {
+            // Many denied execs, each naming a long path (and passing it again as four
+            // arguments): each is an event whose strings the supervisor holds.
+            let n = arg.parse::<usize>().unwrap_or(10_000);
+            let len = args
+                .get(3)
+                .and_then(|a| a.parse::<usize>().ok())
+                .unwrap_or(4000);
+            let mut denied = 0;
+            for i in 0..n {
+                let path = format!("/nonexistent/{i:08}/{}", "x".repeat(len));
+                let c = std::ffi::CString::new(path).unwrap_or_default();
+                let argv = [
+                    c.as_ptr(),
+                    c.as_ptr(),
+                    c.as_ptr(),
+                    c.as_ptr(),
+                    std::ptr::null(),
+                ];
+                let envp = [std::ptr::null::<libc::c_char>()];
+                // SAFETY: execve with a NUL-terminated path and NULL-terminated argv and envp
+                // arrays that outlive the call; it is denied (or fails), so it returns.
+                if unsafe { libc::execve(c.as_ptr(), argv.as_ptr(), envp.as_ptr()) } < 0 {
+                    denied += 1;
+                }
+            }
+            println!("execflood: {denied} of {n} refused");
+        }
         "addkey" => {
             // A key of the caller's own, for the test that the jailed program cannot list it.
             let desc = std::ffi::CString::new(arg).unwrap_or_default();
@@ -465,7 +493,7 @@ fn main() {
         }
         _ => {
             eprintln!(
-                "usage: hostile connect|udp|connect6 PORT | exec | write PATH | shadow | forkbomb | membomb | busy | killparent | raw | clearpdeath [SECONDS] | threadexec SECONDS | flood N | nrwalk N | int80 | mmsg PATH [N] | unixconnect DIR NAME | hidden | renameparent DIR NAME | reopen PATH"
+                "usage: hostile connect|udp|connect6 PORT | exec | write PATH | shadow | forkbomb | membomb | busy | killparent | raw | clearpdeath [SECONDS] | threadexec SECONDS | flood N | nrwalk N | int80 | mmsg PATH [N] | unixconnect DIR NAME | hidden | renameparent DIR NAME | reopen PATH | execflood N LEN | addkey DESC"
             );
             std::process::exit(2);
         }

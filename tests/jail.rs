@@ -1630,3 +1630,49 @@ fn a_stderr_nobody_reads_does_not_hold_the_report() {
     assert_eq!(report["sandbox"]["exit"]["status"], "timeout", "{stdout}");
     assert_eq!(status.code(), Some(0), "{stdout}");
 }
+
+/// Twenty thousand denied execs naming 4 KB paths: every one is recorded, but what modelvet holds
+/// for them is bounded (evidence clipped, event strings within the report's byte budget). The
+/// round-8 binary peaked at ~270 MB on this (~765 MB on the red team's variant); now ~30 MB.
+#[test]
+fn an_exec_flood_with_long_paths_keeps_modelvet_bounded() {
+    #[allow(clippy::zombie_processes)] // reaped by the wait4 below, which also gives its rusage
+    let child = Command::new(modelvet())
+        .args(["jail", "--format", "json", "--timeout", "3", "--"])
+        .arg(hostile())
+        .args(["execflood", "20000", "4000"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = child.id() as libc::pid_t;
+    let output = std::thread::spawn(move || {
+        use std::io::Read;
+        let (mut out, mut err) = (String::new(), String::new());
+        let (mut o, mut e) = (child.stdout.unwrap(), child.stderr.unwrap());
+        let reader = std::thread::spawn(move || {
+            let _ = e.read_to_string(&mut err);
+            err
+        });
+        let _ = o.read_to_string(&mut out);
+        (out, reader.join().unwrap())
+    });
+    let mut status = 0;
+    // SAFETY: an all-zero rusage is a valid value for wait4 to fill.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: wait4 on our own child, with valid pointers for the status and the usage.
+    let waited = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
+    assert_eq!(waited, pid);
+    let (stdout, stderr) = output.join().unwrap();
+    let report: Value = serde_json::from_str(&stdout)
+        .unwrap_or_else(|e| panic!("report is not JSON ({e}): {stderr}"));
+    let exec_finding = report["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|f| f["rule"] == "sandbox.exec" && f["severity"] == "critical");
+    assert!(exec_finding, "{stderr}");
+    let max_rss_mb = usage.ru_maxrss / 1024;
+    assert!(max_rss_mb < 150, "modelvet peaked at {max_rss_mb} MB");
+    assert!(stdout.len() < 64 << 20, "report of {} bytes", stdout.len());
+}
