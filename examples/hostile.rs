@@ -2,7 +2,8 @@
 //! run it under `modelvet jail`. Run: `cargo run --release --example hostile -- <case> [arg]`.
 //! Cases: connect PORT, udp PORT, connect6 PORT, exec, write PATH, shadow, forkbomb, membomb,
 //! busy, killparent, raw, clearpdeath [SECONDS], threadexec SECONDS, flood N, nrwalk N, int80,
-//! mmsg PATH [N], unixconnect DIR NAME, hidden, renameparent DIR NAME, reopen PATH, execflood N LEN, addkey DESC
+//! mmsg PATH [N], unixconnect DIR NAME, hidden, renameparent DIR NAME, reopen PATH, execflood N LEN, unconfined,
+//! addkey DESC
 //! (run outside the jail: puts a key described DESC in the caller's user keyring for two minutes).
 
 use std::io::Write;
@@ -301,6 +302,24 @@ fn main() {
             }
             println!("execflood: {denied} of {n} refused");
         }
+        "unconfined" => {
+            // Sockets a network namespace does not confine: vsock (the hypervisor's port space)
+            // and the kernel's device-event netlink.
+            for (name, family, kind, protocol) in [
+                ("vsock", libc::AF_VSOCK, libc::SOCK_STREAM, 0),
+                (
+                    "uevent",
+                    libc::AF_NETLINK,
+                    libc::SOCK_RAW,
+                    libc::NETLINK_KOBJECT_UEVENT,
+                ),
+            ] {
+                // SAFETY: socket(2) with integer arguments.
+                let fd = unsafe { libc::socket(family, kind, protocol) };
+                let e = if fd < 0 { errno() } else { 0 };
+                println!("unconfined {name}: fd {fd} errno {e}");
+            }
+        }
         "addkey" => {
             // A key of the caller's own, for the test that the jailed program cannot list it.
             let desc = std::ffi::CString::new(arg).unwrap_or_default();
@@ -493,7 +512,7 @@ fn main() {
         }
         _ => {
             eprintln!(
-                "usage: hostile connect|udp|connect6 PORT | exec | write PATH | shadow | forkbomb | membomb | busy | killparent | raw | clearpdeath [SECONDS] | threadexec SECONDS | flood N | nrwalk N | int80 | mmsg PATH [N] | unixconnect DIR NAME | hidden | renameparent DIR NAME | reopen PATH | execflood N LEN | addkey DESC"
+                "usage: hostile connect|udp|connect6 PORT | exec | write PATH | shadow | forkbomb | membomb | busy | killparent | raw | clearpdeath [SECONDS] | threadexec SECONDS | flood N | nrwalk N | int80 | mmsg PATH [N] | unixconnect DIR NAME | hidden | renameparent DIR NAME | reopen PATH | execflood N LEN | unconfined | addkey DESC"
             );
             std::process::exit(2);
         }

@@ -1676,3 +1676,64 @@ fn an_exec_flood_with_long_paths_keeps_modelvet_bounded() {
     assert!(max_rss_mb < 150, "modelvet peaked at {max_rss_mb} MB");
     assert!(stdout.len() < 64 << 20, "report of {} bytes", stdout.len());
 }
+
+const PYTHON: &str = "/usr/bin/python3";
+
+/// What benign Python does at start and in a data loader is no finding: listing its working
+/// directory for modules (`python3 -c`), POSIX semaphores in /dev/shm (multiprocessing), a FIFO
+/// in the scratch. Each was a high or critical finding, and the last two also broke the program.
+#[test]
+fn benign_python_with_semaphores_and_fifos_passes() {
+    assert!(
+        Path::new(PYTHON).exists(),
+        "{PYTHON} is missing (CI installs python3)"
+    );
+    let script = "import json, multiprocessing as m, os, stat\n\
+                  l = m.Lock(); l.acquire(); l.release()\n\
+                  os.mkfifo('/tmp/f')\n\
+                  assert stat.S_ISFIFO(os.stat('/tmp/f').st_mode)\n\
+                  print('benign ok')";
+    let r = jail(&[], &[PYTHON, "-c", script]);
+    assert!(r.stderr.contains("benign ok"), "{}", r.stderr);
+    assert_eq!(r.report["verdict"], "pass", "{:#}", r.report["findings"]);
+    assert_eq!(r.code, 0);
+    let fifo = events(&r, "file")
+        .into_iter()
+        .any(|e| e["syscall"] == "mknodat" && e["detail"]["path"] == "/tmp/f");
+    assert!(fifo, "{:#}", r.report["sandbox"]["events"]);
+}
+
+/// A device node, unlike a FIFO, is refused and is a critical finding.
+#[test]
+fn a_device_node_cannot_be_made_and_the_attempt_is_critical() {
+    let script = "import os, stat\n\
+                  try:\n    os.mknod('/tmp/d', stat.S_IFCHR | 0o600, os.makedev(1, 3))\n\
+                  except PermissionError:\n    print('mknod refused')";
+    let r = jail(&[], &[PYTHON, "-c", script]);
+    assert!(r.stderr.contains("mknod refused"), "{}", r.stderr);
+    assert!(has_rule(&r, "sandbox.dangerous-syscall", "critical"));
+    assert_eq!(r.report["verdict"], "fail");
+}
+
+/// vsock shares the whole machine's port space and reaches the hypervisor, and a device-event
+/// netlink socket hears the host's kernel events: neither is confined by the empty network
+/// namespace, so both are refused (socket() of vsock succeeded, and a bind squatted a port any
+/// host process then could not get).
+#[test]
+fn sockets_the_network_namespace_does_not_confine_are_refused() {
+    let r = hostile_case(&[], &["unconfined"]);
+    let refused = |name: &str, errno: i32| {
+        r.stderr
+            .contains(&format!("unconfined {name}: fd -1 errno {errno}"))
+    };
+    assert!(refused("vsock", libc::EAFNOSUPPORT), "{}", r.stderr);
+    assert!(refused("uevent", libc::EPROTONOSUPPORT), "{}", r.stderr);
+    let denied: Vec<&Value> = events(&r, "network")
+        .into_iter()
+        .filter(|e| e["action"] == "denied" && e["detail"]["refused"].is_string())
+        .collect();
+    assert_eq!(denied.len(), 2, "{:#}", r.report["sandbox"]["events"]);
+    assert!(denied.iter().any(|e| e["detail"]["family"] == "vsock"));
+    assert!(has_rule(&r, "sandbox.network", "high"));
+    assert_eq!(r.report["verdict"], "fail");
+}

@@ -83,6 +83,7 @@ pub fn family_name(family: u16) -> &'static str {
         libc::AF_INET6 => "inet6",
         libc::AF_UNIX => "unix",
         libc::AF_NETLINK => "netlink",
+        libc::AF_VSOCK => "vsock",
         _ => "other",
     }
 }

@@ -25,6 +25,8 @@ pub const ETC_ALLOW: &[&str] = &[
     "nsswitch.conf",
     "alternatives",
     "mime.types",
+    // OpenSSL's configuration (node, Python's ssl contexts): not /etc/ssl's private keys.
+    "ssl/openssl.cnf",
 ];
 
 /// Device nodes bound from the host's /dev.
@@ -35,9 +37,17 @@ const GROUP: &[u8] = b"root:x:0:\nnogroup:x:65534:\n";
 const HOSTS: &[u8] = b"127.0.0.1 localhost modelvet\n::1 localhost\n";
 
 /// Paths a program commonly probes that are not findings when it does (the CPU count and cgroup
-/// quota lookups of every threading runtime, its own /proc entries).
-pub const EXPECTED_PROBES: &[&str] =
-    &["/proc", "/sys/devices/system/cpu", "/sys/fs/cgroup", "/dev"];
+/// quota lookups of every threading runtime, its own /proc entries, the NUMA nodes `ps` and
+/// allocators look up, the huge-page settings a JVM reads at start).
+pub const EXPECTED_PROBES: &[&str] = &[
+    "/proc",
+    "/sys/devices/system/cpu",
+    "/sys/devices/system/node",
+    "/sys/fs/cgroup",
+    "/sys/kernel/mm/transparent_hugepage",
+    "/sys/kernel/mm/hugepages",
+    "/dev",
+];
 
 /// Paths a program commonly writes that are not findings: the null devices and its own
 /// descriptors by name.
@@ -183,6 +193,9 @@ pub struct PathRules {
     /// Host paths bound in on request (target, arguments, --ro, --allow-write): a socket there
     /// is a host service, not one the program made in its scratch.
     pub host: Vec<String>,
+    /// Folders the sandbox makes that hold nothing of the host's but what is bound below them
+    /// (the working directory): readable as themselves, a listing, not as prefixes.
+    pub folders: Vec<String>,
 }
 
 impl PathRules {
@@ -190,6 +203,7 @@ impl PathRules {
     pub fn is_readable(&self, path: &str) -> bool {
         under_any(path, &self.readable)
             || self.is_writable(path)
+            || self.folders.iter().any(|f| f == path.trim_end_matches('/'))
             || self
                 .readable
                 .iter()
@@ -322,7 +336,12 @@ pub fn mounts(inp: &MountInputs) -> Result<(Vec<Op>, PathRules), PlanError> {
         .chain(python_etc())
     {
         let p = Path::new(&e);
-        match std::fs::symlink_metadata(p) {
+        let meta = std::fs::symlink_metadata(p);
+        // An entry below a folder of /etc (ssl/openssl.cnf) needs that folder made first.
+        if let (Ok(_), Some(parent)) = (&meta, p.parent()) {
+            add_dir_chain(&mut dirs, parent);
+        }
+        match meta {
             Ok(m) if m.file_type().is_symlink() => {
                 let target =
                     std::fs::read_link(p).map_err(|e| PlanError::Path(p.into(), e.to_string()))?;
@@ -418,10 +437,14 @@ pub fn mounts(inp: &MountInputs) -> Result<(Vec<Op>, PathRules), PlanError> {
         }
     }
     add_dir_chain(&mut dirs, inp.cwd);
+    // Python lists its working directory for modules (`sys.path[0]` of `python3 -c`): the folder
+    // is the sandbox's own, empty but for what is bound below it.
+    rules.folders.push(inp.cwd.to_string_lossy().into_owned());
     for d in ["/tmp", "/dev", "/proc"] {
         add_dir_chain(&mut dirs, Path::new(d));
     }
     rules.writable.push("/tmp".into());
+    rules.writable.push("/dev/shm".into());
     // The devices Landlock lets it write, and the descriptors it holds (stdout, stderr, its own
     // pipes) reopened by name: writing there is no write to anything it was not given.
     for w in EXPECTED_WRITES {
@@ -438,7 +461,7 @@ pub fn mounts(inp: &MountInputs) -> Result<(Vec<Op>, PathRules), PlanError> {
     ops.push(Op::Mkdir(c(in_new(Path::new("/tmp")))?));
     ops.push(Op::Tmpfs {
         dst: c(in_new(Path::new("/tmp")))?,
-        data: cstr(scratch)?,
+        data: cstr(scratch.as_str())?,
     });
     // Phase 1: the skeleton in the new root's tmpfs (and the scratch).
     for d in &dirs {
@@ -514,6 +537,13 @@ pub fn mounts(inp: &MountInputs) -> Result<(Vec<Op>, PathRules), PlanError> {
             exact: false,
         });
     }
+    // POSIX shared memory and semaphores (Python's multiprocessing, PyTorch's data loaders):
+    // scratch of its own, as /tmp, its pages charged to the memory cgroup.
+    ops.push(Op::Mkdir(c(in_new(Path::new("/dev/shm")))?));
+    ops.push(Op::Tmpfs {
+        dst: c(in_new(Path::new("/dev/shm")))?,
+        data: cstr(scratch)?,
+    });
     // Run unprivileged, the program's uid is the caller's: the kernel would list the caller's
     // keys (descriptions, sizes) in /proc/keys. Emptied, as /proc/key-users.
     if sys::geteuid() != 0 {
@@ -562,6 +592,7 @@ pub fn landlock(abi: u32, rw: &[PathBuf]) -> Result<Landlock, PlanError> {
     let mut rules = vec![
         (cstr("/")?, EXECUTE | READ_FILE | READ_DIR),
         (cstr("/tmp")?, all),
+        (cstr("/dev/shm")?, all),
     ];
     for p in rw {
         let canon =
@@ -614,7 +645,12 @@ mod tests {
             readable: vec!["/usr".into(), "/etc/hosts".into()],
             writable: vec!["/tmp".into()],
             host: vec!["/srv/in".into()],
+            folders: vec!["/home/me/work".into()],
         };
+        // The working directory reads as a listing, never as a prefix.
+        assert!(r.is_readable("/home/me/work") && r.is_readable("/home/me/work/"));
+        assert!(!r.is_readable("/home/me/work/secret.txt") && !r.is_readable("/home/me/workx"));
+        assert!(!r.is_writable("/home/me/work"));
         assert!(r.is_host("/srv/in/sock"));
         assert!(!r.is_host("/srv/inside"));
         assert!(!r.is_host("/tmp/sock"));
@@ -657,6 +693,22 @@ mod tests {
         );
         assert!(!rules.is_readable("/root/.ssh/id_rsa"));
         assert!(!rules.is_readable("/etc/shadow"));
+        // OpenSSL's configuration, never its keys.
+        if Path::new("/etc/ssl/openssl.cnf").is_file() {
+            assert!(binds.iter().any(|b| b == "/newroot/etc/ssl/openssl.cnf"));
+            assert!(rules.is_readable("/etc/ssl/openssl.cnf"));
+        }
+        assert!(
+            !binds
+                .iter()
+                .any(|b| b.starts_with("/newroot/etc/ssl/private"))
+        );
+        assert!(!rules.is_readable("/etc/ssl/private/ssl-cert-snakeoil.key"));
+        // POSIX shared memory: a tmpfs of its own, writable.
+        assert!(ops.iter().any(
+            |o| matches!(o, Op::Tmpfs { dst, .. } if dst.to_string_lossy() == "/newroot/dev/shm")
+        ));
+        assert!(rules.is_writable("/dev/shm/sem.x") && !rules.is_writable("/dev/sda"));
     }
 
     #[test]
@@ -691,7 +743,11 @@ mod tests {
             .iter()
             .position(|o| matches!(o, Op::Bind { dst, .. } if name(dst).ends_with("/a/b/f")))
             .unwrap();
-        let last_mkdir = ops.iter().rposition(|o| matches!(o, Op::Mkdir(_))).unwrap();
+        // The skeleton's folders (not /dev/shm, made in /dev's tmpfs once that is mounted).
+        let last_mkdir = ops
+            .iter()
+            .rposition(|o| matches!(o, Op::Mkdir(p) if !name(p).starts_with("/newroot/dev/")))
+            .unwrap();
         assert!(
             pinned
                 .iter()
@@ -709,6 +765,7 @@ mod tests {
                 "/dev/null".into(),
             ],
             host: vec![],
+            folders: vec![],
         };
         assert!(rules.is_writable("/tmp/x"));
         assert!(rules.is_writable("/tmp/job/other"));

@@ -261,15 +261,12 @@ impl Recorder {
         match tier {
             Tier::Allow => Some(cont),
             Tier::Deny => {
-                let mut d = Map::new();
-                d.insert("nr".into(), json!(nr));
-                d.insert("args".into(), json!(a));
                 self.push(
                     pid,
                     EventKind::Denied,
                     name,
                     Action::Denied,
-                    Value::Object(d),
+                    json!({"nr": nr, "args": a}),
                 );
                 Some(deny(libc::EPERM))
             }
@@ -321,6 +318,32 @@ impl Recorder {
                 d.entry("family").or_insert(json!("other"));
                 if nr != libc::SYS_socket {
                     d.insert("fd".into(), json!(a[0] as i64));
+                }
+                // Sockets the network namespace does not confine: vsock reaches the hypervisor
+                // and shares its port space with the whole machine, and a namespace made by the
+                // host's user namespace is sent the host's device events. Refused (the family
+                // and protocol are registers: nothing to race).
+                let unconfined = match (nr == libc::SYS_socket, a[0] as i32, a[2] as i32) {
+                    (true, libc::AF_VSOCK, _) => Some((
+                        "vsock is not confined by a network namespace",
+                        libc::EAFNOSUPPORT,
+                    )),
+                    (true, libc::AF_NETLINK, libc::NETLINK_KOBJECT_UEVENT) => Some((
+                        "the host's device events (NETLINK_KOBJECT_UEVENT)",
+                        libc::EPROTONOSUPPORT,
+                    )),
+                    _ => None,
+                };
+                if let Some((why, errno)) = unconfined {
+                    d.insert("refused".into(), json!(why));
+                    self.push(
+                        pid,
+                        EventKind::Network,
+                        name,
+                        Action::Denied,
+                        Value::Object(d),
+                    );
+                    return Some(deny(errno));
                 }
                 // A socket path as the kernel will resolve it; one under a bound host path, or
                 // reached through a link we cannot follow here, is a host service's. Abstract and
@@ -491,9 +514,36 @@ impl Recorder {
                 Some(deny(libc::EPERM))
             }
             Tier::Record(Record::File) => {
+                // mknod makes FIFOs and sockets (a write at its path, as an open with O_CREAT);
+                // a device node is denied, as the deny tier would (the kernel refuses it in the
+                // user namespace anyway: the mode is only read here, never trusted).
+                let creates_node = |mode: u64| {
+                    let kind = mode as u32 & libc::S_IFMT;
+                    kind == libc::S_IFCHR || kind == libc::S_IFBLK
+                };
+                let mknod_mode = match nr {
+                    #[cfg(target_arch = "x86_64")]
+                    x if x == libc::SYS_mknod => Some(a[1]),
+                    x if x == libc::SYS_mknodat => Some(a[2]),
+                    _ => None,
+                };
+                if mknod_mode.is_some_and(creates_node) {
+                    self.push(
+                        pid,
+                        EventKind::Denied,
+                        name,
+                        Action::Denied,
+                        json!({"nr": nr, "args": a}),
+                    );
+                    return Some(deny(libc::EPERM));
+                }
+                let create = (libc::O_CREAT | libc::O_WRONLY) as u64;
                 // openat2 with RESOLVE_IN_ROOT: the path, absolute or not, is inside the dirfd.
                 let mut in_root = false;
                 let (dirfd, path_arg, flags) = match nr {
+                    #[cfg(target_arch = "x86_64")]
+                    x if x == libc::SYS_mknod => (libc::AT_FDCWD as i64, a[0], create),
+                    x if x == libc::SYS_mknodat => (a[0] as i32 as i64, a[1], create),
                     #[cfg(target_arch = "x86_64")]
                     x if x == libc::SYS_open => (libc::AT_FDCWD as i64, a[0], a[1]),
                     #[cfg(target_arch = "x86_64")]
@@ -573,7 +623,7 @@ impl Recorder {
                         d["resolved"] = json!(r);
                     }
                     let outside = if write {
-                        !self.rules.is_writable(r) && !names_a_thread(r)
+                        !self.rules.is_writable(r) && !own_proc_attribute(r)
                     } else {
                         !self.rules.is_readable(r)
                     };
@@ -871,14 +921,15 @@ const MAX_SOCKET_DEPTH: usize = 64;
 /// 0.6 s with 1,023 paths just under `MAX_SOCKET_DEPTH`, long enough to swap what another named.
 const MAX_SOCKET_LOOKUPS: usize = 512;
 
-/// A thread's name in the sandbox's own /proc (`/proc/<pid>/comm`, `/proc/<pid>/task/<tid>/comm`):
-/// glibc's pthread_setname_np writes it for a thread other than the caller. It names a process of
-/// the sandbox, nothing of the host's: no finding.
-fn names_a_thread(path: &str) -> bool {
+/// A thread's name in the sandbox's own /proc (`/proc/<pid>/comm`, `/proc/<pid>/task/<tid>/comm`:
+/// glibc's pthread_setname_np writes it for a thread other than the caller) or a process's
+/// core-dump filter (`/proc/<pid>/coredump_filter`, which a JVM sets at start; cores are off). Each
+/// is an attribute of a process of the sandbox, nothing of the host's: no finding.
+fn own_proc_attribute(path: &str) -> bool {
     let digits = |w: &str| !w.is_empty() && w.bytes().all(|b| b.is_ascii_digit());
     let parts: Vec<&str> = path.split('/').filter(|c| !c.is_empty()).collect();
     match parts.as_slice() {
-        ["proc", p, "comm"] => digits(p),
+        ["proc", p, "comm" | "coredump_filter"] => digits(p),
         ["proc", p, "task", t, "comm"] => digits(p) && digits(t),
         _ => false,
     }
@@ -887,9 +938,10 @@ fn names_a_thread(path: &str) -> bool {
 #[cfg(test)]
 mod thread_name_tests {
     #[test]
-    fn only_thread_names_in_proc_are_harmless_writes() {
-        use super::names_a_thread as n;
-        assert!(n("/proc/4/comm") && n("/proc/4/task/6/comm"));
+    fn only_thread_names_and_core_filters_in_proc_are_harmless_writes() {
+        use super::own_proc_attribute as n;
+        assert!(n("/proc/4/comm") && n("/proc/4/task/6/comm") && n("/proc/1/coredump_filter"));
+        assert!(!n("/proc/4/task/6/coredump_filter") && !n("/proc/4/oom_score_adj"));
         assert!(!n("/proc/4/attr/current") && !n("/proc/sysrq-trigger"));
         assert!(!n("/proc/self/comm/x") && !n("/tmp/proc/4/comm") && !n("/proc/x/comm"));
     }

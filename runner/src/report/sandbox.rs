@@ -107,7 +107,14 @@ fn network_finding(syscall: &str, d: &serde_json::Value) -> Option<(String, Find
             s(d, "port")
         ),
         (None, Some(p)) => format!("unix {}", p.as_str().unwrap_or("")),
-        _ => format!("{} socket (type {})", s(d, "family"), s(d, "type")),
+        _ if d.get("type").is_some() => {
+            format!("{} socket (type {})", s(d, "family"), s(d, "type"))
+        }
+        _ => format!("{} socket", s(d, "family")),
+    };
+    let why = match d.get("refused").and_then(|w| w.as_str()) {
+        Some(w) => format!("refused: {w}"),
+        None => "the sandbox has no network".to_string(),
     };
     Some((
         format!("{syscall} {target}"),
@@ -115,7 +122,7 @@ fn network_finding(syscall: &str, d: &serde_json::Value) -> Option<(String, Find
             "sandbox.network",
             Severity::High,
             Category::Behaviour,
-            format!("network attempt: {syscall} {target} (the sandbox has no network)"),
+            format!("network attempt: {syscall} {target} ({why})"),
         )
         .with_evidence(format!("{syscall} {d}")),
     ))

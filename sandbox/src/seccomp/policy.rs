@@ -105,9 +105,6 @@ pub const DENY: &[(i64, &str)] = &[
     (c::SYS_process_madvise, "acts on other processes' memory"),
     (c::SYS_sethostname, "host identity"),
     (c::SYS_setdomainname, "host identity"),
-    #[cfg(target_arch = "x86_64")]
-    (c::SYS_mknod, "device nodes"),
-    (c::SYS_mknodat, "device nodes"),
     (c::SYS_fanotify_init, "filesystem-wide monitoring"),
     (460, "lsm_set_self_attr: security labels"),
     (
@@ -168,6 +165,17 @@ pub const RECORD: &[(i64, Record, &str)] = &[
     (c::SYS_openat2, Record::File, "file access"),
     #[cfg(target_arch = "x86_64")]
     (c::SYS_creat, Record::File, "file creation"),
+    #[cfg(target_arch = "x86_64")]
+    (
+        c::SYS_mknod,
+        Record::File,
+        "file creation: a FIFO, socket or file is recorded as a write; a device node is denied",
+    ),
+    (
+        c::SYS_mknodat,
+        Record::File,
+        "file creation: a FIFO, socket or file is recorded as a write; a device node is denied",
+    ),
 ];
 
 /// The benign hot path: memory, I/O on open descriptors, time, signals, synchronisation,
