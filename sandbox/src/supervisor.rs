@@ -257,6 +257,22 @@ impl Recorder {
             flags: 0,
         };
         let valid = |l: &OwnedFd| sys::notif_id_valid(l, n.id);
+        // mknod makes FIFOs and sockets (recorded as file writes); a device node is denied as the
+        // deny tier's calls are (the kernel refuses one in the user namespace anyway: the mode, a
+        // register, is only read here).
+        let mknod_mode = match nr {
+            #[cfg(target_arch = "x86_64")]
+            x if x == libc::SYS_mknod => Some(a[1]),
+            x if x == libc::SYS_mknodat => Some(a[2]),
+            _ => None,
+        };
+        let device =
+            |mode: u64| matches!(mode as u32 & libc::S_IFMT, libc::S_IFCHR | libc::S_IFBLK);
+        let tier = if mknod_mode.is_some_and(device) {
+            Tier::Deny
+        } else {
+            tier
+        };
 
         match tier {
             Tier::Allow => Some(cont),
@@ -514,29 +530,7 @@ impl Recorder {
                 Some(deny(libc::EPERM))
             }
             Tier::Record(Record::File) => {
-                // mknod makes FIFOs and sockets (a write at its path, as an open with O_CREAT);
-                // a device node is denied, as the deny tier would (the kernel refuses it in the
-                // user namespace anyway: the mode is only read here, never trusted).
-                let creates_node = |mode: u64| {
-                    let kind = mode as u32 & libc::S_IFMT;
-                    kind == libc::S_IFCHR || kind == libc::S_IFBLK
-                };
-                let mknod_mode = match nr {
-                    #[cfg(target_arch = "x86_64")]
-                    x if x == libc::SYS_mknod => Some(a[1]),
-                    x if x == libc::SYS_mknodat => Some(a[2]),
-                    _ => None,
-                };
-                if mknod_mode.is_some_and(creates_node) {
-                    self.push(
-                        pid,
-                        EventKind::Denied,
-                        name,
-                        Action::Denied,
-                        json!({"nr": nr, "args": a}),
-                    );
-                    return Some(deny(libc::EPERM));
-                }
+                // mknod of a FIFO or socket: a write at its path, as an open with O_CREAT.
                 let create = (libc::O_CREAT | libc::O_WRONLY) as u64;
                 // openat2 with RESOLVE_IN_ROOT: the path, absolute or not, is inside the dirfd.
                 let mut in_root = false;
