@@ -3,7 +3,7 @@
 //! Cases: connect PORT, udp PORT, connect6 PORT, exec, write PATH, shadow, forkbomb, membomb,
 //! busy, killparent, raw, clearpdeath [SECONDS], threadexec SECONDS, flood N, nrwalk N, int80,
 //! mmsg PATH [N], unixconnect DIR NAME, hidden, renameparent DIR NAME, reopen PATH, execflood N LEN, unconfined,
-//! addkey DESC
+//! quota, addkey DESC
 //! (run outside the jail: puts a key described DESC in the caller's user keyring for two minutes).
 
 use std::io::Write;
@@ -320,6 +320,43 @@ fn main() {
                 println!("unconfined {name}: fd {fd} errno {e}");
             }
         }
+        "quota" => {
+            // Per-user kernel quotas the caller's uid shares with the sandbox: inotify instances
+            // and queued signals, taken until the kernel refuses.
+            let mut instances = 0;
+            // SAFETY: inotify_init1 with a flag; the descriptors stay open until exit.
+            while instances < 100_000 && unsafe { libc::inotify_init1(libc::IN_CLOEXEC) } >= 0 {
+                instances += 1;
+            }
+            extern "C" fn ignore(_: libc::c_int) {}
+            let sig = libc::SIGRTMIN();
+            #[allow(clippy::multiple_unsafe_ops_per_block)] // a hostile demo, not sandbox code
+            // SAFETY: a handler that does nothing (pid 1 drops signals left at their default),
+            // then the signal blocked so that every one sent stays queued.
+            unsafe {
+                libc::signal(
+                    sig,
+                    ignore as extern "C" fn(libc::c_int) as libc::sighandler_t,
+                );
+                let mut set: libc::sigset_t = std::mem::zeroed();
+                libc::sigemptyset(&mut set);
+                libc::sigaddset(&mut set, sig);
+                libc::sigprocmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
+            }
+            // siginfo: si_signo, si_errno, si_code (SI_QUEUE), the rest zero.
+            let mut info = [0i32; 32];
+            info[0] = sig;
+            info[2] = -1;
+            let mut queued = 0;
+            let me = std::process::id();
+            // SAFETY: rt_sigqueueinfo to ourselves with a 128-byte siginfo.
+            let send =
+                || unsafe { libc::syscall(libc::SYS_rt_sigqueueinfo, me, sig, info.as_ptr()) };
+            while queued < 200_000 && send() == 0 {
+                queued += 1;
+            }
+            println!("quota: inotify {instances} signals {queued}");
+        }
         "addkey" => {
             // A key of the caller's own, for the test that the jailed program cannot list it.
             let desc = std::ffi::CString::new(arg).unwrap_or_default();
@@ -512,7 +549,7 @@ fn main() {
         }
         _ => {
             eprintln!(
-                "usage: hostile connect|udp|connect6 PORT | exec | write PATH | shadow | forkbomb | membomb | busy | killparent | raw | clearpdeath [SECONDS] | threadexec SECONDS | flood N | nrwalk N | int80 | mmsg PATH [N] | unixconnect DIR NAME | hidden | renameparent DIR NAME | reopen PATH | execflood N LEN | unconfined | addkey DESC"
+                "usage: hostile connect|udp|connect6 PORT | exec | write PATH | shadow | forkbomb | membomb | busy | killparent | raw | clearpdeath [SECONDS] | threadexec SECONDS | flood N | nrwalk N | int80 | mmsg PATH [N] | unixconnect DIR NAME | hidden | renameparent DIR NAME | reopen PATH | execflood N LEN | unconfined | quota | addkey DESC"
             );
             std::process::exit(2);
         }

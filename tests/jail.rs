@@ -1737,3 +1737,23 @@ fn sockets_the_network_namespace_does_not_confine_are_refused() {
     assert!(has_rule(&r, "sandbox.network", "high"));
     assert_eq!(r.report["verdict"], "fail");
 }
+
+/// The kernel charges a sandbox's inotify instances and queued signals to the caller's uid as
+/// well: unbounded, a program took every one root had (a root process on the host then failed
+/// to get either). The sandbox's own namespace limits and RLIMIT_SIGPENDING bound its share.
+#[test]
+fn the_callers_inotify_and_signal_quotas_are_not_exhausted() {
+    let r = hostile_case(&[], &["quota"]);
+    let line = r
+        .stderr
+        .lines()
+        .find(|l| l.starts_with("quota: "))
+        .unwrap_or_else(|| panic!("{}", r.stderr));
+    let n: Vec<u64> = line
+        .split_whitespace()
+        .filter_map(|w| w.parse().ok())
+        .collect();
+    let (instances, queued) = (n[0], n[1]);
+    assert!((1..=32).contains(&instances), "{line}");
+    assert!((1..=1024).contains(&queued), "{line}");
+}

@@ -8,6 +8,8 @@
 //! reported to the parent as a fixed-size record (step, index, errno) over the setup socket, then
 //! the child exits.
 
+use std::ffi::CStr;
+
 use crate::plan::{ChildPlan, Op};
 use crate::sys::{self, SysError};
 
@@ -85,6 +87,13 @@ fn fail(sock: i32, step: Step, index: u32, e: SysError) -> ! {
     sys::exit_now(127)
 }
 
+/// The sandbox user namespace's own quotas, below the caller's: `/proc/sys/user` names the
+/// writer's namespace, whoever's /proc it is.
+const USER_NS_LIMITS: [(&CStr, &[u8]); 2] = [
+    (c"/proc/sys/user/max_inotify_instances", b"32"),
+    (c"/proc/sys/user/max_inotify_watches", b"8192"),
+];
+
 /// Runs in the child, from clone to exec. Never returns.
 pub fn run(plan: &ChildPlan) -> ! {
     let sock = plan.sock;
@@ -126,6 +135,15 @@ pub fn run(plan: &ChildPlan) -> ! {
     );
     or_fail(Step::Sync, sys::setsid());
     or_fail(Step::Hostname, sys::sethostname(plan.hostname));
+    // Limits of the sandbox's own user namespace. The kernel also charges what the program holds
+    // to the caller's uid in the parent namespace, where a program could otherwise take every
+    // inotify instance the caller has (a red team did, as root). Absent on kernels without them.
+    for (path, value) in USER_NS_LIMITS {
+        match sys::overwrite_file(path, value) {
+            Err(e) if e.errno != libc::ENOENT => fail(sock, Step::Rlimits, 0, e),
+            _ => {}
+        }
+    }
     mounts(plan);
     or_fail(Step::Cwd, sys::chdir(&plan.cwd));
 

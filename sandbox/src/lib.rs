@@ -389,6 +389,8 @@ pub fn spawn_with(mut config: Config, support: &HostSupport) -> Result<Running, 
         (libc::RLIMIT_NOFILE, 1024),
         (libc::RLIMIT_CORE, 0),
         (libc::RLIMIT_FSIZE, scratch.max(64 << 20)),
+        // Queued signals count against the caller's uid too (see child::USER_NS_LIMITS).
+        (libc::RLIMIT_SIGPENDING, 1024),
         // A backstop behind the wall timeout, never before it: CPU time adds up over every
         // thread, so on n CPUs a busy program spends n seconds of it per second of wall time.
         (

@@ -532,9 +532,18 @@ fn open_raw(path: &CStr, flags: i32, mode: u32) -> SysResult<RawFd> {
 
 /// Creates (or opens) a regular file and writes `contents` into it.
 pub fn write_new_file(path: &CStr, contents: &[u8], mode: u32) -> SysResult<()> {
+    write_file(path, contents, libc::O_CREAT, mode)
+}
+
+/// Writes `contents` into an existing file (a sysctl), never creating one.
+pub fn overwrite_file(path: &CStr, contents: &[u8]) -> SysResult<()> {
+    write_file(path, contents, 0, 0)
+}
+
+fn write_file(path: &CStr, contents: &[u8], create: i32, mode: u32) -> SysResult<()> {
     let fd = open_raw(
         path,
-        libc::O_WRONLY | libc::O_CREAT | libc::O_CLOEXEC | libc::O_NOFOLLOW,
+        libc::O_WRONLY | create | libc::O_CLOEXEC | libc::O_NOFOLLOW,
         mode,
     )?;
     let mut rest = contents;
