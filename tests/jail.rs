@@ -500,7 +500,12 @@ fn an_unprivileged_user_gets_the_same_containment() {
     assert!(connects > 0, "{:#}", report["sandbox"]["events"]);
     assert_eq!(report["verdict"], "fail");
     assert_eq!(out.status.code(), Some(1));
-    // The fallback paths were the ones taken.
+    // The fallback paths were the ones taken: no pids cgroup, so the pids figure is a bound.
+    assert_eq!(
+        report["sandbox"]["resources"]["peak_pids_upper_bound"], true,
+        "{}",
+        report["sandbox"]["resources"]
+    );
     let host = &report["sandbox"]["host"];
     assert!(
         host["cgroup_controllers"]

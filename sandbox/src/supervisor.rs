@@ -1188,6 +1188,7 @@ impl Supervisor {
         }
         if resources.peak_pids == 0 {
             resources.peak_pids = 1 + rec.clones;
+            resources.peak_pids_upper_bound = true;
         }
         drop(group);
         // Everything is dead, so the pipes end now, unless a write end outlives the tree (passed

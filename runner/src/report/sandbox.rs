@@ -366,7 +366,11 @@ pub fn text(out: &mut String, o: &Outcome) {
         r.cpu_user_ms,
         r.cpu_sys_ms,
         r.peak_rss_bytes as f64 / 1048576.0,
-        r.peak_pids,
+        if r.peak_pids_upper_bound {
+            format!("at most {} (processes made; no pids cgroup)", r.peak_pids)
+        } else {
+            r.peak_pids.to_string()
+        },
         r.peak_memory_bytes
             .map(|m| format!(", cgroup memory peak {:.1} MiB", m as f64 / 1048576.0))
             .unwrap_or_default()
