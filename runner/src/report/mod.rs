@@ -192,19 +192,23 @@ pub fn check_output(path: Option<&Path>) -> Result<(), crate::error::CliError> {
     }
 }
 
-/// `s` with DEL, the C1 controls and the bidirectional overrides as `\uXXXX`: JSON allows them
-/// raw in strings and serde writes them so, where a terminal would act on them. Outside strings
-/// they never occur in JSON, and the text views have escaped them already, so this is safe for
-/// every format.
+/// `s` with DEL, the C1 controls and the unseen format characters (`text::unseen`: bidirectional
+/// overrides, line separators, zero-width characters...) as `\uXXXX`: JSON allows them raw in
+/// strings and serde writes them so, where a terminal would act on them or a reader miss them.
+/// Outside strings they never occur in JSON, and the text views have escaped them already, so
+/// this is safe for every format.
 pub fn json_inert(s: &str) -> std::borrow::Cow<'_, str> {
-    let acts = |c: char| matches!(c, '\u{7f}'..='\u{9f}' | '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}');
+    let acts = |c: char| matches!(c, '\u{7f}'..='\u{9f}') || text::unseen(c);
     if !s.chars().any(acts) {
         return std::borrow::Cow::Borrowed(s);
     }
     let mut out = String::with_capacity(s.len() + 16);
     for c in s.chars() {
         if acts(c) {
-            out.push_str(&format!("\\u{:04x}", c as u32));
+            // Above the BMP (tag characters) as a surrogate pair, as JSON spells those.
+            for unit in c.encode_utf16(&mut [0u16; 2]) {
+                out.push_str(&format!("\\u{unit:04x}"));
+            }
         } else {
             out.push(c);
         }
@@ -367,14 +371,16 @@ mod tests {
 
     #[test]
     fn json_keeps_no_character_a_terminal_acts_on() {
-        let v = serde_json::json!({"path": "/tmp/a\u{202e}b\u{9b}c\u{7f}"});
+        let v =
+            serde_json::json!({"path": "/tmp/a\u{202e}b\u{9b}c\u{7f}d\u{2028}e\u{e0001}f\u{200b}"});
         let s = serde_json::to_string(&v).unwrap();
         let safe = json_inert(&s);
         assert!(
             !safe
                 .chars()
-                .any(|c| ('\u{7f}'..='\u{9f}').contains(&c) || c == '\u{202e}')
+                .any(|c| ('\u{7f}'..='\u{9f}').contains(&c) || text::unseen(c))
         );
+        assert!(safe.contains("\\udb40\\udc01"), "{safe}");
         let back: serde_json::Value = serde_json::from_str(&safe).unwrap();
         assert_eq!(back, v);
     }

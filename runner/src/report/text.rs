@@ -26,11 +26,21 @@ pub fn findings(out: &mut String, findings: &[Finding]) {
     }
 }
 
-/// A control character (C0, DEL, C1) or a bidirectional override: what a terminal acts on
-/// instead of showing.
+/// A control character (C0, DEL, C1) or a character that shows nothing itself: what a terminal
+/// acts on instead of showing, or what hides or reorders text around it.
 fn acts_on_terminal(c: char) -> bool {
-    c.is_control()
-        || matches!(c, '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
+    c.is_control() || unseen(c)
+}
+
+/// Format characters a name can carry unseen: bidirectional marks and overrides (which reorder
+/// what follows), the Unicode line and paragraph separators (line breaks to some readers), zero-
+/// width characters and joiners, the byte-order mark, interlinear annotations and tag characters.
+/// A path or name shown with one of them raw can pass for another.
+pub fn unseen(c: char) -> bool {
+    matches!(c,
+        '\u{ad}' | '\u{61c}' | '\u{180e}' | '\u{200b}'..='\u{200f}' | '\u{2028}'..='\u{202e}'
+        | '\u{2060}'..='\u{2064}' | '\u{2066}'..='\u{206f}' | '\u{feff}' | '\u{fff9}'..='\u{fffb}'
+        | '\u{e0000}'..='\u{e007f}')
 }
 
 /// `s` with every character a terminal acts on escaped (`\u{1b}`): messages carry paths and
@@ -71,6 +81,15 @@ mod tests {
             "x\\u{d}\\u{1b}[2Kverdict: pass\\u{a}\\u{9b}\\u{202e}"
         );
         assert_eq!(terminal_safe("a\n\u{1b}[8mb\n".into()), "a\n\\u{1b}[8mb\n");
+        // Unseen characters a red team put in names: line separators, zero-width, BOM, tags.
+        assert_eq!(
+            inert("a\u{2028}b\u{200b}c\u{feff}d\u{e0001}e\u{fffb}"),
+            "a\\u{2028}b\\u{200b}c\\u{feff}d\\u{e0001}e\\u{fffb}"
+        );
+        assert_eq!(
+            inert("caf\u{e9} \u{4e2d}\u{6587}"),
+            "caf\u{e9} \u{4e2d}\u{6587}"
+        );
         assert_eq!(terminal_safe("plain\n".into()), "plain\n");
     }
 }
