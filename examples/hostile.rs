@@ -3,7 +3,7 @@
 //! Cases: connect PORT, udp PORT, connect6 PORT, exec, write PATH, shadow, forkbomb, membomb,
 //! busy, killparent, raw, clearpdeath [SECONDS], threadexec SECONDS, flood N, nrwalk N, int80,
 //! mmsg PATH [N], unixconnect DIR NAME, hidden, renameparent DIR NAME, reopen PATH, execflood N LEN, unconfined,
-//! quota, addkey DESC
+//! quota, execat, addkey DESC
 //! (run outside the jail: puts a key described DESC in the caller's user keyring for two minutes).
 
 use std::io::Write;
@@ -357,6 +357,37 @@ fn main() {
             }
             println!("quota: inotify {instances} signals {queued}");
         }
+        "execat" => {
+            // execveat by descriptor: a memfd holding a copy of /bin/true (AT_EMPTY_PATH), then a
+            // bare name below a folder's descriptor.
+            let code = std::fs::read("/bin/true").unwrap_or_default();
+            let argv = [c"payload".as_ptr(), std::ptr::null()];
+            let envp = [std::ptr::null::<libc::c_char>()];
+            // SAFETY: memfd_create with a NUL-terminated name.
+            let memfd = unsafe { libc::memfd_create(c"payload".as_ptr(), 0) };
+            assert!(memfd >= 0, "memfd_create: errno {}", errno());
+            // SAFETY: a fresh descriptor of ours, owned by the file from here on.
+            let owned =
+                unsafe { <std::os::fd::OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(memfd) };
+            let mut f = std::fs::File::from(owned);
+            let _ = f.write_all(&code);
+            let dir = std::fs::File::open("/usr/bin").map(std::os::fd::IntoRawFd::into_raw_fd);
+            for (fd, name) in [(memfd, c""), (dir.unwrap_or(-1), c"true")] {
+                // SAFETY: execveat with NUL-terminated name and NULL-terminated argv and envp
+                // arrays that outlive the call; denied, so it returns.
+                let r = unsafe {
+                    libc::syscall(
+                        libc::SYS_execveat,
+                        fd,
+                        name.as_ptr(),
+                        argv.as_ptr(),
+                        envp.as_ptr(),
+                        libc::AT_EMPTY_PATH,
+                    )
+                };
+                println!("execat: {r} errno {}", errno());
+            }
+        }
         "addkey" => {
             // A key of the caller's own, for the test that the jailed program cannot list it.
             let desc = std::ffi::CString::new(arg).unwrap_or_default();
@@ -549,7 +580,7 @@ fn main() {
         }
         _ => {
             eprintln!(
-                "usage: hostile connect|udp|connect6 PORT | exec | write PATH | shadow | forkbomb | membomb | busy | killparent | raw | clearpdeath [SECONDS] | threadexec SECONDS | flood N | nrwalk N | int80 | mmsg PATH [N] | unixconnect DIR NAME | hidden | renameparent DIR NAME | reopen PATH | execflood N LEN | unconfined | quota | addkey DESC"
+                "usage: hostile connect|udp|connect6 PORT | exec | write PATH | shadow | forkbomb | membomb | busy | killparent | raw | clearpdeath [SECONDS] | threadexec SECONDS | flood N | nrwalk N | int80 | mmsg PATH [N] | unixconnect DIR NAME | hidden | renameparent DIR NAME | reopen PATH | execflood N LEN | unconfined | quota | execat | addkey DESC"
             );
             std::process::exit(2);
         }

@@ -1762,3 +1762,40 @@ fn the_callers_inotify_and_signal_quotas_are_not_exhausted() {
     assert!((1..=32).contains(&instances), "{line}");
     assert!((1..=1024).contains(&queued), "{line}");
 }
+
+/// execveat by descriptor names the file it runs: a memfd (AT_EMPTY_PATH) was recorded with an
+/// empty path ("the program tried to execute  (denied)"), a name below a folder's descriptor as
+/// the bare name.
+#[test]
+fn execveat_by_descriptor_names_the_file() {
+    let r = hostile_case(&[], &["execat"]);
+    let resolved: Vec<String> = events(&r, "exec")
+        .iter()
+        .filter_map(|e| e["detail"]["resolved"].as_str().map(str::to_string))
+        .collect();
+    assert!(
+        resolved.iter().any(|p| p.starts_with("/memfd:payload")),
+        "{resolved:?}"
+    );
+    assert!(
+        resolved.iter().any(|p| p == "/usr/bin/true"),
+        "{resolved:?}"
+    );
+    let messages: Vec<&str> = r.report["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|f| f["rule"] == "sandbox.exec")
+        .filter_map(|f| f["message"].as_str())
+        .collect();
+    assert!(
+        messages
+            .iter()
+            .any(|m| m.contains("execute /memfd:payload")),
+        "{messages:?}"
+    );
+    assert!(
+        messages.iter().any(|m| m.contains("execute /usr/bin/true")),
+        "{messages:?}"
+    );
+}

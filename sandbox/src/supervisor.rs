@@ -454,6 +454,28 @@ impl Recorder {
                     && thread_group(pid).is_none_or(|g| g == self.target_pid);
                 let allowed = self.allow_exec && !from_thread;
                 let mut detail = json!({"path": path, "argv": argv, "first": false});
+                // Where the kernel finds the file: with AT_EMPTY_PATH the one the descriptor
+                // holds (a memfd's name), else a relative path below the directory descriptor
+                // (execveat) or the working directory.
+                let (dirfd, at_flags) = if nr == libc::SYS_execveat {
+                    (a[0] as i32, a[4] as i32)
+                } else {
+                    (libc::AT_FDCWD, 0)
+                };
+                let base = || match dirfd {
+                    libc::AT_FDCWD => proc_link(pid, "cwd"),
+                    fd => proc_link(pid, &format!("fd/{fd}")),
+                };
+                let resolved = if path.is_empty() && at_flags & libc::AT_EMPTY_PATH != 0 {
+                    base()
+                } else if !path.starts_with('/') {
+                    base().map(|b| format!("{}/{path}", b.trim_end_matches('/')))
+                } else {
+                    None
+                };
+                if let Some(r) = resolved {
+                    detail["resolved"] = json!(r);
+                }
                 if from_thread {
                     detail["thread"] = json!(true);
                     detail["note"] = json!(

@@ -179,13 +179,18 @@ pub fn findings(o: &Outcome, timeout_s: f64, memory: u64, pids: u64) -> Vec<Find
                 } else {
                     "allowed by --allow-exec"
                 };
+                // The file the kernel would run (a memfd by descriptor, a name below a folder).
+                let file = match d.get("resolved").and_then(|r| r.as_str()) {
+                    Some(r) => clip(r, 256),
+                    None => path.clone(),
+                };
                 add(
-                    path.clone(),
+                    file.clone(),
                     Finding::new(
                         "sandbox.exec",
                         Severity::Critical,
                         Category::Behaviour,
-                        format!("the program tried to execute {path} ({verb})"),
+                        format!("the program tried to execute {file} ({verb})"),
                     )
                     .at(loc)
                     .with_evidence(format!("{}({path:?}, {argv:?})", e.syscall)),
