@@ -355,7 +355,17 @@ fn main() {
             while queued < 200_000 && send() == 0 {
                 queued += 1;
             }
-            println!("quota: inotify {instances} signals {queued}");
+            // Locked memory (SHM_LOCK counts against the caller's uid): the limit it was given.
+            let mut lim = libc::rlimit {
+                rlim_cur: 0,
+                rlim_max: 0,
+            };
+            // SAFETY: getrlimit fills our struct.
+            unsafe { libc::getrlimit(libc::RLIMIT_MEMLOCK, &mut lim) };
+            println!(
+                "quota: inotify {instances} signals {queued} memlock {}",
+                lim.rlim_max
+            );
         }
         "execat" => {
             // execveat by descriptor: a memfd holding a copy of /bin/true (AT_EMPTY_PATH), then a

@@ -1743,9 +1743,10 @@ fn sockets_the_network_namespace_does_not_confine_are_refused() {
     assert_eq!(r.report["verdict"], "fail");
 }
 
-/// The kernel charges a sandbox's inotify instances and queued signals to the caller's uid as
-/// well: unbounded, a program took every one root had (a root process on the host then failed
-/// to get either). The sandbox's own namespace limits and RLIMIT_SIGPENDING bound its share.
+/// The kernel charges a sandbox's inotify instances, queued signals and SHM_LOCKed memory to the
+/// caller's uid as well: unbounded, a program took every inotify instance and queued signal root
+/// had (a root process on the host then failed to get either), and run as nobody, all of
+/// nobody's locked memory. The sandbox's own namespace limits and rlimits bound its share.
 #[test]
 fn the_callers_inotify_and_signal_quotas_are_not_exhausted() {
     let r = hostile_case(&[], &["quota"]);
@@ -1758,9 +1759,10 @@ fn the_callers_inotify_and_signal_quotas_are_not_exhausted() {
         .split_whitespace()
         .filter_map(|w| w.parse().ok())
         .collect();
-    let (instances, queued) = (n[0], n[1]);
+    let (instances, queued, memlock) = (n[0], n[1], n[2]);
     assert!((1..=32).contains(&instances), "{line}");
     assert!((1..=1024).contains(&queued), "{line}");
+    assert!(memlock <= 1 << 20, "{line}");
 }
 
 /// execveat by descriptor names the file it runs: a memfd (AT_EMPTY_PATH) was recorded with an

@@ -389,8 +389,16 @@ pub fn spawn_with(mut config: Config, support: &HostSupport) -> Result<Running, 
         (libc::RLIMIT_NOFILE, 1024),
         (libc::RLIMIT_CORE, 0),
         (libc::RLIMIT_FSIZE, scratch.max(64 << 20)),
-        // Queued signals count against the caller's uid too (see child::USER_NS_LIMITS).
-        (libc::RLIMIT_SIGPENDING, 1024),
+        // Queued signals and locked shared memory count against the caller's uid too (see
+        // child::USER_NS_LIMITS): a bounded share of each (lowering is all an rlimit can do).
+        (
+            libc::RLIMIT_SIGPENDING,
+            hard_limit(libc::RLIMIT_SIGPENDING).min(1024),
+        ),
+        (
+            libc::RLIMIT_MEMLOCK,
+            hard_limit(libc::RLIMIT_MEMLOCK).min(1 << 20),
+        ),
         // A backstop behind the wall timeout, never before it: CPU time adds up over every
         // thread, so on n CPUs a busy program spends n seconds of it per second of wall time.
         (
@@ -616,6 +624,17 @@ pub fn spawn_with(mut config: Config, support: &HostSupport) -> Result<Running, 
 /// more CPUs than it was given, it can reach the backstop before the wall timeout.)
 fn cpus() -> u64 {
     sys::affinity_cpus().map_or(8192, |n| n.max(1))
+}
+
+/// This process's hard limit of `resource` (unlimited when it cannot be read).
+fn hard_limit(resource: libc::__rlimit_resource_t) -> u64 {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: libc::RLIM_INFINITY,
+    };
+    // SAFETY: getrlimit fills the struct we own; on failure it is left as set above.
+    unsafe { libc::getrlimit(resource, &mut lim) };
+    lim.rlim_max
 }
 
 /// Stack of the child between clone and exec: its walk of the plan needs a few KiB.

@@ -38,9 +38,14 @@ fn acts_on_terminal(c: char) -> bool {
 /// A path or name shown with one of them raw can pass for another.
 pub fn unseen(c: char) -> bool {
     matches!(c,
-        '\u{ad}' | '\u{61c}' | '\u{180e}' | '\u{200b}'..='\u{200f}' | '\u{2028}'..='\u{202e}'
-        | '\u{2060}'..='\u{2064}' | '\u{2066}'..='\u{206f}' | '\u{feff}' | '\u{fff9}'..='\u{fffb}'
-        | '\u{e0000}'..='\u{e007f}')
+        // Format characters (Unicode's Cf) and the other default-ignorable ones: fillers,
+        // joiners, variation selectors, invisible operators and musical formatting.
+        '\u{ad}' | '\u{34f}' | '\u{600}'..='\u{605}' | '\u{61c}' | '\u{6dd}' | '\u{70f}'
+        | '\u{8e2}' | '\u{115f}' | '\u{1160}' | '\u{17b4}' | '\u{17b5}' | '\u{180b}'..='\u{180f}'
+        | '\u{200b}'..='\u{200f}' | '\u{2028}'..='\u{202e}' | '\u{2060}'..='\u{206f}'
+        | '\u{3164}' | '\u{fe00}'..='\u{fe0f}' | '\u{feff}' | '\u{ffa0}' | '\u{fff0}'..='\u{fffb}'
+        | '\u{110bd}' | '\u{110cd}' | '\u{13430}'..='\u{1343f}' | '\u{1bca0}'..='\u{1bca3}'
+        | '\u{1d173}'..='\u{1d17a}' | '\u{e0000}'..='\u{e0fff}')
 }
 
 /// `s` with every character a terminal acts on escaped (`\u{1b}`): messages carry paths and
@@ -90,6 +95,18 @@ mod tests {
             inert("caf\u{e9} \u{4e2d}\u{6587}"),
             "caf\u{e9} \u{4e2d}\u{6587}"
         );
+        // And those a second look found: Hangul fillers, a grapheme joiner, a variation
+        // selector, invisible musical formatting.
+        for c in [
+            '\u{115f}',
+            '\u{3164}',
+            '\u{34f}',
+            '\u{fe0f}',
+            '\u{1d173}',
+            '\u{e0100}',
+        ] {
+            assert!(inert(&format!("a{c}b")).contains("\\u{"), "{:x}", c as u32);
+        }
         assert_eq!(terminal_safe("plain\n".into()), "plain\n");
     }
 }
