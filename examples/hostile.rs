@@ -2,9 +2,9 @@
 //! run it under `modelvet jail`. Run: `cargo run --release --example hostile -- <case> [arg]`.
 //! Cases: connect PORT, udp PORT, connect6 PORT, exec, write PATH, shadow, forkbomb, membomb,
 //! busy, killparent, raw, clearpdeath [SECONDS], threadexec SECONDS, flood N, nrwalk N, int80,
-//! mmsg PATH [N], unixconnect DIR NAME, hidden, renameparent DIR NAME, reopen PATH, execflood N LEN, unconfined,
-//! quota, execat, addkey DESC
-//! (run outside the jail: puts a key described DESC in the caller's user keyring for two minutes).
+//! mmsg PATH [N], unixconnect DIR NAME, hidden, renameparent DIR NAME, reopen PATH,
+//! execflood N LEN, unconfined, quota, execat; and, run outside the jail, addkey DESC (puts a key
+//! described DESC in the caller's user keyring for two minutes).
 
 use std::io::Write;
 
@@ -369,7 +369,7 @@ fn main() {
         }
         "execat" => {
             // execveat by descriptor: a memfd holding a copy of /bin/true (AT_EMPTY_PATH), then a
-            // bare name below a folder's descriptor.
+            // bare name below a folder's descriptor; then execve of the memfd by its /proc name.
             let code = std::fs::read("/bin/true").unwrap_or_default();
             let argv = [c"payload".as_ptr(), std::ptr::null()];
             let envp = [std::ptr::null::<libc::c_char>()];
@@ -397,6 +397,12 @@ fn main() {
                 };
                 println!("execat: {r} errno {}", errno());
             }
+            // And the memfd by its /proc name, as execve.
+            let by_name =
+                std::ffi::CString::new(format!("/proc/self/fd/{memfd}")).unwrap_or_default();
+            // SAFETY: as above, with a NUL-terminated path.
+            let r = unsafe { libc::execve(by_name.as_ptr(), argv.as_ptr(), envp.as_ptr()) };
+            println!("execat: {r} errno {}", errno());
         }
         "addkey" => {
             // A key of the caller's own, for the test that the jailed program cannot list it.

@@ -1708,15 +1708,30 @@ fn benign_python_with_semaphores_and_fifos_passes() {
     assert!(fifo, "{:#}", r.report["sandbox"]["events"]);
 }
 
-/// A device node, unlike a FIFO, is refused and is a critical finding.
+/// A device node, unlike a FIFO, is refused and is a critical finding; a FIFO outside the
+/// writable paths fails in the kernel and is a write outside.
 #[test]
 fn a_device_node_cannot_be_made_and_the_attempt_is_critical() {
+    assert!(
+        Path::new(PYTHON).exists(),
+        "{PYTHON} is missing (CI installs python3)"
+    );
     let script = "import os, stat\n\
                   try:\n    os.mknod('/tmp/d', stat.S_IFCHR | 0o600, os.makedev(1, 3))\n\
-                  except PermissionError:\n    print('mknod refused')";
+                  except PermissionError:\n    print('mknod refused')\n\
+                  try:\n    os.mkfifo('/etc/f')\n\
+                  except OSError:\n    print('fifo outside refused')";
     let r = jail(&[], &[PYTHON, "-c", script]);
     assert!(r.stderr.contains("mknod refused"), "{}", r.stderr);
+    assert!(r.stderr.contains("fifo outside refused"), "{}", r.stderr);
     assert!(has_rule(&r, "sandbox.dangerous-syscall", "critical"));
+    assert!(has_rule(&r, "sandbox.file-write", "high"));
+    let outside = events(&r, "file").into_iter().any(|e| {
+        e["detail"]["path"] == "/etc/f"
+            && e["detail"]["outside"] == true
+            && e["detail"]["node"] == "fifo"
+    });
+    assert!(outside, "{:#}", r.report["sandbox"]["events"]);
     assert_eq!(r.report["verdict"], "fail");
 }
 
@@ -1765,9 +1780,9 @@ fn the_callers_inotify_and_signal_quotas_are_not_exhausted() {
     assert!(memlock <= 1 << 20, "{line}");
 }
 
-/// execveat by descriptor names the file it runs: a memfd (AT_EMPTY_PATH) was recorded with an
+/// An exec by descriptor names the file it runs: a memfd (AT_EMPTY_PATH) was recorded with an
 /// empty path ("the program tried to execute  (denied)"), a name below a folder's descriptor as
-/// the bare name.
+/// the bare name, and a memfd run as /proc/self/fd/N by that name only.
 #[test]
 fn execveat_by_descriptor_names_the_file() {
     let r = hostile_case(&[], &["execat"]);
@@ -1775,8 +1790,13 @@ fn execveat_by_descriptor_names_the_file() {
         .iter()
         .filter_map(|e| e["detail"]["resolved"].as_str().map(str::to_string))
         .collect();
-    assert!(
-        resolved.iter().any(|p| p.starts_with("/memfd:payload")),
+    // Twice: by AT_EMPTY_PATH, and by /proc/self/fd/N.
+    assert_eq!(
+        resolved
+            .iter()
+            .filter(|p| p.starts_with("/memfd:payload"))
+            .count(),
+        2,
         "{resolved:?}"
     );
     assert!(

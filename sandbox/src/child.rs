@@ -29,6 +29,7 @@ pub enum Step {
     Capabilities,
     Seccomp,
     Exec,
+    UserNsLimits,
 }
 
 impl Step {
@@ -47,6 +48,7 @@ impl Step {
             Capabilities,
             Seccomp,
             Exec,
+            UserNsLimits,
         ]
         .into_iter()
         .find(|s| *s as u32 == v)
@@ -66,6 +68,7 @@ impl Step {
             Step::Capabilities => "dropping capabilities",
             Step::Seccomp => "installing the seccomp filter",
             Step::Exec => "executing the program",
+            Step::UserNsLimits => "setting the user namespace's inotify limits (/proc/sys/user)",
         }
     }
 }
@@ -138,9 +141,9 @@ pub fn run(plan: &ChildPlan) -> ! {
     // Limits of the sandbox's own user namespace. The kernel also charges what the program holds
     // to the caller's uid in the parent namespace, where a program could otherwise take every
     // inotify instance the caller has (a red team did, as root). Absent on kernels without them.
-    for (path, value) in USER_NS_LIMITS {
+    for (i, (path, value)) in USER_NS_LIMITS.iter().enumerate() {
         match sys::overwrite_file(path, value) {
-            Err(e) if e.errno != libc::ENOENT => fail(sock, Step::Rlimits, 0, e),
+            Err(e) if e.errno != libc::ENOENT => fail(sock, Step::UserNsLimits, i as u32, e),
             _ => {}
         }
     }

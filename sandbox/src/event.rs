@@ -63,8 +63,9 @@ pub struct Resources {
     pub cpu_sys_ms: u64,
     pub peak_rss_bytes: u64,
     pub peak_pids: u64,
-    /// Set when the host has no pids cgroup: `peak_pids` then counts every process the run made
-    /// (one plus its forks), the most there can have been at once, not a measured peak.
+    /// Set when no pids cgroup gave a peak (none, or a kernel without `pids.peak`): `peak_pids`
+    /// then counts every process the run made (one plus its forks), the most there can have been
+    /// at once, not a measured peak.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub peak_pids_upper_bound: bool,
     /// From the start of `spawn` to the moment the program's first instruction may run (its

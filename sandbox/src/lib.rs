@@ -393,11 +393,11 @@ pub fn spawn_with(mut config: Config, support: &HostSupport) -> Result<Running, 
         // child::USER_NS_LIMITS): a bounded share of each (lowering is all an rlimit can do).
         (
             libc::RLIMIT_SIGPENDING,
-            hard_limit(libc::RLIMIT_SIGPENDING).min(1024),
+            sys::hard_limit(libc::RLIMIT_SIGPENDING).min(MAX_QUEUED_SIGNALS),
         ),
         (
             libc::RLIMIT_MEMLOCK,
-            hard_limit(libc::RLIMIT_MEMLOCK).min(1 << 20),
+            sys::hard_limit(libc::RLIMIT_MEMLOCK).min(MAX_LOCKED_BYTES),
         ),
         // A backstop behind the wall timeout, never before it: CPU time adds up over every
         // thread, so on n CPUs a busy program spends n seconds of it per second of wall time.
@@ -626,16 +626,13 @@ fn cpus() -> u64 {
     sys::affinity_cpus().map_or(8192, |n| n.max(1))
 }
 
-/// This process's hard limit of `resource` (unlimited when it cannot be read).
-fn hard_limit(resource: libc::__rlimit_resource_t) -> u64 {
-    let mut lim = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: libc::RLIM_INFINITY,
-    };
-    // SAFETY: getrlimit fills the struct we own; on failure it is left as set above.
-    unsafe { libc::getrlimit(resource, &mut lim) };
-    lim.rlim_max
-}
+/// Realtime signals the program may have queued at once: the kernel counts them against the
+/// caller's uid as well, where a program took all of root's 96,365 (host root processes then
+/// could not queue a signal or make a timer).
+const MAX_QUEUED_SIGNALS: u64 = 1024;
+/// Shared memory the program may lock (SHM_LOCK), which counts against the caller's uid as well:
+/// run unprivileged, a program took all of the caller's 8 MiB.
+const MAX_LOCKED_BYTES: u64 = 1 << 20;
 
 /// Stack of the child between clone and exec: its walk of the plan needs a few KiB.
 #[cfg(target_arch = "x86_64")]

@@ -260,15 +260,8 @@ impl Recorder {
         // mknod makes FIFOs and sockets (recorded as file writes); a device node is denied as the
         // deny tier's calls are (the kernel refuses one in the user namespace anyway: the mode, a
         // register, is only read here).
-        let mknod_mode = match nr {
-            #[cfg(target_arch = "x86_64")]
-            x if x == libc::SYS_mknod => Some(a[1]),
-            x if x == libc::SYS_mknodat => Some(a[2]),
-            _ => None,
-        };
-        let device =
-            |mode: u64| matches!(mode as u32 & libc::S_IFMT, libc::S_IFCHR | libc::S_IFBLK);
-        let tier = if mknod_mode.is_some_and(device) {
+        let mknod_mode = mknod_mode(nr, &a);
+        let tier = if mknod_mode.is_some_and(makes_device) {
             Tier::Deny
         } else {
             tier
@@ -335,22 +328,15 @@ impl Recorder {
                 if nr != libc::SYS_socket {
                     d.insert("fd".into(), json!(a[0] as i64));
                 }
-                // Sockets the network namespace does not confine: vsock reaches the hypervisor
-                // and shares its port space with the whole machine, and a namespace made by the
-                // host's user namespace is sent the host's device events. Refused (the family
-                // and protocol are registers: nothing to race).
-                let unconfined = match (nr == libc::SYS_socket, a[0] as i32, a[2] as i32) {
-                    (true, libc::AF_VSOCK, _) => Some((
-                        "vsock is not confined by a network namespace",
-                        libc::EAFNOSUPPORT,
-                    )),
-                    (true, libc::AF_NETLINK, libc::NETLINK_KOBJECT_UEVENT) => Some((
-                        "the host's device events (NETLINK_KOBJECT_UEVENT)",
-                        libc::EPROTONOSUPPORT,
-                    )),
-                    _ => None,
-                };
-                if let Some((why, errno)) = unconfined {
+                let unconfined =
+                    policy::UNCONFINED_SOCKETS
+                        .iter()
+                        .find(|(family, protocol, ..)| {
+                            nr == libc::SYS_socket
+                                && *family == a[0] as i32
+                                && protocol.is_none_or(|p| p == a[2] as i32)
+                        });
+                if let Some(&(_, _, errno, why)) = unconfined {
                     d.insert("refused".into(), json!(why));
                     self.push(
                         pid,
@@ -454,26 +440,24 @@ impl Recorder {
                     && thread_group(pid).is_none_or(|g| g == self.target_pid);
                 let allowed = self.allow_exec && !from_thread;
                 let mut detail = json!({"path": path, "argv": argv, "first": false});
-                // Where the kernel finds the file: with AT_EMPTY_PATH the one the descriptor
-                // holds (a memfd's name), else a relative path below the directory descriptor
-                // (execveat) or the working directory.
+                // The file the kernel runs, as read at the call (another thread may change the
+                // name or the descriptor before the kernel looks): with AT_EMPTY_PATH the one the
+                // descriptor holds, else the path resolved as opens are; a descriptor named
+                // through /proc or /dev/fd (how a memfd is run) by what it holds.
                 let (dirfd, at_flags) = if nr == libc::SYS_execveat {
-                    (a[0] as i32, a[4] as i32)
+                    (a[0] as i32 as i64, a[4] as i32)
                 } else {
-                    (libc::AT_FDCWD, 0)
+                    (libc::AT_FDCWD as i64, 0)
                 };
-                let base = || match dirfd {
-                    libc::AT_FDCWD => proc_link(pid, "cwd"),
-                    fd => proc_link(pid, &format!("fd/{fd}")),
-                };
-                let resolved = if path.is_empty() && at_flags & libc::AT_EMPTY_PATH != 0 {
-                    base()
-                } else if !path.starts_with('/') {
-                    base().map(|b| format!("{}/{path}", b.trim_end_matches('/')))
+                let resolved = if path.is_empty() {
+                    (at_flags & libc::AT_EMPTY_PATH != 0)
+                        .then(|| proc_link(pid, &format!("fd/{dirfd}")))
+                        .flatten()
                 } else {
-                    None
+                    self.resolve(pid, dirfd, &path, false)
+                        .map(|r| held_descriptor(pid, &r).unwrap_or(r))
                 };
-                if let Some(r) = resolved {
+                if let Some(r) = resolved.filter(|r| *r != path) {
                     detail["resolved"] = json!(r);
                 }
                 if from_thread {
@@ -597,38 +581,14 @@ impl Recorder {
                     & (libc::O_WRONLY | libc::O_RDWR | libc::O_CREAT | libc::O_TRUNC) as u64
                     != 0;
                 let mut d = json!({"path": path, "write": write});
-                // Resolved the way the kernel will: relative to the working directory or the
-                // directory fd, through /proc's magic links.
-                let link = |what: &str| proc_link(pid, what);
-                let start = if path.starts_with('/') && !in_root {
-                    Some(String::new())
-                } else if dirfd == libc::AT_FDCWD as i64 {
-                    link("cwd")
-                } else {
-                    link(&format!("fd/{dirfd}"))
-                };
-                let resolved = start.and_then(|s| {
-                    if in_root {
-                        // Nothing climbs out of that root, and /proc in it is a plain folder.
-                        let inner = crate::plan::normalize(
-                            &std::path::Path::new("/").join(path.trim_start_matches('/')),
-                        );
-                        return Some(format!("{}{}", s.trim_end_matches('/'), inner.display()));
-                    }
-                    let full = format!("{s}/{path}");
-                    // The caller's own ids as the sandbox numbers them, for `/proc/<pid>/...` and
-                    // the /dev links to it (read only when the walk may meet them; unknown ids
-                    // make such a walk judged outside).
-                    let meets = ["/proc", "/dev/fd", "/dev/std"];
-                    let own = if meets.iter().any(|m| full.contains(m)) {
-                        let process = thread_group(pid).unwrap_or(pid);
-                        let id = |n: i64| if n > 0 { n.to_string() } else { String::new() };
-                        (id(self.ns_pid(process)), id(self.ns_pid(pid)))
-                    } else {
-                        (String::new(), String::new())
-                    };
-                    walk(&full, (&own.0, &own.1), &link)
-                });
+                if let Some(mode) = mknod_mode {
+                    d["node"] = json!(match mode as u32 & libc::S_IFMT {
+                        libc::S_IFIFO => "fifo",
+                        libc::S_IFSOCK => "socket",
+                        _ => "file",
+                    });
+                }
+                let resolved = self.resolve(pid, dirfd, &path, in_root);
                 // A path that cannot be followed from here (through another process's /proc
                 // links) is judged outside.
                 if resolved.is_none() {
@@ -655,6 +615,42 @@ impl Recorder {
 }
 
 impl Recorder {
+    /// `path` as the kernel will resolve it for `pid`: relative to its working directory or the
+    /// directory fd, inside that fd with `RESOLVE_IN_ROOT`, through /proc's magic links. None
+    /// when it cannot be followed from here (through another process's /proc links).
+    fn resolve(&mut self, pid: u32, dirfd: i64, path: &str, in_root: bool) -> Option<String> {
+        let link = |what: &str| proc_link(pid, what);
+        let start = if path.starts_with('/') && !in_root {
+            Some(String::new())
+        } else if dirfd == libc::AT_FDCWD as i64 {
+            link("cwd")
+        } else {
+            link(&format!("fd/{dirfd}"))
+        };
+        start.and_then(|s| {
+            if in_root {
+                // Nothing climbs out of that root, and /proc in it is a plain folder.
+                let inner = crate::plan::normalize(
+                    &std::path::Path::new("/").join(path.trim_start_matches('/')),
+                );
+                return Some(format!("{}{}", s.trim_end_matches('/'), inner.display()));
+            }
+            let full = format!("{s}/{path}");
+            // The caller's own ids as the sandbox numbers them, for `/proc/<pid>/...` and the
+            // /dev links to it (read only when the walk may meet them; unknown ids make such a
+            // walk judged outside).
+            let meets = ["/proc", "/dev/fd", "/dev/std"];
+            let own = if meets.iter().any(|m| full.contains(m)) {
+                let process = thread_group(pid).unwrap_or(pid);
+                let id = |n: i64| if n > 0 { n.to_string() } else { String::new() };
+                (id(self.ns_pid(process)), id(self.ns_pid(pid)))
+            } else {
+                (String::new(), String::new())
+            };
+            walk(&full, (&own.0, &own.1), &link)
+        })
+    }
+
     /// A socket path as the kernel would resolve it for `pid` (relative to its working
     /// directory, `/proc/.../cwd` and `/proc/.../root` unwrapped, normalised), and whether a
     /// component of it is a symlink in the sandbox's tree (where it leads is not judged here:
@@ -1029,6 +1025,66 @@ const PROCESS_LINK: &str = "process:";
 /// Reads /proc/<pid>/<link> for the calling thread `pid`, or for its process when `link` is
 /// marked `PROCESS_LINK`. The kernel renders it relative to the child's root when the child is in
 /// our mount tree's view; after pivot_root it is the path the child itself would see.
+/// The mode argument of a mknod call (the node's type is in its S_IFMT bits).
+fn mknod_mode(nr: i64, a: &[u64; 6]) -> Option<u64> {
+    match nr {
+        #[cfg(target_arch = "x86_64")]
+        x if x == libc::SYS_mknod => Some(a[1]),
+        x if x == libc::SYS_mknodat => Some(a[2]),
+        _ => None,
+    }
+}
+
+/// A character or block device node: denied as the deny tier's calls are. FIFOs, sockets and
+/// regular files pass as file writes.
+fn makes_device(mode: u64) -> bool {
+    matches!(mode as u32 & libc::S_IFMT, libc::S_IFCHR | libc::S_IFBLK)
+}
+
+#[cfg(test)]
+mod mknod_tests {
+    use super::*;
+
+    #[test]
+    fn only_device_modes_are_devices_and_the_mode_is_the_right_argument() {
+        let fifo = (libc::S_IFIFO | 0o644) as u64;
+        let chr = (libc::S_IFCHR | 0o600) as u64;
+        // mknodat(dirfd, path, mode, dev): the mode is the third argument.
+        assert_eq!(
+            mknod_mode(libc::SYS_mknodat, &[0, 0, chr, 0, 0, 0]),
+            Some(chr)
+        );
+        assert_eq!(
+            mknod_mode(libc::SYS_mknodat, &[0, chr, fifo, 0, 0, 0]),
+            Some(fifo)
+        );
+        #[cfg(target_arch = "x86_64")]
+        assert_eq!(
+            mknod_mode(libc::SYS_mknod, &[0, chr, 0, 0, 0, 0]),
+            Some(chr)
+        );
+        assert_eq!(mknod_mode(libc::SYS_openat, &[0, 0, chr, 0, 0, 0]), None);
+        assert!(makes_device(chr) && makes_device((libc::S_IFBLK | 0o600) as u64));
+        // High bits beyond the mode's 32 do not make a FIFO a device, nor hide one.
+        assert!(makes_device(chr | 1 << 44) && !makes_device(fifo | 1 << 44));
+        for m in [fifo, libc::S_IFSOCK as u64, libc::S_IFREG as u64, 0o644] {
+            assert!(!makes_device(m), "{m:o}");
+        }
+    }
+}
+
+/// What a descriptor path of the caller's own (`/proc/<n>/fd/<k>`, as a walk leaves a pipe's or
+/// memfd's) holds: `/memfd:payload (deleted)`, `pipe:[123]`.
+fn held_descriptor(pid: u32, path: &str) -> Option<String> {
+    let parts: Vec<&str> = path.split('/').filter(|c| !c.is_empty()).collect();
+    match parts.as_slice() {
+        ["proc", _, "fd", k] if k.bytes().all(|b| b.is_ascii_digit()) => {
+            proc_link(pid, &format!("fd/{k}"))
+        }
+        _ => None,
+    }
+}
+
 fn proc_link(pid: u32, link: &str) -> Option<String> {
     if let Some(link) = link.strip_prefix(PROCESS_LINK) {
         return proc_link(thread_group(pid)?, link);

@@ -623,6 +623,25 @@ pub fn setsid() -> SysResult<()> {
     sys_raw!("setsid", libc::SYS_setsid).map(drop)
 }
 
+/// This process's hard limit of `resource` (unlimited when it cannot be read).
+pub fn hard_limit(resource: u32) -> u64 {
+    let mut old = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: libc::RLIM_INFINITY,
+    };
+    // prlimit64 on ourselves (pid 0), no new limit, the old one into `old` (left as set above
+    // on failure).
+    let _ = sys_raw!(
+        "prlimit64",
+        libc::SYS_prlimit64,
+        0,
+        resource,
+        0,
+        &mut old as *mut libc::rlimit
+    );
+    old.rlim_max
+}
+
 pub fn setrlimit(resource: u32, value: u64) -> SysResult<()> {
     let lim = libc::rlimit {
         rlim_cur: value,

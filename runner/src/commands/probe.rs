@@ -910,6 +910,7 @@ fn merge_outcomes(session: &Session) -> sandbox::Outcome {
         m.resources.cpu_sys_ms += o.resources.cpu_sys_ms;
         m.resources.peak_rss_bytes = m.resources.peak_rss_bytes.max(o.resources.peak_rss_bytes);
         m.resources.peak_pids = m.resources.peak_pids.max(o.resources.peak_pids);
+        m.resources.peak_pids_upper_bound |= o.resources.peak_pids_upper_bound;
         for (k, v) in &o.syscalls {
             *m.syscalls.entry(k.clone()).or_insert(0) += v;
         }

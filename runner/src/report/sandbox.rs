@@ -372,7 +372,10 @@ pub fn text(out: &mut String, o: &Outcome) {
         r.cpu_sys_ms,
         r.peak_rss_bytes as f64 / 1048576.0,
         if r.peak_pids_upper_bound {
-            format!("at most {} (processes made; no pids cgroup)", r.peak_pids)
+            format!(
+                "at most {} (processes made; no pids cgroup peak)",
+                r.peak_pids
+            )
         } else {
             r.peak_pids.to_string()
         },

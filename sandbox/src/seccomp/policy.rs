@@ -178,6 +178,25 @@ pub const RECORD: &[(i64, Record, &str)] = &[
     ),
 ];
 
+/// Sockets a network namespace does not confine, refused at `socket()` and recorded: (family,
+/// protocol or any, errno, reason). The family and protocol are registers: nothing to race.
+pub const UNCONFINED_SOCKETS: &[(i32, Option<i32>, i32, &str)] = &[
+    (
+        c::AF_VSOCK,
+        None,
+        c::EAFNOSUPPORT,
+        "vsock is not confined by a network namespace: it reaches the hypervisor and shares its \
+         port space with the whole machine",
+    ),
+    (
+        c::AF_NETLINK,
+        Some(c::NETLINK_KOBJECT_UEVENT),
+        c::EPROTONOSUPPORT,
+        "the host's device events (NETLINK_KOBJECT_UEVENT), which the kernel sends to a network \
+         namespace the host's user namespace made",
+    ),
+];
+
 /// The benign hot path: memory, I/O on open descriptors, time, signals, synchronisation,
 /// metadata reads. Writes that these allow are still bounded by read-only mounts and Landlock.
 pub const ALLOW: &[(i64, &str)] = &[
