@@ -1821,3 +1821,23 @@ fn execveat_by_descriptor_names_the_file() {
         "{messages:?}"
     );
 }
+
+/// A working directory below /dev (here in /dev/shm) is made inside the sandbox's own /dev; made
+/// before that /dev was mounted, it was hidden and the run stopped with exit 3.
+#[test]
+fn a_working_directory_in_dev_shm_works() {
+    let dir = PathBuf::from(format!("/dev/shm/modelvet-cwd-{}", std::process::id()));
+    if std::fs::create_dir_all(&dir).is_err() {
+        return; // no /dev/shm on this host
+    }
+    let out = Command::new(modelvet())
+        .args(["jail", "--format", "json", "--", "/bin/true"])
+        .current_dir(&dir)
+        .output()
+        .unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["verdict"], "pass", "{stderr}");
+}

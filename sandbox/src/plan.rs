@@ -436,7 +436,12 @@ pub fn mounts(inp: &MountInputs) -> Result<(Vec<Op>, PathRules), PlanError> {
             rules.readable.push(s);
         }
     }
-    add_dir_chain(&mut dirs, inp.cwd);
+    // A working directory below /dev is made once the sandbox's own /dev is mounted (made now,
+    // it would be hidden under it); see phase 3.
+    let cwd_in_dev = inp.cwd.starts_with("/dev");
+    if !cwd_in_dev {
+        add_dir_chain(&mut dirs, inp.cwd);
+    }
     // Python lists its working directory for modules (`sys.path[0]` of `python3 -c`): the folder
     // is the sandbox's own, empty but for what is bound below it.
     rules.folders.push(inp.cwd.to_string_lossy().into_owned());
@@ -544,6 +549,17 @@ pub fn mounts(inp: &MountInputs) -> Result<(Vec<Op>, PathRules), PlanError> {
         dst: c(in_new(Path::new("/dev/shm")))?,
         data: cstr(scratch)?,
     });
+    if cwd_in_dev {
+        let mut late = Vec::new();
+        add_dir_chain(&mut late, inp.cwd);
+        // (/dev and /dev/shm are there already.)
+        for d in late
+            .iter()
+            .filter(|d| !matches!(d.to_str(), Some("/dev" | "/dev/shm")))
+        {
+            ops.push(Op::Mkdir(c(in_new(d))?));
+        }
+    }
     // Run unprivileged, the program's uid is the caller's: the kernel would list the caller's
     // keys (descriptions, sizes) in /proc/keys. Emptied, as /proc/key-users.
     if sys::geteuid() != 0 {
