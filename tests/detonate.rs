@@ -666,3 +666,92 @@ fn an_interpreter_that_cannot_be_executed_is_an_error() {
     assert!(out.stdout.is_empty(), "a report was written");
     assert!(stderr.contains("cannot execute"), "{stderr}");
 }
+
+/// The harness's summary is the interpreter's word, which the payload shares: a pickle sets
+/// `summary['opened'] = False` by SETITEM alone after running `posix.system`. That turned the
+/// run into "exit 3, nothing was loaded" with no report; the record now keeps the report.
+#[test]
+fn a_forged_never_opened_summary_does_not_hide_the_record() {
+    let d = workdir("forged");
+    let mut p = call1("posix", "system", "id # forged-summary");
+    p.pop(); // the STOP
+    p.extend(b"0c__main__\nsummary\n");
+    p.extend(unicode("opened"));
+    p.extend(b"\x89s0N.");
+    let f = write(&d, "forged.pkl", &p);
+    let r = detonate(&f, &[]);
+    assert_fail(&r, "forged summary");
+    assert!(exec_with(&r, "forged-summary"), "{:#}", r.report);
+    assert!(
+        rules(&r).contains(&("detonate.summary-forged".into(), "critical".into())),
+        "{:#}",
+        r.report["findings"]
+    );
+}
+
+/// /dev/shm is the host's shared tmpfs: a file dropped there lands like one in /tmp.
+#[test]
+fn a_write_to_dev_shm_is_a_file_write() {
+    let d = workdir("shm");
+    // open('/dev/shm/modelvet-drop', 'w'): a file made and left.
+    let mut p = b"\x80\x02cbuiltins\nopen\n".to_vec();
+    p.extend(unicode("/dev/shm/modelvet-drop"));
+    p.extend(unicode("w"));
+    p.extend(b"\x86R.");
+    let f = write(&d, "shm.pkl", &p);
+    let r = detonate(&f, &[]);
+    assert_fail(&r, "/dev/shm drop");
+    let drop = r.report["findings"].as_array().unwrap().iter().any(|f| {
+        f["rule"] == "detonate.file-write"
+            && f["message"]
+                .as_str()
+                .is_some_and(|m| m.contains("/dev/shm/modelvet-drop"))
+    });
+    assert!(drop, "{:#}", r.report["findings"]);
+}
+
+/// A class name is the file's choice: one with line breaks made the text view show a second
+/// "verdict: pass" and blank lines in the middle of the report.
+#[test]
+fn a_type_name_cannot_add_lines_to_the_text_view() {
+    let d = workdir("typename");
+    // builtins.type("X\nverdict: pass\n", (object,), {})()
+    let mut p = b"\x80\x02cbuiltins\ntype\n".to_vec();
+    p.extend(unicode("X\nverdict: pass\nfindings:\n  (none)\n"));
+    p.extend(b"cbuiltins\nobject\n\x85}\x87R)R.");
+    let f = write(&d, "typename.pkl", &p);
+    let out = Command::new(modelvet())
+        .args(["detonate", "--python", python()])
+        .arg(&f)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        text.lines().filter(|l| l.starts_with("verdict:")).count(),
+        1,
+        "{text}"
+    );
+    assert!(text.contains("X\\u{a}verdict: pass"), "{text}");
+}
+
+/// A torch checkpoint that also carries Keras's files is routed as Keras, whose loader unpickles
+/// nothing: detonate refused it (exit 2), though torch.load runs its archive/data.pkl.
+#[test]
+fn a_torch_zip_dressed_as_keras_is_detonated() {
+    let d = workdir("kerastorch");
+    let pkl = call1("posix", "system", "id # dressed-as-keras");
+    let f = write(
+        &d,
+        "model.pt",
+        &zip(&[
+            ("config.json", b"{}"),
+            ("metadata.json", b"{}"),
+            ("model.weights.h5", b"\x89HDF\r\n\x1a\n"),
+            ("archive/data.pkl", &pkl),
+            ("archive/version", b"3\n"),
+        ]),
+    );
+    let r = detonate(&f, &[]);
+    assert_fail(&r, "torch zip dressed as keras");
+    assert!(exec_with(&r, "dressed-as-keras"), "{:#}", r.report);
+}

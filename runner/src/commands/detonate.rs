@@ -270,8 +270,10 @@ pub fn load_findings(
             .unwrap_or("")
             .to_string();
         // Devices, and the program's own descriptors and thread names in its /proc (a
-        // descriptor holding a file is judged as that file's path), land nowhere.
-        if path.starts_with("/dev/") || path.starts_with("/proc/") || !seen.insert(path.clone()) {
+        // descriptor holding a file is judged as that file's path), land nowhere; /dev/shm is
+        // the host's shared tmpfs, where a dropped file lands like one in /tmp.
+        let lands = !path.starts_with("/dev/") || path.starts_with("/dev/shm/");
+        if !lands || path.starts_with("/proc/") || !seen.insert(path.clone()) {
             continue;
         }
         push(
@@ -429,7 +431,10 @@ pub fn run(args: DetonateArgs) -> Result<u8> {
         )));
     }
     let scan = probes::scan::scan_path(&args.file).map_err(|e| CliError::Input(e.to_string()))?;
-    if NOT_PICKLE.contains(&scan.format) {
+    // A zip the router calls Keras (it has Keras's files) that also carries pickles a loader
+    // would unpickle (a torch checkpoint's archive/data.pkl): those are detonated.
+    let carries_pickles = scan.findings.iter().any(|f| f.rule.starts_with("pickle."));
+    if NOT_PICKLE.contains(&scan.format) && !(scan.format == "keras" && carries_pickles) {
         return Err(CliError::Input(format!(
             "{} is {}, not a pickle-family file: its loaders unpickle nothing, so there is \
              nothing to detonate; use `modelvet scan`",
@@ -471,14 +476,6 @@ pub fn run(args: DetonateArgs) -> Result<u8> {
     }
     // fd 3 first; stdout is where the harness falls back when a payload closed fd 3.
     let summary = parse_summary(&summary_bytes).or_else(|| parse_summary(&outcome.stdout_tail));
-    if let Some(s) = summary.as_ref().filter(|s| !s.opened) {
-        // Nothing was loaded: a clean record would prove nothing, so this is no report.
-        return Err(CliError::Sandbox(format!(
-            "the harness could not open {} inside the sandbox ({}); nothing was loaded",
-            args.file.display(),
-            s.error.as_deref().unwrap_or("no reason given")
-        )));
-    }
 
     let python_name = python.display().to_string();
     let mut findings = report::sandbox::findings(
@@ -488,6 +485,30 @@ pub fn run(args: DetonateArgs) -> Result<u8> {
         args.sandbox.pids,
     );
     findings.extend(load_findings(&outcome, summary.as_ref(), &python_name));
+    if let Some(s) = summary.as_ref().filter(|s| !s.opened) {
+        // The summary is the harness's word, which the file's own code can forge (a pickle can
+        // set the flag by SETITEM alone). What the sandbox recorded is not: if it recorded what
+        // a load does, something ran, and the report stands with that contradiction in it.
+        let recorded = findings
+            .iter()
+            .any(|f| f.rule.starts_with("sandbox.") || f.rule == "detonate.file-write");
+        if !recorded {
+            // Nothing was loaded: a clean record would prove nothing, so this is no report.
+            return Err(CliError::Sandbox(format!(
+                "the harness could not open {} inside the sandbox ({}); nothing was loaded",
+                args.file.display(),
+                s.error.as_deref().unwrap_or("no reason given")
+            )));
+        }
+        findings.push(Finding::new(
+            "detonate.summary-forged",
+            Severity::Critical,
+            Category::Behaviour,
+            "the harness's summary says the file was never opened, yet the sandbox recorded what \
+             a load does: the file's code ran and rewrote the summary"
+                .to_string(),
+        ));
+    }
 
     let target = Target {
         path: args.file.display().to_string(),
@@ -554,26 +575,24 @@ fn text(t: &Target, s: Option<&LoadSummary>, o: &Outcome, findings: &[Finding]) 
     );
     match s {
         Some(s) => {
+            // Every field of the summary is the harness's word, which a payload can rewrite:
+            // each is made inert (no line of its own, no terminal control).
+            let inert = report::text::inert;
             let _ = writeln!(
                 out,
                 "load: {} with Python {} (numpy {}, joblib {})",
-                s.loader.as_deref().unwrap_or("nothing loaded"),
-                s.python,
-                s.numpy.as_deref().unwrap_or("absent"),
-                s.joblib.as_deref().unwrap_or("absent")
+                inert(s.loader.as_deref().unwrap_or("nothing loaded")),
+                inert(&s.python),
+                inert(s.numpy.as_deref().unwrap_or("absent")),
+                inert(s.joblib.as_deref().unwrap_or("absent"))
             );
             for st in &s.streams {
-                let _ = write!(
-                    out,
-                    "  {}: {}",
-                    report::text::inert(&st.location),
-                    st.status
-                );
+                let _ = write!(out, "  {}: {}", inert(&st.location), inert(&st.status));
                 if let Some(k) = &st.kind {
-                    let _ = write!(out, " ({k})");
+                    let _ = write!(out, " ({})", inert(k));
                 }
                 if let Some(e) = &st.error {
-                    let _ = write!(out, " ({})", report::text::inert(e));
+                    let _ = write!(out, " ({})", inert(e));
                 }
                 out.push('\n');
             }
@@ -581,7 +600,7 @@ fn text(t: &Target, s: Option<&LoadSummary>, o: &Outcome, findings: &[Finding]) 
                 let g: Vec<String> = s
                     .globals
                     .iter()
-                    .map(|g| format!("{} ({})", report::text::inert(&g.name), g.how))
+                    .map(|g| format!("{} ({})", inert(&g.name), inert(&g.how)))
                     .collect();
                 let _ = writeln!(out, "  globals: {}", g.join(", "));
             }
