@@ -94,6 +94,60 @@ fn every_hostile_file_is_high_or_critical() {
     assert!(count >= 45, "only {count} pickle-family hostile files");
 }
 
+/// Red-team round 15: files whose real loader runs their payload, which the scan used to pass
+/// (tests/fixtures/evasion/README.md lists the tricks), and look-alikes that must stay clean.
+#[test]
+fn scan_evasions_are_high_or_critical_and_their_look_alikes_pass() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/evasion");
+    let (code, v) = scan_json(&dir.join("hostile"));
+    assert_eq!(code, 1);
+    let files = v["files"].as_array().expect("files");
+    assert_eq!(files.len(), 40, "every evasion file is scanned");
+    let missed: Vec<String> = files
+        .iter()
+        .filter(|f| !matches!(f["max_severity"].as_str(), Some("high" | "critical")))
+        .map(|f| format!("{} ({}): {}", name_of(f), f["format"], f["findings"]))
+        .collect();
+    assert!(missed.is_empty(), "evasions passed:\n{}", missed.join("\n"));
+    // The pickles that open with another opcode, or whose numbers CPython reads, are pickles.
+    for f in files {
+        let name = name_of(f);
+        if name.starts_with("fn_sniff_") || name.starts_with("fn_vm_") {
+            assert_eq!(f["format"], "pickle", "{name}");
+        }
+    }
+
+    let (code, v) = scan_json(&dir.join("benign"));
+    let files = v["files"].as_array().expect("files");
+    assert_eq!(files.len(), 9);
+    let flagged: Vec<String> = files
+        .iter()
+        .filter(|f| f["findings"].as_array().is_some_and(|a| !a.is_empty()))
+        .map(|f| format!("{}: {}", name_of(f), f["findings"]))
+        .collect();
+    assert!(
+        flagged.is_empty(),
+        "look-alikes flagged:\n{}",
+        flagged.join("\n")
+    );
+    assert_eq!(code, 0);
+    let format = |n: &str| {
+        files
+            .iter()
+            .find(|f| name_of(f) == n)
+            .map(|f| f["format"].as_str().unwrap_or_default().to_string())
+    };
+    assert_eq!(
+        format("benign-joblib-lz4.joblib").as_deref(),
+        Some("joblib")
+    );
+    assert_eq!(
+        format("benign-joblib-lzma.joblib").as_deref(),
+        Some("joblib")
+    );
+    assert_eq!(format("benign-npz-bzip2.npz").as_deref(), Some("npz"));
+}
+
 #[test]
 fn no_benign_file_is_high_or_critical() {
     let (code, v) = scan_json(&corpus("benign"));

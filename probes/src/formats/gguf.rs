@@ -765,6 +765,13 @@ fn judge_region(toks: &[Tok], statement: bool) -> Vec<(Severity, String)> {
                             "takes an attribute of the '{name}' global (sandbox escape gadget)"
                         ),
                     ));
+                } else if !after_dot && GADGET_ROOTS.contains(&name.as_str()) && !op(i + 1, '(') {
+                    // Named as a value (`{% set c = cycler %}`), not called: the alias reaches
+                    // the same attributes in another region, by names built there.
+                    why.push((
+                        Severity::Critical,
+                        format!("takes the '{name}' global as a value (an alias to a sandbox escape gadget)"),
+                    ));
                 }
                 if name == "attr" && i > 0 && op(i - 1, '|') {
                     // The argument must be one plain, harmless string literal.
@@ -1016,6 +1023,8 @@ mod tests {
         "{{ x['glob' + 'als'] }}",
         "{{ (()|select|string)[24] }}",
         "{{ ()|select|string|list }}",
+        "{% set c = cycler %}",
+        "{{ f(joiner) }}",
     ];
 
     const GEMMA: &str = "{{ bos_token }}{% if messages[0]['role'] == 'system' %}{{ raise_exception('System role not supported') }}{% endif %}{% for message in messages %}{% if (message['role'] == 'user') != (loop.index0 % 2 == 0) %}{{ raise_exception('Conversation roles must alternate user/assistant/user/assistant/...') }}{% endif %}{% if (message['role'] == 'assistant') %}{% set role = 'model' %}{% else %}{% set role = message['role'] %}{% endif %}{{ '<start_of_turn>' + role + '\n' + message['content'] | trim + '<end_of_turn>\n' }}{% endfor %}{% if add_generation_prompt %}{{'<start_of_turn>model\n'}}{% endif %}";

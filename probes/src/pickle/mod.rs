@@ -87,6 +87,17 @@ pub struct PickleScan {
     pub legacy_torch: bool,
     /// Where the last stream ended.
     pub end: usize,
+    /// Every import named a real Python module and attribute (dotted identifiers), and at least
+    /// one of them is not a plain data type: bytes that are also something else (a tar, an HDF5
+    /// file, text) only count as a pickle when this holds, as an import of a garbled name fails
+    /// in the unpickler before anything runs.
+    pub imports_code: bool,
+}
+
+/// Whether `b` is a pickle opcode (protocols 0 to 5): `pickle.load` starts with whatever
+/// opcode comes first, so a stream may open with any of them.
+pub fn is_opcode(b: u8) -> bool {
+    b"(.0123FIJKLMNPQRSTUVXabcdeghijlopqrstu}])GBC".contains(&b) || (0x80..=0x98).contains(&b)
 }
 
 /// A cheap look at the first bytes: could this be a pickle stream at all?
@@ -152,6 +163,7 @@ fn scan_nested(
             }
         }
         out.recognized |= file.recognized;
+        out.imports_code |= file.imports_code;
         out.joblib |= file.joblib;
         out.findings.push(
             Finding::new(
@@ -250,10 +262,26 @@ fn run_streams(
         pos = s.end;
     }
     out.joblib = shared.joblib;
+    out.imports_code = shared.has_unsafe()
+        && shared
+            .globals
+            .iter()
+            .all(|g| is_dotted_identifier(&g.module) && is_dotted_identifier(&g.name));
     out.findings = findings(&shared, &at);
     out.findings.extend(extra);
     let nested = std::mem::take(&mut shared.nested);
     (out, crossed, nested)
+}
+
+/// `a.b.c` where every part is a Python identifier (ASCII letters, digits and `_`, or any
+/// non-ASCII letter, not starting with a digit).
+fn is_dotted_identifier(s: &str) -> bool {
+    !s.is_empty()
+        && s.split('.').all(|part| {
+            let mut chars = part.chars();
+            chars.next().is_some_and(|c| c == '_' || c.is_alphabetic())
+                && chars.all(|c| c == '_' || c.is_alphanumeric())
+        })
 }
 
 fn error_finding(e: &PickleError, at: &dyn Fn(usize) -> String, ran_unsafe: bool) -> Finding {

@@ -649,10 +649,8 @@ impl<'a, 's> Vm<'a, 's> {
                     let line = self.line()?;
                     let s = std::str::from_utf8(line)
                         .map_err(|_| PickleError::invalid("FLOAT is not ASCII", at))?;
-                    let f: f64 = s
-                        .trim()
-                        .parse()
-                        .map_err(|_| PickleError::invalid("could not convert FLOAT", at))?;
+                    let f: f64 = py_float(s)
+                        .ok_or_else(|| PickleError::invalid("could not convert FLOAT", at))?;
                     self.push(Value::Float(f), at)?;
                 }
                 b'I' => {
@@ -1184,8 +1182,9 @@ impl<'a, 's> Vm<'a, 's> {
                 ));
             }
         }
-        let (object, itemsize) = dtype_itemsize(d.get_str("dtype"))
-            .ok_or_else(|| PickleError::invalid("NumpyArrayWrapper dtype not understood", at))?;
+        // A dtype this reader does not know is taken for the object type: what follows is then
+        // scanned as the nested pickle it may be, never skipped unread.
+        let (object, itemsize) = dtype_itemsize(d.get_str("dtype")).unwrap_or((true, 8));
         if object {
             if self.nesting >= self.limits.max_pickle_nesting {
                 return Err(PickleError::Limit {
@@ -1250,8 +1249,32 @@ fn dtype_itemsize(v: Option<&Value>) -> Option<(bool, u64)> {
     let code = args.items.first()?.as_str()?;
     let kind = code.trim_start_matches(['<', '>', '|', '=']);
     let letter = kind.chars().next()?;
-    if letter == 'O' {
+    if letter == 'O' || kind == "object" {
         return Some((true, 8));
+    }
+    // numpy's names for the fixed-size types.
+    let named = match kind {
+        "bool" | "bool_" | "int8" | "uint8" | "byte" | "ubyte" => Some(1),
+        "int16" | "uint16" | "float16" | "half" | "short" | "ushort" => Some(2),
+        "int32" | "uint32" | "float32" | "single" | "intc" | "uintc" => Some(4),
+        "int64" | "uint64" | "float64" | "double" | "complex64" | "int" | "float" | "long"
+        | "ulong" | "longlong" | "ulonglong" | "intp" | "uintp" => Some(8),
+        "complex128" | "complex" | "longdouble" | "float128" | "clongdouble" => Some(16),
+        "complex256" => Some(32),
+        _ => None,
+    };
+    // The one-letter type codes, without a size.
+    let letter_only = match kind {
+        "?" | "b" | "B" => Some(1),
+        "h" | "H" | "e" => Some(2),
+        "i" | "I" | "f" => Some(4),
+        "l" | "L" | "q" | "Q" | "d" | "F" => Some(8),
+        "g" | "D" => Some(16),
+        "G" => Some(32),
+        _ => None,
+    };
+    if let Some(n) = named.or(letter_only) {
+        return Some((false, n));
     }
     // The state tuple carries the element size for flexible types (`U`, `S`, `V`).
     if let Some(Value::Tuple(state)) = &c.state
@@ -1303,25 +1326,91 @@ fn long_value(b: &[u8]) -> Value {
 
 fn parse_int(line: &[u8], at: usize) -> Result<Value, PickleError> {
     let s = std::str::from_utf8(line).map_err(|_| PickleError::invalid("INT is not ASCII", at))?;
-    let t = s.trim();
-    if let Ok(i) = t.parse::<i64>() {
-        return Ok(Value::Int(i));
+    // CPython reads INT and LONG with `int(s, 0)`: prefixes, underscores, surrounding spaces.
+    let (negative, digits, radix) =
+        py_int(s, true).ok_or_else(|| PickleError::invalid("invalid literal for int()", at))?;
+    match i64::from_str_radix(&digits, radix) {
+        Ok(i) => Ok(Value::Int(if negative { -i } else { i })),
+        Err(_) => {
+            let sign = if negative { "-" } else { "" };
+            Ok(Value::Str(Rc::new(Text::from_text(&format!(
+                "{sign}{digits}"
+            )))))
+        }
     }
-    let digits = t.strip_prefix(['-', '+']).unwrap_or(t);
-    if !digits.is_empty() && digits.bytes().all(|c| c.is_ascii_digit() || c == b'_') {
-        return Ok(Value::Str(Rc::new(Text::from_text(t))));
+}
+
+/// A Python int literal as `PyLong_FromString` accepts it (base 0 when `any_base`, else 10):
+/// optional surrounding whitespace and sign, a 0x/0o/0b prefix (base 0), digits with single
+/// underscores between them, no leading zeros in base-0 decimal. Returns the sign, the digits
+/// without underscores and the radix.
+fn py_int(s: &str, any_base: bool) -> Option<(bool, String, u32)> {
+    let t = s.trim_matches(|c: char| c.is_ascii_whitespace());
+    let (negative, t) = match t.as_bytes().first() {
+        Some(b'-') => (true, &t[1..]),
+        Some(b'+') => (false, &t[1..]),
+        _ => (false, t),
+    };
+    let lower = t.get(..2).map(str::to_ascii_lowercase);
+    let (radix, body, prefixed) = match lower.as_deref() {
+        Some("0x") if any_base => (16, &t[2..], true),
+        Some("0o") if any_base => (8, &t[2..], true),
+        Some("0b") if any_base => (2, &t[2..], true),
+        _ => (10, t, false),
+    };
+    // After a prefix one underscore may come first: 0x_ff.
+    let body = if prefixed {
+        body.strip_prefix('_').unwrap_or(body)
+    } else {
+        body
+    };
+    if body.is_empty() || body.starts_with('_') || body.ends_with('_') || body.contains("__") {
+        return None;
     }
-    Err(PickleError::invalid("invalid literal for int()", at))
+    let digits: String = body.chars().filter(|&c| c != '_').collect();
+    if !digits.chars().all(|c| c.is_digit(radix)) {
+        return None;
+    }
+    if any_base
+        && !prefixed
+        && digits.len() > 1
+        && digits.starts_with('0')
+        && digits.bytes().any(|b| b != b'0')
+    {
+        return None;
+    }
+    Some((negative, digits, radix))
+}
+
+/// `float(s)` as CPython reads FLOAT: surrounding whitespace, and single underscores between
+/// digits (`1_0.5`), on top of what Rust parses (`inf`, `nan` in any case).
+fn py_float(s: &str) -> Option<f64> {
+    let t = s.trim_matches(|c: char| c.is_ascii_whitespace());
+    if !t.contains('_') {
+        return t.parse().ok();
+    }
+    let b = t.as_bytes();
+    let between_digits = b.iter().enumerate().all(|(i, &c)| {
+        c != b'_'
+            || (i > 0 && i + 1 < b.len() && b[i - 1].is_ascii_digit() && b[i + 1].is_ascii_digit())
+    });
+    if !between_digits {
+        return None;
+    }
+    t.replace('_', "").parse().ok()
 }
 
 fn parse_index(line: &[u8], at: usize) -> Result<u64, PickleError> {
     let s = std::str::from_utf8(line)
         .map_err(|_| PickleError::invalid("memo index is not ASCII", at))?;
-    let t = s.trim();
-    if t.starts_with('-') {
+    // `int(s, 10)`: surrounding spaces and underscores between digits are accepted.
+    let (negative, digits, _) =
+        py_int(s, false).ok_or_else(|| PickleError::invalid("invalid memo index", at))?;
+    if negative && digits.bytes().any(|b| b != b'0') {
         return Err(PickleError::invalid("negative memo index", at));
     }
-    t.parse::<u64>()
+    digits
+        .parse::<u64>()
         .map_err(|_| PickleError::invalid("invalid memo index", at))
 }
 
@@ -1420,4 +1509,30 @@ fn raw_unicode_escape(line: &[u8]) -> String {
         i += 1;
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn numbers_are_read_as_cpython_reads_them() {
+        let int = |s: &str| py_int(s, true).map(|(n, d, r)| (n, i64::from_str_radix(&d, r).ok()));
+        assert_eq!(int("0x10"), Some((false, Some(16))));
+        assert_eq!(int(" -0o17 "), Some((true, Some(15))));
+        assert_eq!(int("0b1"), Some((false, Some(1))));
+        assert_eq!(int("0x_ff"), Some((false, Some(255))));
+        assert_eq!(int("1_000"), Some((false, Some(1000))));
+        assert_eq!(int("000"), Some((false, Some(0))));
+        for bad in ["010", "1__0", "_1", "1_", "0x", "12a", ""] {
+            assert_eq!(py_int(bad, true), None, "{bad:?}");
+        }
+        // Memo indices are base 10: leading zeros are fine, prefixes are not.
+        assert_eq!(py_int("010", false).map(|t| t.1), Some("010".to_string()));
+        assert_eq!(py_int("0x10", false), None);
+        assert_eq!(py_float(" 1_0.5 "), Some(10.5));
+        assert_eq!(py_float("INF"), Some(f64::INFINITY));
+        assert_eq!(py_float("1__0.5"), None);
+        assert_eq!(py_float("_1.0"), None);
+    }
 }

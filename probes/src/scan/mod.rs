@@ -120,8 +120,42 @@ impl Ctx {
         self.findings.push(f);
     }
 
-    /// Routes `data` by content and scans it; returns its format name.
+    /// Routes `data` by content and scans it; returns its format name. Bytes that open with a
+    /// pickle opcode are also run through the pickle VM whatever else they are: `pickle.load`
+    /// reads from the first byte and ignores the rest, so a tar, an HDF5 file with a user
+    /// block or a zlib-looking stream may be a pickle too.
     pub(crate) fn route(&mut self, data: &[u8], loc: &str, depth: u8) -> &'static str {
+        let format = self.route_content(data, loc, depth);
+        if matches!(format, "pickle" | "joblib" | "pytorch-tar")
+            || !data.first().is_some_and(|&b| pickle::is_opcode(b))
+        {
+            return format;
+        }
+        let scan = pickle::scan(data, loc);
+        // Only imports of real names count: a garbled one fails in the unpickler before any code.
+        if !(scan.recognized && scan.imports_code) {
+            return format;
+        }
+        if format != "unknown" {
+            self.push(
+                Finding::new(
+                    "pickle.polyglot",
+                    Severity::High,
+                    Category::Static,
+                    format!("the file is read as {format} by that format's loaders and is also a pickle that imports code: pickle.load (torch.load, joblib.load) runs it from the first byte"),
+                )
+                .at(loc.to_string()),
+            );
+        }
+        self.findings.extend(scan.findings);
+        if format == "unknown" {
+            "pickle"
+        } else {
+            format
+        }
+    }
+
+    fn route_content(&mut self, data: &[u8], loc: &str, depth: u8) -> &'static str {
         if depth > MAX_ARCHIVE_DEPTH {
             self.push(
                 Finding::new(
@@ -165,6 +199,10 @@ impl Ctx {
             if lzma_ok {
                 return self.inflate(data, loc, depth, kind);
             }
+        }
+        if let Some(zlib) = joblib_zfile(data) {
+            // joblib's legacy zlib file: "ZF", the length in hex padded to 19 bytes, zlib.
+            return self.inflate(zlib, loc, depth, Compression::Zlib);
         }
         if let Some(kind) = unscanned_compression(data) {
             self.push(
@@ -219,32 +257,7 @@ impl Ctx {
     }
 
     fn inflate(&mut self, data: &[u8], loc: &str, depth: u8, kind: Compression) -> &'static str {
-        let budget = MAX_MEMBER_UNPACKED.min(MAX_UNPACKED_BYTES.saturating_sub(self.unpacked));
-        let (out, complete) = match kind {
-            Compression::Gzip => read_bounded(flate2::read::MultiGzDecoder::new(data), budget),
-            Compression::Zlib => read_bounded(flate2::read::ZlibDecoder::new(data), budget),
-            Compression::Deflate => read_bounded(flate2::read::DeflateDecoder::new(data), budget),
-            Compression::Bzip2 => read_bounded(bzip2_rs::DecoderReader::new(data), budget),
-            Compression::Xz | Compression::Lzma => {
-                let mut sink = BoundedSink {
-                    out: Vec::new(),
-                    budget,
-                    over: false,
-                };
-                let mut input = data;
-                let r = if kind == Compression::Xz {
-                    lzma_rs::xz_decompress(&mut input, &mut sink)
-                } else {
-                    lzma_rs::lzma_decompress(&mut input, &mut sink)
-                };
-                let state = match (r, sink.over) {
-                    (_, true) => Inflated::OverBudget,
-                    (Ok(()), false) => Inflated::Complete,
-                    (Err(_), false) => Inflated::Corrupt,
-                };
-                (sink.out, state)
-            }
-        };
+        let (out, complete) = decode(kind, data, self.budget(data.len()));
         self.unpacked += out.len() as u64;
         let name = match kind {
             Compression::Gzip => "gzip",
@@ -253,6 +266,7 @@ impl Ctx {
             Compression::Bzip2 => "bzip2",
             Compression::Xz => "xz",
             Compression::Lzma => "lzma",
+            Compression::Lz4 => "lz4",
         };
         match complete {
             Inflated::Complete => {}
@@ -273,6 +287,15 @@ impl Ctx {
         self.route(&out, &format!("{loc}!{name}"), depth + 1)
     }
 
+    /// Bytes a stream of `packed` bytes may inflate to: what is left of the file's budget, at
+    /// most a member's, and at most the bomb ratio past `BOMB_MIN_BYTES` (a nested gzip of
+    /// zeros stops there instead of filling memory).
+    fn budget(&self, packed: usize) -> u64 {
+        MAX_MEMBER_UNPACKED
+            .min(MAX_UNPACKED_BYTES.saturating_sub(self.unpacked))
+            .min(BOMB_MIN_BYTES.max((packed as u64).saturating_mul(BOMB_RATIO)))
+    }
+
     pub(crate) fn bomb(&mut self, loc: &str, packed: u64, unpacked: u64) {
         self.push(
             Finding::new(
@@ -285,15 +308,16 @@ impl Ctx {
         );
     }
 
-    /// Inflates a zip member with raw deflate, within the per-file budget.
+    /// Inflates a zip member (raw deflate, bzip2, or lzma given its .lzma header), within the
+    /// per-file budget.
     pub(crate) fn inflate_member(
         &mut self,
+        kind: Compression,
         packed: &[u8],
         declared: u64,
         loc: &str,
     ) -> Option<Vec<u8>> {
-        let budget = MAX_MEMBER_UNPACKED.min(MAX_UNPACKED_BYTES.saturating_sub(self.unpacked));
-        let (out, state) = read_bounded(flate2::read::DeflateDecoder::new(packed), budget);
+        let (out, state) = decode(kind, packed, self.budget(packed.len()));
         self.unpacked += out.len() as u64;
         let ratio_bomb = out.len() as u64 > BOMB_MIN_BYTES
             && out.len() as u64 / (packed.len() as u64).max(1) > BOMB_RATIO;
@@ -305,7 +329,7 @@ impl Ctx {
                     Severity::Medium,
                     Category::Integrity,
                     format!(
-                        "deflate data is corrupt after {} bytes; only those were scanned",
+                        "compressed data is corrupt after {} bytes; only those were scanned",
                         out.len()
                     ),
                 )
@@ -334,16 +358,47 @@ impl Ctx {
     }
 }
 
+/// Decodes `data` as `kind`, keeping at most `budget` bytes.
+fn decode(kind: Compression, data: &[u8], budget: u64) -> (Vec<u8>, Inflated) {
+    match kind {
+        Compression::Gzip => read_bounded(flate2::read::MultiGzDecoder::new(data), budget),
+        Compression::Zlib => read_bounded(flate2::read::ZlibDecoder::new(data), budget),
+        Compression::Deflate => read_bounded(flate2::read::DeflateDecoder::new(data), budget),
+        Compression::Bzip2 => read_bounded(bzip2_rs::DecoderReader::new(data), budget),
+        Compression::Lz4 => read_bounded(lz4_flex::frame::FrameDecoder::new(data), budget),
+        Compression::Xz | Compression::Lzma => {
+            let mut sink = BoundedSink {
+                out: Vec::new(),
+                budget,
+                over: false,
+            };
+            let mut input = data;
+            let r = if kind == Compression::Xz {
+                lzma_rs::xz_decompress(&mut input, &mut sink)
+            } else {
+                lzma_rs::lzma_decompress(&mut input, &mut sink)
+            };
+            let state = match (r, sink.over) {
+                (_, true) => Inflated::OverBudget,
+                (Ok(()), false) => Inflated::Complete,
+                (Err(_), false) => Inflated::Corrupt,
+            };
+            (sink.out, state)
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Compression {
+pub(crate) enum Compression {
     Gzip,
     Zlib,
-    #[allow(dead_code)]
     Deflate,
     Bzip2,
     Xz,
     /// The legacy `.lzma` ("alone") format joblib writes for `compress='lzma'`.
     Lzma,
+    /// The LZ4 frame format joblib writes for `compress='lz4'`.
+    Lz4,
 }
 
 /// A writer that keeps at most `budget` bytes and then fails, so a decoder that writes (xz,
@@ -380,12 +435,16 @@ fn other_compression(data: &[u8]) -> Option<Compression> {
         Some(Compression::Bzip2)
     } else if data.starts_with(b"\xfd7zXZ\x00") {
         Some(Compression::Xz)
+    } else if data.starts_with(b"\x04\x22\x4d\x18") {
+        Some(Compression::Lz4)
     } else if data.len() >= 13
         && data[0] == 0x5d
-        && u32::from_le_bytes([data[1], data[2], data[3], data[4]]).is_power_of_two()
+        // joblib takes any stream that starts `]\0\0` for lzma.
+        && data[1] == 0
+        && data[2] == 0
         && (data[5..13] == [0xff; 8] || data[11..13] == [0, 0])
     {
-        // .lzma: properties byte 0x5d (lc=3, lp=0, pb=2) and a power-of-two dictionary size.
+        // .lzma: properties byte 0x5d (lc=3, lp=0, pb=2).
         Some(Compression::Lzma)
     } else {
         None
@@ -432,13 +491,30 @@ fn is_zlib(data: &[u8]) -> bool {
     }
 }
 
+/// The zlib stream of joblib's legacy compressed file (`numpy_pickle_compat.read_zfile`):
+/// after "ZF" and a 19-byte hex length, and one space if there is one.
+fn joblib_zfile(data: &[u8]) -> Option<&[u8]> {
+    const HEADER: usize = 2 + 19;
+    if !data.starts_with(b"ZF") {
+        return None;
+    }
+    let length = std::str::from_utf8(data.get(2..HEADER)?).ok()?;
+    let length = length.trim_end();
+    let hex = length.strip_prefix("0x").unwrap_or(length);
+    u64::from_str_radix(hex.trim_end_matches('L'), 16).ok()?;
+    let start = if data.get(HEADER) == Some(&b' ') {
+        HEADER + 1
+    } else {
+        HEADER
+    };
+    data.get(start..).filter(|z| is_zlib(z))
+}
+
 fn unscanned_compression(data: &[u8]) -> Option<&'static str> {
     if data.starts_with(b"\x28\xb5\x2f\xfd") {
         Some("zstd")
-    } else if data.starts_with(b"\x04\x22\x4d\x18") {
-        Some("lz4")
     } else if data.starts_with(b"ZF0x") {
-        Some("joblib-zlib (legacy)")
+        Some("joblib-zlib (legacy, unreadable)")
     } else {
         None
     }

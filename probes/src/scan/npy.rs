@@ -45,24 +45,23 @@ pub(crate) fn scan(ctx: &mut Ctx, data: &[u8], loc: &str) -> &'static str {
         return bad(ctx, "header runs past the end of the file".into());
     };
     let header = String::from_utf8_lossy(header);
-    let descr = header
-        .split_once("'descr':")
-        .map(|(_, rest)| rest.trim_start())
-        .unwrap_or_default();
-    // The object dtype is `'|O'` (or `'O'`); a structured dtype lists fields, any of which may
-    // be an object field.
-    let descr_value: String = if descr.starts_with('[') {
-        descr.chars().take_while(|&c| c != ']').collect()
-    } else {
-        descr
-            .chars()
-            .skip(1)
-            .take_while(|&c| c != '\'' && c != '"')
-            .collect()
-    };
-    let object = descr_value.contains("|O") || descr_value == "O" || descr_value.contains("'O'");
+    let start = hstart + hlen;
+    // numpy reads the header with ast.literal_eval: either quote, spaces around the colon, and
+    // any spelling of the object type ('|O', 'O', 'O8', 'object', a field of a structured type).
+    let object = descr_value(&header).is_none_or(|d| has_object_type(&d));
+    if !object
+        && data
+            .get(start..start + 2)
+            .is_some_and(|p| p[0] == 0x80 && (2..=5).contains(&p[1]))
+    {
+        // Data that opens like the pickle numpy writes for object arrays, under a header this
+        // reader takes for another type: its imports are reported if they name code.
+        let scan = pickle::scan_from(data, start, loc, &pickle::Limits::default());
+        if scan.imports_code {
+            ctx.findings.extend(scan.findings);
+        }
+    }
     if object {
-        let start = hstart + hlen;
         ctx.push(
             Finding::new(
                 "numpy.object-array",
@@ -87,4 +86,77 @@ pub(crate) fn scan(ctx: &mut Ctx, data: &[u8], loc: &str) -> &'static str {
         }
     }
     "numpy"
+}
+
+/// The value of the header's `descr` key, as written (a quoted string or a bracketed list).
+fn descr_value(header: &str) -> Option<String> {
+    let at = ["'descr'", "\"descr\""]
+        .iter()
+        .filter_map(|k| header.find(k).map(|i| i + k.len()))
+        .min()?;
+    let rest = header[at..].trim_start().strip_prefix(':')?.trim_start();
+    let mut chars = rest.chars();
+    match chars.next()? {
+        q @ ('\'' | '"') => Some(chars.take_while(|&c| c != q).collect()),
+        '[' => {
+            let mut depth = 1;
+            let body: String = chars
+                .take_while(|&c| {
+                    match c {
+                        '[' | '(' => depth += 1,
+                        ']' | ')' => depth -= 1,
+                        _ => {}
+                    }
+                    depth > 0
+                })
+                .collect();
+            Some(body)
+        }
+        _ => None,
+    }
+}
+
+/// Whether a dtype spelling names the object type anywhere: `O`, `|O`, `O8`, `object`, or a
+/// structured type with such a field (each quoted type in the list is checked).
+fn has_object_type(descr: &str) -> bool {
+    let simple = |t: &str| {
+        let t = t.trim().trim_start_matches(['|', '<', '>', '=']);
+        t == "object" || (t.starts_with('O') && t[1..].bytes().all(|b| b.is_ascii_digit()))
+    };
+    if simple(descr) {
+        return true;
+    }
+    // Quoted strings inside a structured type: every other one is a field name, but a field
+    // named 'O' only makes this conservative.
+    descr.split(['\'', '"']).skip(1).step_by(2).any(simple)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn object_dtype_spellings_are_seen() {
+        for header in [
+            "{'descr': '|O', 'fortran_order': False, 'shape': (1,), }",
+            "{\"descr\": \"|O\", \"fortran_order\": False, \"shape\": (1,)}",
+            "{'descr' : '|O', 'fortran_order': False, 'shape': (1,), }",
+            "{'descr': 'object', 'fortran_order': False, 'shape': (1,), }",
+            "{'descr': 'O8', 'fortran_order': False, 'shape': (1,), }",
+            "{'descr': [('a', '<f4'), (\"b\", \"O\")], 'fortran_order': False, 'shape': (1,), }",
+        ] {
+            let d = descr_value(header);
+            assert!(d.as_deref().is_some_and(has_object_type), "{header}: {d:?}");
+        }
+        for header in [
+            "{'descr': '<f4', 'fortran_order': False, 'shape': (3,), }",
+            "{'descr': [('a', '<f4'), ('b', '<i8')], 'fortran_order': False, 'shape': (1,), }",
+        ] {
+            let d = descr_value(header);
+            assert!(
+                d.as_deref().is_some_and(|d| !has_object_type(d)),
+                "{header}: {d:?}"
+            );
+        }
+    }
 }

@@ -131,7 +131,7 @@ pub(crate) fn scan(ctx: &mut Ctx, data: &[u8], loc: &str, depth: u8) -> &'static
         }
         let body = &data[start..end as usize];
         match kind {
-            b'0' | 0 | b'7' => {
+            b'0' | 0 | b'7' | b'S' => {
                 let mloc = member_loc(loc, depth, &name);
                 ctx.route(body, &mloc, depth + 1);
                 names.push(name);
@@ -163,7 +163,14 @@ pub(crate) fn scan(ctx: &mut Ctx, data: &[u8], loc: &str, depth: u8) -> &'static
                     );
                 }
             }
-            _ => {}
+            // Python's tarfile reads a member of a type it does not know as a regular file
+            // (`extractfile` hands out its data), so torch.load does too.
+            b'3' | b'4' | b'5' | b'6' | b'K' | b'g' | b'X' => {}
+            _ => {
+                let mloc = member_loc(loc, depth, &name);
+                ctx.route(body, &mloc, depth + 1);
+                names.push(name);
+            }
         }
         let padded = (size as usize).div_ceil(BLOCK) * BLOCK;
         pos = start + padded;

@@ -9,7 +9,7 @@ use std::collections::{HashMap, HashSet};
 use crate::finding::{Category, Finding, Severity};
 use crate::formats;
 
-use super::{Ctx, MAX_ARCHIVE_ENTRIES, member_loc};
+use super::{Compression, Ctx, MAX_ARCHIVE_ENTRIES, member_loc};
 
 const EOCD_SIG: &[u8] = b"PK\x05\x06";
 const CDH_SIG: &[u8] = b"PK\x01\x02";
@@ -69,12 +69,56 @@ struct Entry {
     local: u64,
 }
 
-fn central_directory(data: &[u8], eocd: usize) -> Result<(Vec<Entry>, u64, bool), String> {
+/// One reading of a central directory: its members, or why it could not be read.
+type DirectoryRead = Result<Vec<Entry>, String>;
+
+/// The last end-of-central-directory signature in the window a comment allows, whether or not
+/// its comment fits in the file: Python's zipfile (and miniz) take that one.
+fn last_eocd_signature(data: &[u8]) -> Option<usize> {
+    if data.len() < 22 {
+        return None;
+    }
+    let lowest = data.len().saturating_sub(22 + 65535);
+    (lowest..=data.len() - 22)
+        .rev()
+        .find(|&i| &data[i..i + 4] == EOCD_SIG)
+}
+
+/// Every member list a zip reader may take from this file, the one this scanner reports first:
+/// the directory of the last EOCD whose comment fits, and of the last EOCD signature at all;
+/// each read with the ZIP64 record only where the 32-bit fields are saturated (the format's
+/// rule) and wherever a ZIP64 locator precedes the EOCD (zipfile's and miniz's).
+fn directories(data: &[u8]) -> (Option<DirectoryRead>, Vec<Vec<Entry>>) {
+    let fitting = find_eocd(data);
+    let primary = fitting.map(|e| central_directory(data, e, false).map(|(v, _, _)| v));
+    let mut others = Vec::new();
+    let mut eocds = vec![fitting, last_eocd_signature(data)];
+    eocds.dedup();
+    for eocd in eocds.into_iter().flatten() {
+        for any_zip64 in [false, true] {
+            if Some(eocd) == fitting && !any_zip64 {
+                continue;
+            }
+            if let Ok((v, _, _)) = central_directory(data, eocd, any_zip64) {
+                others.push(v);
+            }
+        }
+    }
+    (primary, others)
+}
+
+fn central_directory(
+    data: &[u8],
+    eocd: usize,
+    any_zip64: bool,
+) -> Result<(Vec<Entry>, u64, bool), String> {
     let mut entries = u16_at(data, eocd + 10).ok_or("short EOCD")? as u64;
     let mut cd_size = u32_at(data, eocd + 12).ok_or("short EOCD")? as u64;
     let mut cd_off = u32_at(data, eocd + 16).ok_or("short EOCD")? as u64;
     let mut zip64 = false;
-    if (entries == 0xffff || cd_off == 0xffff_ffff || cd_size == 0xffff_ffff) && eocd >= 20 {
+    if (any_zip64 || entries == 0xffff || cd_off == 0xffff_ffff || cd_size == 0xffff_ffff)
+        && eocd >= 20
+    {
         let loc = eocd - 20;
         if data.get(loc..loc + 4) == Some(EOCD64_LOC_SIG) {
             let rec = u64_at(data, loc + 8).ok_or("short zip64 locator")? as usize;
@@ -162,9 +206,10 @@ pub(crate) fn scan(
     let report = |rule: &str, sev: Severity, cat: Category, msg: String, at: String| {
         Finding::new(rule, sev, cat, msg).at(at)
     };
-    let entries = match find_eocd(data) {
-        Some(eocd) => match central_directory(data, eocd) {
-            Ok((e, _, _)) => e,
+    let (primary, other_directories) = directories(data);
+    let entries = match primary {
+        Some(dir) => match dir {
+            Ok(e) => e,
             Err(why) => {
                 ctx.push(report(
                     "zip.malformed",
@@ -199,13 +244,34 @@ pub(crate) fn scan(
     let entries: Vec<Entry> = entries.into_iter().take(MAX_ARCHIVE_ENTRIES).collect();
 
     // Local headers the directory does not list: invisible to zipfile and torch, seen by
-    // streaming extractors.
+    // streaming extractors. The walk starts at the file's first byte when a local header is
+    // there (members may sit before the first listed one), else at the first listed member.
     let listed: HashSet<u64> = entries.iter().map(|e| e.local).collect();
     let mut hidden: Vec<Entry> = Vec::new();
-    if let Some(first) = entries.iter().map(|e| e.local).min() {
+    let walk_from = if data.starts_with(LFH_SIG) {
+        Some(0)
+    } else {
+        entries.iter().map(|e| e.local).min()
+    };
+    if let Some(first) = walk_from {
         for e in walk_local_headers_from(data, first as usize) {
             if !listed.contains(&e.local) {
                 hidden.push(e);
+            }
+        }
+    }
+    // Members another reading of the directories lists (a ZIP64 record the 32-bit fields do
+    // not call for, an EOCD whose comment overruns the file): zipfile or miniz load those.
+    let mut redirected: Vec<Entry> = Vec::new();
+    for dir in other_directories {
+        for e in dir.into_iter().take(MAX_ARCHIVE_ENTRIES) {
+            let known = entries
+                .iter()
+                .chain(&redirected)
+                .any(|k| k.local == e.local && k.name == e.name);
+            if !known {
+                hidden.retain(|h| h.local != e.local);
+                redirected.push(e);
             }
         }
     }
@@ -215,17 +281,29 @@ pub(crate) fn scan(
         *names.entry(e.name.as_str()).or_insert(0) += 1;
     }
     let mut dup_reported = HashSet::new();
+    // Keras reads config.json whether or not metadata.json is there.
     let keras = entries.iter().any(|e| e.name == "config.json")
-        && entries.iter().any(|e| e.name == "metadata.json");
+        && entries
+            .iter()
+            .any(|e| e.name == "metadata.json" || e.name.ends_with(".h5"));
     let mut ranges: Vec<(u64, u64, &str)> = Vec::new();
 
     for (e, is_hidden) in entries
         .iter()
         .map(|e| (e, false))
+        .chain(redirected.iter().map(|e| (e, true)))
         .chain(hidden.iter().map(|e| (e, true)))
     {
         let mloc = member_loc(loc, depth, &e.name);
-        if is_hidden {
+        if redirected.iter().any(|r| std::ptr::eq(r, e)) {
+            ctx.push(report(
+                "zip.second-directory",
+                Severity::High,
+                Category::Static,
+                "another central directory lists this member (a ZIP64 record, or an end record whose comment overruns the file): Python's zipfile or miniz (torch) load it, readers of the first directory do not see it".into(),
+                mloc.clone(),
+            ));
+        } else if is_hidden {
             ctx.push(report(
                 "zip.hidden-member",
                 Severity::High,
@@ -313,19 +391,43 @@ pub(crate) fn scan(
         let owned;
         let content: &[u8] = match e.method {
             0 => packed,
-            8 => match ctx.inflate_member(packed, e.usize_, &mloc) {
-                Some(v) => {
-                    owned = v;
-                    &owned
+            // Deflate (torch, zipfile), and bzip2 and lzma, which zipfile (numpy.load) reads too.
+            8 | 12 | 14 => {
+                let (kind, lzma_alone);
+                let input = match e.method {
+                    8 => {
+                        kind = Compression::Deflate;
+                        packed
+                    }
+                    12 => {
+                        kind = Compression::Bzip2;
+                        packed
+                    }
+                    _ => {
+                        kind = Compression::Lzma;
+                        match lzma_alone_header(packed, e.flags, e.usize_) {
+                            Some(v) => {
+                                lzma_alone = v;
+                                &lzma_alone
+                            }
+                            None => &[][..],
+                        }
+                    }
+                };
+                match ctx.inflate_member(kind, input, e.usize_, &mloc) {
+                    Some(v) => {
+                        owned = v;
+                        &owned
+                    }
+                    None => continue,
                 }
-                None => continue,
-            },
+            }
             m => {
                 ctx.push(report(
                     "zip.unsupported-method",
                     Severity::Medium,
                     Category::Static,
-                    format!("compression method {m} is not read by torch nor by this scanner; the member is not scanned"),
+                    format!("compression method {m} is not read by torch, zipfile nor this scanner; the member is not scanned"),
                     mloc.clone(),
                 ));
                 continue;
@@ -350,7 +452,14 @@ pub(crate) fn scan(
         if keras {
             let found = formats::keras::scan_zip_member(&e.name, content, &mloc);
             ctx.findings.extend(found);
-            if e.name == "config.json" || e.name.ends_with(".h5") || e.name.ends_with(".json") {
+            // A member that is what its name says was read above; anything else (an .npy named
+            // weights.json, which numpy.load would unpickle) goes to the router too.
+            let as_named = if e.name.ends_with(".json") {
+                matches!(content.trim_ascii_start().first(), Some(b'{' | b'['))
+            } else {
+                e.name.ends_with(".h5") && content.starts_with(b"\x89HDF\r\n\x1a\n")
+            };
+            if as_named {
                 continue;
             }
         }
@@ -435,4 +544,22 @@ fn walk_local_headers_from(data: &[u8], mut pos: usize) -> Vec<Entry> {
         }
     }
     out
+}
+
+/// A zip LZMA member (method 14: a 2-byte version, a 2-byte properties length, the 5 property
+/// bytes, then the raw stream) rewritten as the `.lzma` stream lzma-rs reads: properties, then
+/// the unpacked size (unknown when flag bit 1 says an end marker closes the stream).
+fn lzma_alone_header(packed: &[u8], flags: u16, unpacked: u64) -> Option<Vec<u8>> {
+    let props_len = u16::from_le_bytes([*packed.get(2)?, *packed.get(3)?]) as usize;
+    let props = packed.get(4..4 + 5)?;
+    let stream = packed.get(4 + props_len..)?;
+    let mut out = Vec::with_capacity(13 + stream.len());
+    out.extend_from_slice(props);
+    if flags & 0x0002 != 0 {
+        out.extend_from_slice(&[0xff; 8]);
+    } else {
+        out.extend_from_slice(&unpacked.to_le_bytes());
+    }
+    out.extend_from_slice(stream);
+    Some(out)
 }
