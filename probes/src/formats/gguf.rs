@@ -918,11 +918,55 @@ fn judge_region(toks: &[Tok], statement: bool) -> Vec<(Severity, String)> {
 
 /// Analyses a Jinja chat template (GGUF `tokenizer.chat_template`, or `chat_template` of a
 /// Hugging Face `tokenizer_config.json`). `location` names it in findings.
+/// Names a `set` binds to an instance of a gadget (`{% set c = cycler(1) %}`): the instance
+/// reaches the same globals as the class (`c.__init__.__globals__`), by keys built elsewhere.
+fn gadget_instances(regions: &[(usize, &str, bool)]) -> HashSet<String> {
+    let mut names = HashSet::new();
+    for (_, code, statement) in regions {
+        if !statement {
+            continue;
+        }
+        let toks = tokenize(code);
+        for w in toks.windows(5) {
+            if let [
+                Tok::Ident(set),
+                Tok::Ident(name),
+                Tok::Op('='),
+                Tok::Ident(root),
+                Tok::Op('('),
+            ] = w
+                && set == "set"
+                && matches!(root.as_str(), "cycler" | "joiner" | "lipsum")
+            {
+                names.insert(name.clone());
+            }
+        }
+    }
+    names
+}
+
 pub fn scan_chat_template(template: &str, location: &str) -> Vec<Finding> {
     let mut out = Findings::default();
-    for (offset, code, statement) in regions(template) {
+    let regions = regions(template);
+    let instances = gadget_instances(&regions);
+    for (offset, code, statement) in regions {
         let toks = tokenize(code);
-        let reasons = judge_region(&toks, statement);
+        let mut reasons = judge_region(&toks, statement);
+        for (i, t) in toks.iter().enumerate() {
+            if let Tok::Ident(name) = t
+                && instances.contains(name)
+                && (i == 0 || !matches!(toks.get(i - 1), Some(Tok::Op('.'))))
+                && (matches!(toks.get(i + 1), Some(Tok::Op('[')))
+                    || (matches!(toks.get(i + 1), Some(Tok::Op('|')))
+                        && matches!(toks.get(i + 2), Some(Tok::Ident(a)) if a == "attr")))
+            {
+                reasons.push((
+                    Severity::Critical,
+                    format!("subscripts '{name}', an instance of a sandbox escape gadget"),
+                ));
+                break;
+            }
+        }
         let Some(worst) = reasons.iter().map(|r| r.0).max() else {
             continue;
         };
@@ -1025,6 +1069,7 @@ mod tests {
         "{{ ()|select|string|list }}",
         "{% set c = cycler %}",
         "{{ f(joiner) }}",
+        "{% set c = cycler(1) %}{{ c[k] }}",
     ];
 
     const GEMMA: &str = "{{ bos_token }}{% if messages[0]['role'] == 'system' %}{{ raise_exception('System role not supported') }}{% endif %}{% for message in messages %}{% if (message['role'] == 'user') != (loop.index0 % 2 == 0) %}{{ raise_exception('Conversation roles must alternate user/assistant/user/assistant/...') }}{% endif %}{% if (message['role'] == 'assistant') %}{% set role = 'model' %}{% else %}{% set role = message['role'] %}{% endif %}{{ '<start_of_turn>' + role + '\n' + message['content'] | trim + '<end_of_turn>\n' }}{% endfor %}{% if add_generation_prompt %}{{'<start_of_turn>model\n'}}{% endif %}";
@@ -1084,6 +1129,11 @@ mod tests {
 
     #[test]
     fn every_hostile_template_is_critical() {
+        let joined = "{% set comma = joiner(', ') %}{% for m in messages %}{{ comma() }}{{ m['content'] }}{% endfor %}";
+        assert!(
+            scan_chat_template(joined, "t").is_empty(),
+            "a joiner called is no finding"
+        );
         for t in HOSTILE {
             let f = scan_chat_template(t, "t");
             assert!(

@@ -94,6 +94,20 @@ pub struct PickleScan {
     pub imports_code: bool,
 }
 
+impl PickleScan {
+    /// Whether these bytes, read as a pickle, import code by real names: a critical finding (a
+    /// known module's callable, spelt exactly), or only imports of dotted identifiers with at
+    /// least one not plain data. Bytes that are something else (a tar, an HDF5 file, text)
+    /// count as a pickle only then: an import of a garbled name fails before anything runs.
+    pub fn names_code(&self) -> bool {
+        self.imports_code
+            || self
+                .findings
+                .iter()
+                .any(|f| f.severity == Severity::Critical)
+    }
+}
+
 /// Whether `b` is a pickle opcode (protocols 0 to 5): `pickle.load` starts with whatever
 /// opcode comes first, so a stream may open with any of them.
 pub fn is_opcode(b: u8) -> bool {

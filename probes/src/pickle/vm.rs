@@ -647,7 +647,7 @@ impl<'a, 's> Vm<'a, 's> {
                 }
                 b'F' => {
                     let line = self.line()?;
-                    let s = std::str::from_utf8(line)
+                    let s = std::str::from_utf8(c_text(line))
                         .map_err(|_| PickleError::invalid("FLOAT is not ASCII", at))?;
                     let f: f64 = py_float(s)
                         .ok_or_else(|| PickleError::invalid("could not convert FLOAT", at))?;
@@ -1324,11 +1324,46 @@ fn long_value(b: &[u8]) -> Value {
     Value::BigInt(Rc::new(v))
 }
 
+/// The text CPython's C parsers see of an argument line: up to its first NUL.
+fn c_text(line: &[u8]) -> &[u8] {
+    line.iter()
+        .position(|&b| b == 0)
+        .map_or(line, |n| &line[..n])
+}
+
+/// C's isspace in the "C" locale (Rust's ASCII whitespace lacks the vertical tab).
+fn c_space(c: char) -> bool {
+    c == ' ' || ('\t'..='\r').contains(&c)
+}
+
+/// C `strtol(s, &end, 0)` as CPython's INT tries it first: leading spaces, a sign, then 0x
+/// (hex), a leading 0 (octal) or decimal digits, and nothing after them.
+fn c_strtol(s: &str) -> Option<(bool, String, u32)> {
+    let t = s.trim_start_matches(c_space);
+    let (negative, t) = match t.as_bytes().first() {
+        Some(b'-') => (true, &t[1..]),
+        Some(b'+') => (false, &t[1..]),
+        _ => (false, t),
+    };
+    let (radix, body) = if let Some(h) = t.strip_prefix("0x").or_else(|| t.strip_prefix("0X")) {
+        (16, h)
+    } else if t.len() > 1 && t.starts_with('0') {
+        (8, &t[1..])
+    } else {
+        (10, t)
+    };
+    (!body.is_empty() && body.chars().all(|c| c.is_digit(radix)))
+        .then(|| (negative, body.to_string(), radix))
+}
+
 fn parse_int(line: &[u8], at: usize) -> Result<Value, PickleError> {
-    let s = std::str::from_utf8(line).map_err(|_| PickleError::invalid("INT is not ASCII", at))?;
-    // CPython reads INT and LONG with `int(s, 0)`: prefixes, underscores, surrounding spaces.
-    let (negative, digits, radix) =
-        py_int(s, true).ok_or_else(|| PickleError::invalid("invalid literal for int()", at))?;
+    let s = std::str::from_utf8(c_text(line))
+        .map_err(|_| PickleError::invalid("INT is not ASCII", at))?;
+    // CPython reads INT with C's strtol (octal 010 included), then `int(s, 0)` (prefixes,
+    // underscores, surrounding spaces); LONG with the latter.
+    let (negative, digits, radix) = c_strtol(s)
+        .or_else(|| py_int(s, true))
+        .ok_or_else(|| PickleError::invalid("invalid literal for int()", at))?;
     match i64::from_str_radix(&digits, radix) {
         Ok(i) => Ok(Value::Int(if negative { -i } else { i })),
         Err(_) => {
@@ -1345,7 +1380,7 @@ fn parse_int(line: &[u8], at: usize) -> Result<Value, PickleError> {
 /// underscores between them, no leading zeros in base-0 decimal. Returns the sign, the digits
 /// without underscores and the radix.
 fn py_int(s: &str, any_base: bool) -> Option<(bool, String, u32)> {
-    let t = s.trim_matches(|c: char| c.is_ascii_whitespace());
+    let t = s.trim_matches(c_space);
     let (negative, t) = match t.as_bytes().first() {
         Some(b'-') => (true, &t[1..]),
         Some(b'+') => (false, &t[1..]),
@@ -1385,7 +1420,7 @@ fn py_int(s: &str, any_base: bool) -> Option<(bool, String, u32)> {
 /// `float(s)` as CPython reads FLOAT: surrounding whitespace, and single underscores between
 /// digits (`1_0.5`), on top of what Rust parses (`inf`, `nan` in any case).
 fn py_float(s: &str) -> Option<f64> {
-    let t = s.trim_matches(|c: char| c.is_ascii_whitespace());
+    let t = s.trim_matches(c_space);
     if !t.contains('_') {
         return t.parse().ok();
     }
@@ -1401,7 +1436,7 @@ fn py_float(s: &str) -> Option<f64> {
 }
 
 fn parse_index(line: &[u8], at: usize) -> Result<u64, PickleError> {
-    let s = std::str::from_utf8(line)
+    let s = std::str::from_utf8(c_text(line))
         .map_err(|_| PickleError::invalid("memo index is not ASCII", at))?;
     // `int(s, 10)`: surrounding spaces and underscores between digits are accepted.
     let (negative, digits, _) =
@@ -1534,5 +1569,9 @@ mod tests {
         assert_eq!(py_float("INF"), Some(f64::INFINITY));
         assert_eq!(py_float("1__0.5"), None);
         assert_eq!(py_float("_1.0"), None);
+        // What C's strtol takes first: octal, a vertical tab; text after a NUL is not seen.
+        assert_eq!(c_strtol("010"), Some((false, "10".to_string(), 8)));
+        assert_eq!(c_strtol("\x0b7"), Some((false, "7".to_string(), 10)));
+        assert_eq!(c_text(b"1\0zz"), b"1");
     }
 }

@@ -132,8 +132,7 @@ impl Ctx {
             return format;
         }
         let scan = pickle::scan(data, loc);
-        // Only imports of real names count: a garbled one fails in the unpickler before any code.
-        if !(scan.recognized && scan.imports_code) {
+        if !(scan.recognized && scan.names_code()) {
             return format;
         }
         if format != "unknown" {

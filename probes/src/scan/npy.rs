@@ -48,7 +48,12 @@ pub(crate) fn scan(ctx: &mut Ctx, data: &[u8], loc: &str) -> &'static str {
     let start = hstart + hlen;
     // numpy reads the header with ast.literal_eval: either quote, spaces around the colon, and
     // any spelling of the object type ('|O', 'O', 'O8', 'object', a field of a structured type).
-    let object = descr_value(&header).is_none_or(|d| has_object_type(&d));
+    // ast.literal_eval keeps the last of two `descr` keys, a reader of the text the first:
+    // either naming the object type counts. Adjacent literals are one string to Python
+    // (`'de' 'scr'`), so they are joined first.
+    let header = join_adjacent_literals(&header);
+    let object = descr_value(&header, false).is_none_or(|d| has_object_type(&d))
+        || descr_value(&header, true).is_none_or(|d| has_object_type(&d));
     if !object
         && data
             .get(start..start + 2)
@@ -57,7 +62,7 @@ pub(crate) fn scan(ctx: &mut Ctx, data: &[u8], loc: &str) -> &'static str {
         // Data that opens like the pickle numpy writes for object arrays, under a header this
         // reader takes for another type: its imports are reported if they name code.
         let scan = pickle::scan_from(data, start, loc, &pickle::Limits::default());
-        if scan.imports_code {
+        if scan.names_code() {
             ctx.findings.extend(scan.findings);
         }
     }
@@ -88,12 +93,40 @@ pub(crate) fn scan(ctx: &mut Ctx, data: &[u8], loc: &str) -> &'static str {
     "numpy"
 }
 
+/// The header with every quote made `'` and adjacent string literals joined (`'de' "scr"` is
+/// `'descr'` to Python's parser).
+fn join_adjacent_literals(header: &str) -> String {
+    let single = header.replace('"', "'");
+    let mut out = String::with_capacity(single.len());
+    let mut chars = single.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c == '\'' {
+            let rest: String = chars.clone().take_while(|c| c.is_whitespace()).collect();
+            let after = chars.clone().nth(rest.chars().count());
+            if after == Some('\'') {
+                // A literal closes and the next opens: drop both quotes and the space between.
+                for _ in 0..=rest.chars().count() {
+                    chars.next();
+                }
+                continue;
+            }
+        }
+        out.push(c);
+    }
+    out
+}
+
 /// The value of the header's `descr` key, as written (a quoted string or a bracketed list).
-fn descr_value(header: &str) -> Option<String> {
-    let at = ["'descr'", "\"descr\""]
-        .iter()
-        .filter_map(|k| header.find(k).map(|i| i + k.len()))
-        .min()?;
+fn descr_value(header: &str, last: bool) -> Option<String> {
+    let found = ["'descr'", "\"descr\""].iter().filter_map(|k| {
+        if last {
+            header.rfind(k)
+        } else {
+            header.find(k)
+        }
+        .map(|i| i + k.len())
+    });
+    let at = if last { found.max()? } else { found.min()? };
     let rest = header[at..].trim_start().strip_prefix(':')?.trim_start();
     let mut chars = rest.chars();
     match chars.next()? {
@@ -145,18 +178,24 @@ mod tests {
             "{'descr': 'O8', 'fortran_order': False, 'shape': (1,), }",
             "{'descr': [('a', '<f4'), (\"b\", \"O\")], 'fortran_order': False, 'shape': (1,), }",
         ] {
-            let d = descr_value(header);
+            let d = descr_value(header, false);
             assert!(d.as_deref().is_some_and(has_object_type), "{header}: {d:?}");
         }
         for header in [
             "{'descr': '<f4', 'fortran_order': False, 'shape': (3,), }",
             "{'descr': [('a', '<f4'), ('b', '<i8')], 'fortran_order': False, 'shape': (1,), }",
         ] {
-            let d = descr_value(header);
+            let d = descr_value(header, false);
             assert!(
                 d.as_deref().is_some_and(|d| !has_object_type(d)),
                 "{header}: {d:?}"
             );
         }
+        // ast.literal_eval keeps the last of two keys.
+        let twice = "{'descr': '<f4', 'descr': '|O', 'fortran_order': False, 'shape': (1,), }";
+        assert_eq!(descr_value(twice, false).as_deref(), Some("<f4"));
+        assert_eq!(descr_value(twice, true).as_deref(), Some("|O"));
+        let joined = join_adjacent_literals("{'descr': '<f4', 'de' \"scr\": '|O', }");
+        assert_eq!(descr_value(&joined, true).as_deref(), Some("|O"));
     }
 }

@@ -84,22 +84,22 @@ fn last_eocd_signature(data: &[u8]) -> Option<usize> {
         .find(|&i| &data[i..i + 4] == EOCD_SIG)
 }
 
-/// Every member list a zip reader may take from this file, the one this scanner reports first:
-/// the directory of the last EOCD whose comment fits, and of the last EOCD signature at all;
-/// each read with the ZIP64 record only where the 32-bit fields are saturated (the format's
-/// rule) and wherever a ZIP64 locator precedes the EOCD (zipfile's and miniz's).
+/// Every member list a zip reader may take from this file, the one this scanner reports first
+/// (zipfile's reading of the last end record whose comment fits); the others are the end
+/// record read as miniz (torch) and as the format's rule read it, and the last end signature
+/// at all (zipfile and miniz take it even when its comment overruns the file).
 fn directories(data: &[u8]) -> (Option<DirectoryRead>, Vec<Vec<Entry>>) {
     let fitting = find_eocd(data);
-    let primary = fitting.map(|e| central_directory(data, e, false).map(|(v, _, _)| v));
+    let primary = fitting.map(|e| central_directory(data, e, Reading::Zipfile).map(|(v, _, _)| v));
     let mut others = Vec::new();
     let mut eocds = vec![fitting, last_eocd_signature(data)];
     eocds.dedup();
     for eocd in eocds.into_iter().flatten() {
-        for any_zip64 in [false, true] {
-            if Some(eocd) == fitting && !any_zip64 {
+        for reading in [Reading::Zipfile, Reading::Miniz, Reading::Saturated] {
+            if Some(eocd) == fitting && reading == Reading::Zipfile {
                 continue;
             }
-            if let Ok((v, _, _)) = central_directory(data, eocd, any_zip64) {
+            if let Ok((v, _, _)) = central_directory(data, eocd, reading) {
                 others.push(v);
             }
         }
@@ -107,35 +107,55 @@ fn directories(data: &[u8]) -> (Option<DirectoryRead>, Vec<Vec<Entry>>) {
     (primary, others)
 }
 
+/// How a reader finds the central directory from the end record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Reading {
+    /// Python's zipfile: the ZIP64 record whenever a locator precedes the end record; bytes
+    /// prepended to the archive shift every offset (`concat`).
+    Zipfile,
+    /// miniz (torch): the ZIP64 record whenever a locator is there, its offsets as written.
+    Miniz,
+    /// The format's rule: the ZIP64 record only where a 32-bit field is saturated.
+    Saturated,
+}
+
 fn central_directory(
     data: &[u8],
     eocd: usize,
-    any_zip64: bool,
+    reading: Reading,
 ) -> Result<(Vec<Entry>, u64, bool), String> {
     let mut entries = u16_at(data, eocd + 10).ok_or("short EOCD")? as u64;
     let mut cd_size = u32_at(data, eocd + 12).ok_or("short EOCD")? as u64;
     let mut cd_off = u32_at(data, eocd + 16).ok_or("short EOCD")? as u64;
     let mut zip64 = false;
-    if (any_zip64 || entries == 0xffff || cd_off == 0xffff_ffff || cd_size == 0xffff_ffff)
-        && eocd >= 20
+    let locator = eocd
+        .checked_sub(20)
+        .filter(|&l| data.get(l..l + 4) == Some(EOCD64_LOC_SIG));
+    let saturated = entries == 0xffff || cd_off == 0xffff_ffff || cd_size == 0xffff_ffff;
+    if let Some(loc) = locator
+        && (reading != Reading::Saturated || saturated)
     {
-        let loc = eocd - 20;
-        if data.get(loc..loc + 4) == Some(EOCD64_LOC_SIG) {
-            let rec = u64_at(data, loc + 8).ok_or("short zip64 locator")? as usize;
-            if data.get(rec..rec + 4) == Some(EOCD64_SIG) {
-                entries = u64_at(data, rec + 32).ok_or("short zip64 EOCD")?;
-                cd_size = u64_at(data, rec + 40).ok_or("short zip64 EOCD")?;
-                cd_off = u64_at(data, rec + 48).ok_or("short zip64 EOCD")?;
-                zip64 = true;
-            }
+        let rec = u64_at(data, loc + 8).ok_or("short zip64 locator")? as usize;
+        if data.get(rec..rec + 4) == Some(EOCD64_SIG) {
+            entries = u64_at(data, rec + 32).ok_or("short zip64 EOCD")?;
+            cd_size = u64_at(data, rec + 40).ok_or("short zip64 EOCD")?;
+            cd_off = u64_at(data, rec + 48).ok_or("short zip64 EOCD")?;
+            zip64 = true;
         }
     }
     // Bytes prepended to the archive (self-extractors, polyglots): zipfile computes the shift
-    // from where the directory really is.
-    let concat = if zip64 {
+    // from where the directory really ends (before the ZIP64 record and locator, 76 bytes).
+    let dir_end = if locator.is_some() {
+        eocd.saturating_sub(76)
+    } else {
+        eocd
+    };
+    let concat = if zip64 && reading != Reading::Zipfile {
         0
     } else {
-        (eocd as u64).saturating_sub(cd_size).saturating_sub(cd_off)
+        (dir_end as u64)
+            .saturating_sub(cd_size)
+            .saturating_sub(cd_off)
     };
     let mut pos = (cd_off + concat) as usize;
     let mut out = Vec::new();
