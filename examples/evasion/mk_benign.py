@@ -1,31 +1,19 @@
-import numpy as np, torch, joblib, tarfile, json, struct, io, os
-os.chdir("benign")
-for dt in ["f4","f8","i8","u1","bool","c8","U5","S3","f2"]:
-    np.save(f"np_{dt}.npy", np.zeros(5, dtype=dt))
-np.savez("np_savez.npz", a=np.arange(10), b=np.ones((3,3),"f4"))
-np.savez_compressed("np_savezc.npz", a=np.arange(1000), b=np.ones((3,3),"f4"))
-m = torch.nn.Sequential(torch.nn.Linear(4,4), torch.nn.ReLU(), torch.nn.Linear(4,2))
-torch.save(m.state_dict(), "torch_sd.pt")
-torch.save({"epoch":3,"model":m.state_dict(),"opt":torch.optim.Adam(m.parameters()).state_dict()}, "torch_ckpt.pt")
-torch.save(m.state_dict(), "torch_legacy.pt", _use_new_zipfile_serialization=False)
-d = {"coef": np.random.rand(10,3), "intercept": np.zeros(3), "classes": np.array([0,1,2]), "params": {"C":1.0,"penalty":"l2"}}
-for c in [0, 3, ("zlib",3), ("gzip",3), ("bz2",3), ("lzma",3), ("xz",3), ("lz4",3)]:
-    tag = c if isinstance(c,int) else c[0]
-    joblib.dump(d, f"joblib_{tag}.joblib", compress=c)
-# safetensors by hand
-hdr = json.dumps({"w":{"dtype":"F32","shape":[2,2],"data_offsets":[0,16]},"__metadata__":{"format":"pt"}}).encode()
-open("model.safetensors","wb").write(struct.pack("<Q",len(hdr))+hdr+b"\0"*16)
-# HF folder tar.gz
-with tarfile.open("hf.tar.gz","w:gz") as t:
-    for name,data in [("model/config.json", json.dumps({"architectures":["LlamaForCausalLM"],"hidden_size":64}).encode()),
-                      ("model/tokenizer.json", b'{"version":"1.0"}'), ("model/model.safetensors", open("model.safetensors","rb").read())]:
-        ti=tarfile.TarInfo(name); ti.size=len(data); t.addfile(ti, io.BytesIO(data))
-def gguf(template):
-    def s(x): x = x.encode(); return struct.pack("<Q", len(x)) + x
-    kv = s("general.architecture") + struct.pack("<I", 8) + s("llama")
-    kv += s("tokenizer.chat_template") + struct.pack("<I", 8) + s(template)
-    return b"GGUF" + struct.pack("<IQQ", 3, 0, 2) + kv
-LLAMA3 = "{% set loop_messages = messages %}{% for message in loop_messages %}{% set content = '<|start_header_id|>' + message['role'] + '<|end_header_id|>\n\n'+ message['content'] | trim + '<|eot_id|>' %}{% if loop.index0 == 0 %}{% set content = bos_token + content %}{% endif %}{{ content }}{% endfor %}{% if add_generation_prompt %}{{ '<|start_header_id|>assistant<|end_header_id|>\n\n' }}{% endif %}"
-QWEN = "{%- if tools %}\n    {{- '<|im_start|>system\\n' }}\n    {%- if messages[0]['role'] == 'system' %}\n        {{- messages[0]['content'] }}\n    {%- else %}\n        {{- 'You are Qwen, created by Alibaba Cloud. You are a helpful assistant.' }}\n    {%- endif %}\n    {{- \"\\n\\n# Tools\\n\\nYou may call one or more functions to assist with the user query.\\n\\nYou are provided with function signatures within <tools></tools> XML tags:\\n<tools>\" }}\n    {%- for tool in tools %}\n        {{- \"\\n\" }}\n        {{- tool | tojson }}\n    {%- endfor %}\n{%- else %}\n    {%- if messages[0]['role'] == 'system' %}\n        {{- '<|im_start|>system\\n' + messages[0]['content'] + '<|im_end|>\\n' }}\n    {%- endif %}\n{%- endif %}\n{%- for message in messages %}\n    {%- if (message.role == \"user\") or (message.role == \"system\" and not loop.first) %}\n        {{- '<|im_start|>' + message.role + '\\n' + message.content + '<|im_end|>' + '\\n' }}\n    {%- elif message.role == \"assistant\" %}\n        {{- '<|im_start|>' + message.role + '\\n' + message.content + '<|im_end|>\\n' }}\n    {%- endif %}\n{%- endfor %}\n{%- if add_generation_prompt %}\n    {{- '<|im_start|>assistant\\n' }}\n{%- endif %}\n"
-NS = "{%- set ns = namespace(found=false) -%}{%- for message in messages -%}{%- if message['role'] == 'system' -%}{%- set ns.found = true -%}{%- endif -%}{%- endfor -%}{{ ns.found }}"
-for n,t in [("llama3",LLAMA3),("qwen",QWEN),("ns",NS)]: open(f"{n}.gguf","wb").write(gguf(t))
+import os
+os.environ["KERAS_BACKEND"] = "torch"
+import numpy as np, joblib, torch, keras, onnx
+from onnx import helper, TensorProto, numpy_helper
+d = "/tmp/rt17/benign/"
+np.save(d+"a.npy", np.arange(10.)); np.savez_compressed(d+"a.npz", a=np.ones((3,3)), b=np.arange(5))
+a = np.empty(2, dtype=[('x','i4'),('y','f8')]); joblib.dump({"s": a, "w": np.arange(100.)}, d+"struct.joblib")
+for c in ["zlib","gzip","bz2","lzma","xz","lz4"]: joblib.dump({"w": np.arange(1000.), "l": [1,2]}, d+f"c_{c}.joblib", compress=(c,3))
+net = torch.nn.Sequential(torch.nn.Linear(4,8), torch.nn.ReLU(), torch.nn.Linear(8,2))
+opt = torch.optim.Adam(net.parameters()); net(torch.randn(2,4)).sum().backward(); opt.step()
+torch.save({"model": net.state_dict(), "opt": opt.state_dict(), "epoch": 3, "nested": {"a": [torch.ones(2), {"b": torch.zeros(3, dtype=torch.int64)}]}}, d+"ckpt.pt")
+torch.save(net, d+"full_module.pt")
+m = keras.Sequential([keras.Input((8,8,1)), keras.layers.Conv2D(4,3,activation="relu"), keras.layers.Flatten(), keras.layers.Dense(3, activation="softmax")])
+m.compile(optimizer="adam", loss="categorical_crossentropy", metrics=["accuracy"])
+m.save(d+"small.keras"); m.save(d+"small.h5")
+W = numpy_helper.from_array(np.random.rand(64,64).astype(np.float32), "W")
+g = helper.make_graph([helper.make_node("MatMul", ["x","W"], ["y"])], "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1,64])], [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1,64])], [W])
+mo = helper.make_model(g); os.makedirs(d+"onnxext", exist_ok=True)
+onnx.save(mo, d+"onnxext/model.onnx", save_as_external_data=True, all_tensors_to_one_file=True, location="weights.data", size_threshold=0)

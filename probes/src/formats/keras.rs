@@ -124,6 +124,24 @@ fn scan_config(data: &[u8], location: &str, out: &mut Findings) {
 
 /// Searches an HDF5 file for JSON model configs: attribute strings are stored as contiguous
 /// bytes, so the `model_config` JSON can be found and parsed without an HDF5 reader.
+/// Whether `head` starts like a JSON object's first member: `"name":` with a name of letters,
+/// digits and `_`.
+fn json_key_first(head: &[u8]) -> bool {
+    let Some(rest) = head.strip_prefix(b"\"") else {
+        return false;
+    };
+    let n = rest
+        .iter()
+        .take_while(|b| b.is_ascii_alphanumeric() || **b == b'_')
+        .count();
+    n > 0
+        && rest.get(n) == Some(&b'"')
+        && rest[n + 1..]
+            .iter()
+            .find(|b| !b.is_ascii_whitespace())
+            .is_some_and(|&b| b == b':')
+}
+
 fn scan_h5(data: &[u8], location: &str, out: &mut Findings) {
     let mut i = 0;
     let mut candidates = 0;
@@ -136,7 +154,9 @@ fn scan_h5(data: &[u8], location: &str, out: &mut Findings) {
             .position(|b| !b.is_ascii_whitespace())
             .map_or(rest.len(), |q| q + 1);
         let head = &rest[prefix.min(rest.len())..];
-        if !(head.starts_with(b"\"class_name\"") || head.starts_with(b"\"module\"")) {
+        // A JSON object whose first key is a name: keras writes `class_name` first, but any key
+        // order loads the same (`{"config": {...}, "class_name": "Lambda"}`).
+        if !json_key_first(head) {
             i = start + 1;
             continue;
         }

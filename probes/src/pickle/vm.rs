@@ -1215,7 +1215,12 @@ impl<'a, 's> Vm<'a, 's> {
             self.pos = nested.end;
             self.buf_end = self.buf_end.max(self.pos);
         } else {
-            if d.get_str("numpy_array_alignment_bytes").is_some() {
+            // joblib reads a padding byte only when the alignment is a number (it writes None
+            // for streams it cannot seek).
+            if matches!(
+                d.get_str("numpy_array_alignment_bytes"),
+                Some(Value::Int(_))
+            ) {
                 let pad = self.byte()? as u64;
                 self.take(pad)?;
             }
@@ -1250,6 +1255,13 @@ fn dtype_itemsize(v: Option<&Value>) -> Option<(bool, u64)> {
     let kind = code.trim_start_matches(['<', '>', '|', '=']);
     let letter = kind.chars().next()?;
     if letter == 'O' || kind == "object" {
+        return Some((true, 8));
+    }
+    // A structured type (`V8` with fields in its state) with an object field anywhere: joblib
+    // then pickles the array as a nested pickle.
+    if let Some(state) = &c.state
+        && has_object_dtype(state, &mut 256)
+    {
         return Some((true, 8));
     }
     // numpy's names for the fixed-size types.
@@ -1292,6 +1304,36 @@ fn dtype_itemsize(v: Option<&Value>) -> Option<(bool, u64)> {
     let n: u64 = digits.parse().ok()?;
     let n = if letter == 'U' { n * 4 } else { n };
     (n > 0).then_some((false, n))
+}
+
+/// Whether a `numpy.dtype('O...')` call (or `'object'`) sits anywhere in `v`, visiting at most
+/// `budget` nodes.
+fn has_object_dtype(v: &Value, budget: &mut usize) -> bool {
+    if *budget == 0 {
+        return false;
+    }
+    *budget -= 1;
+    match v {
+        Value::Call(c) => {
+            let object = matches!(&c.args, Value::Tuple(a) if a.items.first().and_then(Value::as_str).is_some_and(|s| {
+                let k = s.trim_start_matches(['<', '>', '|', '=']);
+                k.starts_with('O') || k == "object"
+            }));
+            object
+                || has_object_dtype(&c.args, budget)
+                || c.state
+                    .as_ref()
+                    .is_some_and(|s| has_object_dtype(s, budget))
+        }
+        Value::List(s) | Value::Tuple(s) | Value::Set(s) | Value::FrozenSet(s) => {
+            s.items.iter().any(|x| has_object_dtype(x, budget))
+        }
+        Value::Dict(p) => p
+            .items
+            .iter()
+            .any(|(k, x)| has_object_dtype(k, budget) || has_object_dtype(x, budget)),
+        _ => false,
+    }
 }
 
 fn utf8_value(b: &[u8]) -> Value {

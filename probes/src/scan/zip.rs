@@ -150,14 +150,22 @@ fn central_directory(
     } else {
         eocd
     };
-    let concat = if zip64 && reading != Reading::Zipfile {
-        0
-    } else {
-        (dir_end as u64)
+    // zipfile reads the directory where it ends (`concat`, the shift of every offset, may be
+    // negative); miniz (torch) and the format's rule read it at the offset written.
+    let concat: i64 = match reading {
+        Reading::Zipfile => dir_end as i64 - cd_size as i64 - cd_off as i64,
+        Reading::Miniz => 0,
+        Reading::Saturated if zip64 => 0,
+        Reading::Saturated => (dir_end as u64)
             .saturating_sub(cd_size)
-            .saturating_sub(cd_off)
+            .saturating_sub(cd_off) as i64,
     };
-    let mut pos = (cd_off + concat) as usize;
+    let shift = |off: u64| {
+        u64::try_from(off as i64 + concat)
+            .unwrap_or(u64::MAX)
+            .min(data.len() as u64)
+    };
+    let mut pos = usize::try_from(shift(cd_off)).unwrap_or(usize::MAX);
     let mut out = Vec::new();
     for _ in 0..entries.min(MAX_ARCHIVE_ENTRIES as u64 + 1) {
         if data.get(pos..pos + 4) != Some(CDH_SIG) {
@@ -207,11 +215,11 @@ fn central_directory(
             crc,
             csize,
             usize_,
-            local: local + concat,
+            local: shift(local),
         });
         pos += 46 + nlen + xlen + clen;
     }
-    Ok((out, concat, zip64))
+    Ok((out, concat.max(0) as u64, zip64))
 }
 
 /// Scans a zip found at the start of `data` (or whose directory is at its end); returns the
@@ -392,18 +400,41 @@ pub(crate) fn scan(
             }
         }
         let start = e.local + 30 + nlen as u64 + xlen as u64;
-        let end = start.saturating_add(e.csize);
+        // A stored member is read for its uncompressed size by miniz (torch) and for its
+        // compressed size by zipfile: both ranges are scanned (the longer holds the shorter).
+        let stored_sizes_differ = e.method == 0 && e.csize != e.usize_;
+        if stored_sizes_differ {
+            ctx.push(
+                report(
+                    "zip.size-mismatch",
+                    Severity::High,
+                    Category::Static,
+                    "a stored member declares two sizes: miniz (torch) reads the uncompressed one, zipfile the compressed one; both readings are scanned".into(),
+                    mloc.clone(),
+                )
+                .with_evidence(format!("compressed={} uncompressed={}", e.csize, e.usize_)),
+            );
+        }
+        let span = if e.method == 0 {
+            e.csize.max(e.usize_)
+        } else {
+            e.csize
+        };
+        let end = start.saturating_add(span);
         if end > data.len() as u64 {
             ctx.push(report(
                 "zip.malformed",
                 Severity::Medium,
                 Category::Integrity,
                 format!(
-                    "member data runs past the end of the file ({end} > {})",
+                    "member data runs past the end of the file ({end} > {}); what is there is scanned",
                     data.len()
                 ),
                 mloc.clone(),
             ));
+        }
+        let end = end.min(data.len() as u64);
+        if start > end {
             continue;
         }
         ranges.push((e.local, end, &e.name));
