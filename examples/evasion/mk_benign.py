@@ -1,19 +1,30 @@
 import os
-os.environ["KERAS_BACKEND"] = "torch"
-import numpy as np, joblib, torch, keras, onnx
-from onnx import helper, TensorProto, numpy_helper
-d = "/tmp/rt17/benign/"
-np.save(d+"a.npy", np.arange(10.)); np.savez_compressed(d+"a.npz", a=np.ones((3,3)), b=np.arange(5))
-a = np.empty(2, dtype=[('x','i4'),('y','f8')]); joblib.dump({"s": a, "w": np.arange(100.)}, d+"struct.joblib")
-for c in ["zlib","gzip","bz2","lzma","xz","lz4"]: joblib.dump({"w": np.arange(1000.), "l": [1,2]}, d+f"c_{c}.joblib", compress=(c,3))
-net = torch.nn.Sequential(torch.nn.Linear(4,8), torch.nn.ReLU(), torch.nn.Linear(8,2))
-opt = torch.optim.Adam(net.parameters()); net(torch.randn(2,4)).sum().backward(); opt.step()
-torch.save({"model": net.state_dict(), "opt": opt.state_dict(), "epoch": 3, "nested": {"a": [torch.ones(2), {"b": torch.zeros(3, dtype=torch.int64)}]}}, d+"ckpt.pt")
-torch.save(net, d+"full_module.pt")
-m = keras.Sequential([keras.Input((8,8,1)), keras.layers.Conv2D(4,3,activation="relu"), keras.layers.Flatten(), keras.layers.Dense(3, activation="softmax")])
-m.compile(optimizer="adam", loss="categorical_crossentropy", metrics=["accuracy"])
-m.save(d+"small.keras"); m.save(d+"small.h5")
-W = numpy_helper.from_array(np.random.rand(64,64).astype(np.float32), "W")
-g = helper.make_graph([helper.make_node("MatMul", ["x","W"], ["y"])], "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1,64])], [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1,64])], [W])
-mo = helper.make_model(g); os.makedirs(d+"onnxext", exist_ok=True)
-onnx.save(mo, d+"onnxext/model.onnx", save_as_external_data=True, all_tensors_to_one_file=True, location="weights.data", size_threshold=0)
+os.environ["KERAS_BACKEND"]="torch"
+import torch, numpy as np, joblib, keras
+B="benign/"
+m = torch.nn.Sequential(torch.nn.Linear(4,8), torch.nn.ReLU(), torch.nn.Linear(8,2))
+opt = torch.optim.Adam(m.parameters()); m(torch.randn(3,4)).sum().backward(); opt.step()
+torch.save(opt.state_dict(), B+"opt_state.pt")
+torch.save({"model": m.state_dict(), "opt": opt.state_dict(), "epoch": 3, "sched": torch.optim.lr_scheduler.StepLR(opt, 2).state_dict()}, B+"ckpt_full.pt")
+t = torch.arange(20.); torch.save({"a": t, "b": t[5:10], "c": t.view(4,5), "p": torch.nn.Parameter(torch.ones(3))}, B+"shared.pt")
+torch.save(m, B+"whole_module.pt")  # pickles the class: expected high (torch.nn.* classes)
+torch.jit.save(torch.jit.script(m), B+"jit_script.pt")
+torch.jit.save(torch.jit.trace(m, torch.randn(1,4)), B+"jit_trace.pt")
+torch.save(m.state_dict(), B+"mmap_sd.pt")
+try:
+    ep = torch.export.export(m, (torch.randn(2,4),))
+    torch.export.save(ep, B+"export.pt2")
+except Exception as e: print("export", e)
+rng = np.random.default_rng(0)
+joblib.dump({"rng": rng, "legacy": np.random.RandomState(0), "w": rng.standard_normal((10,3))}, B+"jl_rng.joblib")
+joblib.dump({"rng": rng, "w": np.ones(5)}, B+"jl_rng_z.joblib", compress=3)
+@keras.saving.register_keras_serializable(package="my")
+class MyDense(keras.layers.Layer):
+    def __init__(s, units=2, **kw): super().__init__(**kw); s.units=units
+    def build(s, shp): s.w = s.add_weight(shape=(shp[-1], s.units))
+    def call(s, x): return x @ s.w
+    def get_config(s): return {**super().get_config(), "units": s.units}
+km = keras.Sequential([keras.Input((4,)), MyDense(3), keras.layers.Dense(2)])
+km.compile(optimizer="adam", loss="mse", metrics=["mae"])
+km.save(B+"keras_custom.keras")
+km.save(B+"keras_custom.h5")

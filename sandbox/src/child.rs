@@ -271,8 +271,8 @@ fn mounts(plan: &ChildPlan) {
         step(Step::Mounts, i, r);
     }
 
-    // Drop the host root, then make the new root the root and the stage disappear.
-    step(Step::Pivot, 0, umount2(&plan.oldroot_abs, libc::MNT_DETACH));
+    // Make the new root the root; one lazy unmount then drops the stage and, mounted inside it,
+    // the host root (an unmount waits for an RCU grace period: one, not one per tree).
     step(Step::Pivot, 0, chdir(&plan.newroot_abs));
     step(Step::Pivot, 0, pivot_root(&plan.dot, &plan.dot));
     step(Step::Pivot, 0, umount2(&plan.dot, libc::MNT_DETACH));

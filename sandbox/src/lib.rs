@@ -419,13 +419,12 @@ pub fn spawn_with(mut config: Config, support: &HostSupport) -> Result<Running, 
         rlimits.push((libc::RLIMIT_NPROC, config.pids));
     }
 
-    let [stage, newroot, oldroot, oldroot_abs, newroot_abs, dot, root] = plan::staging_paths()?;
+    let [stage, newroot, oldroot, newroot_abs, dot, root] = plan::staging_paths()?;
     let cplan = Box::new(ChildPlan {
         ops,
         stage,
         newroot,
         oldroot,
-        oldroot_abs,
         newroot_abs,
         dot,
         root,

@@ -158,7 +158,6 @@ pub struct ChildPlan {
     pub stage: CString,
     pub newroot: CString,
     pub oldroot: CString,
-    pub oldroot_abs: CString,
     pub newroot_abs: CString,
     pub dot: CString,
     pub root: CString,
@@ -630,12 +629,11 @@ pub fn landlock(abi: u32, rw: &[PathBuf]) -> Result<Landlock, PlanError> {
     Ok(Landlock { abi, rules })
 }
 
-pub fn staging_paths() -> Result<[CString; 7], PlanError> {
+pub fn staging_paths() -> Result<[CString; 6], PlanError> {
     Ok([
         cstr(STAGE)?,
         cstr("newroot")?,
         cstr("oldroot")?,
-        cstr(OLDROOT)?,
         cstr(NEWROOT)?,
         cstr(".")?,
         cstr("/")?,

@@ -276,7 +276,12 @@ fn run_streams(
         pos = s.end;
     }
     out.joblib = shared.joblib;
-    out.imports_code = shared.has_unsafe()
+    // An EXT code alone (random bytes often start with EXT1) names nothing: a named import
+    // that is not plain data must be there.
+    out.imports_code = shared
+        .globals
+        .iter()
+        .any(|g| g.judgment != Judgment::Allowed)
         && shared
             .globals
             .iter()

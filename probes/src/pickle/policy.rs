@@ -209,6 +209,28 @@ const ALLOW: &[(&str, &[&str])] = &[
             "ObjectDType",
         ],
     ),
+    // numpy's random generators pickle through these constructors; a callable they are handed
+    // (the bit generator's type) is a global of its own, judged by itself.
+    (
+        "numpy.random._pickle",
+        &[
+            "__randomstate_ctor",
+            "__generator_ctor",
+            "__bit_generator_ctor",
+        ],
+    ),
+    // Cython's unpickle helper checks a checksum and rebuilds the type it is handed (itself
+    // a global, judged by itself).
+    (
+        "numpy.random.bit_generator",
+        &["SeedSequence", "__pyx_unpickle_SeedSequence"],
+    ),
+    ("numpy.random._mt19937", &["MT19937"]),
+    ("numpy.random._pcg64", &["PCG64", "PCG64DXSM"]),
+    ("numpy.random._philox", &["Philox"]),
+    ("numpy.random._sfc64", &["SFC64"]),
+    ("numpy.random.mtrand", &["RandomState"]),
+    ("numpy.random._generator", &["Generator"]),
     (
         "joblib.numpy_pickle",
         &["NumpyArrayWrapper", "NDArrayWrapper"],

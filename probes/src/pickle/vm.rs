@@ -373,6 +373,20 @@ impl<'a, 's> Vm<'a, 's> {
     // ---- globals and calls ----------------------------------------------------------------
 
     fn global(&mut self, module: &str, name: &str, at: usize, opcode: &'static str) -> R<Value> {
+        // No module file or attribute has a space, a slash or a control character in its name:
+        // CPython's import fails here before anything runs (text or tensor bytes read as a
+        // GLOBAL opcode are not a pickle). Hyphens stay: real modules carry them.
+        let importable = |s: &str| {
+            !s.is_empty()
+                && s.chars()
+                    .all(|c| c.is_alphanumeric() || matches!(c, '_' | '-' | '.'))
+        };
+        if !importable(module) || !importable(name) {
+            return Err(PickleError::invalid(
+                "a global whose name no module can have (the import fails before anything runs)",
+                at,
+            ));
+        }
         self.saw_code = true;
         let key = (module.to_string(), name.to_string());
         if let Some(&id) = self.shared.index.get(&key) {

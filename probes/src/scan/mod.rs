@@ -192,7 +192,12 @@ impl Ctx {
                 over: false,
             };
             let lzma_ok = kind != Compression::Lzma || {
-                let _ = lzma_rs::lzma_decompress(&mut &data[..], &mut sink);
+                // The first stream alone: lzma-rs fails on a second one after it.
+                let first_end = stream_starts(kind, data)
+                    .get(1)
+                    .copied()
+                    .unwrap_or(data.len());
+                let _ = lzma_rs::lzma_decompress(&mut &data[..first_end], &mut sink);
                 !sink.out.is_empty()
             };
             if lzma_ok {
@@ -357,8 +362,71 @@ impl Ctx {
     }
 }
 
-/// Decodes `data` as `kind`, keeping at most `budget` bytes.
+/// Streams decoded from one buffer: joblib's bz2, lzma, xz and lz4 readers read on into a
+/// stream that follows the first, so a pickle split across two is one pickle to them.
+const MAX_STREAMS: usize = 64;
+
+/// Decodes `data` as `kind`, every stream of it one after another, keeping at most `budget`
+/// bytes.
 fn decode(kind: Compression, data: &[u8], budget: u64) -> (Vec<u8>, Inflated) {
+    let starts = stream_starts(kind, data);
+    if starts.len() <= 1 {
+        return decode_one(kind, data, budget);
+    }
+    let mut out = Vec::new();
+    let mut state = Inflated::Complete;
+    for (i, &start) in starts.iter().enumerate() {
+        let end = starts.get(i + 1).copied().unwrap_or(data.len());
+        let (part, s) = decode_one(kind, &data[start..end], budget - out.len() as u64);
+        out.extend_from_slice(&part);
+        match s {
+            Inflated::OverBudget => return (out, Inflated::OverBudget),
+            Inflated::Corrupt => state = Inflated::Corrupt,
+            Inflated::Complete => {}
+        }
+    }
+    (out, state)
+}
+
+/// Where the streams of `data` start: its first byte, and every later place where the stream
+/// header of `kind` stands in full (gzip and zlib are read across streams by their decoders).
+fn stream_starts(kind: Compression, data: &[u8]) -> Vec<usize> {
+    let is_start = |d: &[u8]| match kind {
+        Compression::Bzip2 => {
+            d.len() > 10
+                && d.starts_with(b"BZh")
+                && (b'1'..=b'9').contains(&d[3])
+                && d[4..10] == [0x31, 0x41, 0x59, 0x26, 0x53, 0x59]
+        }
+        Compression::Lz4 => d.starts_with(b"\x04\x22\x4d\x18"),
+        Compression::Xz => d.starts_with(b"\xfd7zXZ\x00"),
+        // joblib's .lzma streams: properties 0x5d, a dictionary size, an unknown length.
+        Compression::Lzma => {
+            d.len() >= 13 && d[0] == 0x5d && d[1] == 0 && d[2] == 0 && d[5..13] == [0xff; 8]
+        }
+        Compression::Gzip | Compression::Zlib | Compression::Deflate => false,
+    };
+    let first = match kind {
+        Compression::Bzip2 => b'B',
+        Compression::Lz4 => 0x04,
+        Compression::Xz => 0xfd,
+        Compression::Lzma => 0x5d,
+        _ => return vec![0],
+    };
+    let mut starts = vec![0];
+    for i in 1..data.len() {
+        if starts.len() >= MAX_STREAMS {
+            break;
+        }
+        if data[i] == first && is_start(&data[i..]) {
+            starts.push(i);
+        }
+    }
+    starts
+}
+
+/// Decodes one stream of `data` as `kind`, keeping at most `budget` bytes.
+fn decode_one(kind: Compression, data: &[u8], budget: u64) -> (Vec<u8>, Inflated) {
     match kind {
         Compression::Gzip => read_bounded(flate2::read::MultiGzDecoder::new(data), budget),
         Compression::Zlib => read_bounded(flate2::read::ZlibDecoder::new(data), budget),

@@ -209,7 +209,7 @@ fn central_directory(
             x += 4 + len;
         }
         out.push(Entry {
-            name: String::from_utf8_lossy(name_bytes).into_owned(),
+            name: member_name(name_bytes),
             flags,
             method,
             crc,
@@ -379,9 +379,7 @@ pub(crate) fn scan(
         let (Some(nlen), Some(xlen)) = (u16_at(lh, 26), u16_at(lh, 28)) else {
             continue;
         };
-        let local_name = lh
-            .get(30..30 + nlen as usize)
-            .map(|n| String::from_utf8_lossy(n).into_owned());
+        let local_name = lh.get(30..30 + nlen as usize).map(member_name);
         if let Some(ln) = &local_name
             && *ln != e.name
             && !is_hidden
@@ -500,6 +498,12 @@ pub(crate) fn scan(
                 );
             }
         }
+        if !keras && e.name == "config.json" {
+            // Keras builds a model from config.json alone (a zip without metadata.json or
+            // weights still runs its Lambda layers before it fails).
+            ctx.findings
+                .extend(formats::keras::scan_zip_member(&e.name, content, &mloc));
+        }
         if keras {
             let found = formats::keras::scan_zip_member(&e.name, content, &mloc);
             ctx.findings.extend(found);
@@ -575,7 +579,7 @@ fn walk_local_headers_from(data: &[u8], mut pos: usize) -> Vec<Entry> {
         };
         let name = data
             .get(pos + 30..pos + 30 + nlen as usize)
-            .map(|n| String::from_utf8_lossy(n).into_owned())
+            .map(member_name)
             .unwrap_or_default();
         out.push(Entry {
             name,
@@ -613,4 +617,11 @@ fn lzma_alone_header(packed: &[u8], flags: u16, unpacked: u64) -> Option<Vec<u8>
     }
     out.extend_from_slice(stream);
     Some(out)
+}
+
+/// A member's name as Python's zipfile reads it: cut at the first NUL (`config.json\0x` is
+/// `config.json` to keras).
+fn member_name(raw: &[u8]) -> String {
+    let cut = raw.iter().position(|&b| b == 0).map_or(raw, |n| &raw[..n]);
+    String::from_utf8_lossy(cut).into_owned()
 }
