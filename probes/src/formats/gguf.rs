@@ -765,7 +765,13 @@ fn judge_region(toks: &[Tok], statement: bool) -> Vec<(Severity, String)> {
                             "takes an attribute of the '{name}' global (sandbox escape gadget)"
                         ),
                     ));
-                } else if !after_dot && GADGET_ROOTS.contains(&name.as_str()) && !op(i + 1, '(') {
+                } else if !after_dot
+                    && matches!(name.as_str(), "cycler" | "joiner" | "lipsum")
+                    && !op(i + 1, '(')
+                    // Not a name being bound (`set cycler = ...`, `f(cycler=1)`).
+                    && !op(i + 1, '=')
+                    && (i == 0 || !ident(i - 1, "set"))
+                {
                     // Named as a value (`{% set c = cycler %}`), not called: the alias reaches
                     // the same attributes in another region, by names built there.
                     why.push((
@@ -916,8 +922,6 @@ fn judge_region(toks: &[Tok], statement: bool) -> Vec<(Severity, String)> {
     why
 }
 
-/// Analyses a Jinja chat template (GGUF `tokenizer.chat_template`, or `chat_template` of a
-/// Hugging Face `tokenizer_config.json`). `location` names it in findings.
 /// Names a `set` binds to an instance of a gadget (`{% set c = cycler(1) %}`): the instance
 /// reaches the same globals as the class (`c.__init__.__globals__`), by keys built elsewhere.
 fn gadget_instances(regions: &[(usize, &str, bool)]) -> HashSet<String> {
@@ -945,6 +949,8 @@ fn gadget_instances(regions: &[(usize, &str, bool)]) -> HashSet<String> {
     names
 }
 
+/// Analyses a Jinja chat template (GGUF `tokenizer.chat_template`, or `chat_template` of a
+/// Hugging Face `tokenizer_config.json`). `location` names it in findings.
 pub fn scan_chat_template(template: &str, location: &str) -> Vec<Finding> {
     let mut out = Findings::default();
     let regions = regions(template);
@@ -1133,6 +1139,11 @@ mod tests {
         assert!(
             scan_chat_template(joined, "t").is_empty(),
             "a joiner called is no finding"
+        );
+        let named = "{% set cycler = namespace(n=1) %}{{ f(joiner=1) }}{% set config = 2 %}";
+        assert!(
+            scan_chat_template(named, "t").is_empty(),
+            "names bound are no aliases"
         );
         for t in HOSTILE {
             let f = scan_chat_template(t, "t");

@@ -122,26 +122,35 @@ fn scan_config(data: &[u8], location: &str, out: &mut Findings) {
     }
 }
 
-/// Searches an HDF5 file for JSON model configs: attribute strings are stored as contiguous
-/// bytes, so the `model_config` JSON can be found and parsed without an HDF5 reader.
-/// Whether `head` starts like a JSON object's first member: `"name":` with a name of letters,
-/// digits and `_`.
+/// Longest first key looked for at a `{` (keras's keys are short words).
+const MAX_KEY_BYTES: usize = 256;
+
+/// Whether `head` starts like a JSON object's first member: a string of at most
+/// `MAX_KEY_BYTES` bytes (escapes such as `\u0063lass_name` included), then `:`.
 fn json_key_first(head: &[u8]) -> bool {
     let Some(rest) = head.strip_prefix(b"\"") else {
         return false;
     };
-    let n = rest
-        .iter()
-        .take_while(|b| b.is_ascii_alphanumeric() || **b == b'_')
-        .count();
-    n > 0
-        && rest.get(n) == Some(&b'"')
-        && rest[n + 1..]
-            .iter()
-            .find(|b| !b.is_ascii_whitespace())
-            .is_some_and(|&b| b == b':')
+    let mut i = 0;
+    while i < rest.len().min(MAX_KEY_BYTES) {
+        match rest[i] {
+            b'\\' => i += 2,
+            b'"' => {
+                return i > 0
+                    && rest[i + 1..]
+                        .iter()
+                        .find(|b| !b.is_ascii_whitespace())
+                        .is_some_and(|&b| b == b':');
+            }
+            b if b < 0x20 => return false,
+            _ => i += 1,
+        }
+    }
+    false
 }
 
+/// Searches an HDF5 file for JSON model configs: attribute strings are stored as contiguous
+/// bytes, so the `model_config` JSON can be found and parsed without an HDF5 reader.
 fn scan_h5(data: &[u8], location: &str, out: &mut Findings) {
     let mut i = 0;
     let mut candidates = 0;

@@ -1229,11 +1229,11 @@ impl<'a, 's> Vm<'a, 's> {
             self.pos = nested.end;
             self.buf_end = self.buf_end.max(self.pos);
         } else {
-            // joblib reads a padding byte only when the alignment is a number (it writes None
+            // joblib reads a padding byte whenever the alignment is not None (it writes None
             // for streams it cannot seek).
-            if matches!(
+            if !matches!(
                 d.get_str("numpy_array_alignment_bytes"),
-                Some(Value::Int(_))
+                None | Some(Value::None)
             ) {
                 let pad = self.byte()? as u64;
                 self.take(pad)?;
@@ -1274,7 +1274,7 @@ fn dtype_itemsize(v: Option<&Value>) -> Option<(bool, u64)> {
     // A structured type (`V8` with fields in its state) with an object field anywhere: joblib
     // then pickles the array as a nested pickle.
     if let Some(state) = &c.state
-        && has_object_dtype(state, &mut 256)
+        && has_object_dtype(state, &mut MAX_DTYPE_NODES.clone())
     {
         return Some((true, 8));
     }
@@ -1316,15 +1316,19 @@ fn dtype_itemsize(v: Option<&Value>) -> Option<(bool, u64)> {
         .take_while(char::is_ascii_digit)
         .collect();
     let n: u64 = digits.parse().ok()?;
-    let n = if letter == 'U' { n * 4 } else { n };
+    let n = if letter == 'U' { n.checked_mul(4)? } else { n };
     (n > 0).then_some((false, n))
 }
 
+/// Nodes of a dtype's pickled state looked at for an object field: a structured type with more
+/// fields than this is taken for one that has it.
+const MAX_DTYPE_NODES: usize = 4096;
+
 /// Whether a `numpy.dtype('O...')` call (or `'object'`) sits anywhere in `v`, visiting at most
-/// `budget` nodes.
+/// `budget` nodes; a state too large to look through counts as holding one.
 fn has_object_dtype(v: &Value, budget: &mut usize) -> bool {
     if *budget == 0 {
-        return false;
+        return true;
     }
     *budget -= 1;
     match v {

@@ -261,7 +261,15 @@ impl Ctx {
     }
 
     fn inflate(&mut self, data: &[u8], loc: &str, depth: u8, kind: Compression) -> &'static str {
-        let (out, complete) = decode(kind, data, self.budget(data.len()));
+        // Deflate reaches ~1000:1 on zeros (a joblib dump of a zero matrix), so the bomb ratio
+        // binds it only inside another stream or archive (a gzip of a gzip of zeros).
+        let ratio_applies = depth > 0 || !matches!(kind, Compression::Gzip | Compression::Zlib);
+        let budget = if ratio_applies {
+            self.budget(data.len())
+        } else {
+            self.budget(usize::MAX)
+        };
+        let (out, complete) = decode(kind, data, budget);
         self.unpacked += out.len() as u64;
         let name = match kind {
             Compression::Gzip => "gzip",
@@ -362,6 +370,9 @@ impl Ctx {
     }
 }
 
+/// The largest lzma window held in memory (xz's largest preset uses 64 MiB).
+const LZMA_WINDOW_LIMIT: usize = 64 << 20;
+
 /// Streams decoded from one buffer: joblib's bz2, lzma, xz and lz4 readers read on into a
 /// stream that follows the first, so a pickle split across two is one pickle to them.
 const MAX_STREAMS: usize = 64;
@@ -443,7 +454,12 @@ fn decode_one(kind: Compression, data: &[u8], budget: u64) -> (Vec<u8>, Inflated
             let r = if kind == Compression::Xz {
                 lzma_rs::xz_decompress(&mut input, &mut sink)
             } else {
-                lzma_rs::lzma_decompress(&mut input, &mut sink)
+                // A header may claim a 4 GiB dictionary: lzma-rs holds its window in memory.
+                let options = lzma_rs::decompress::Options {
+                    memlimit: Some(LZMA_WINDOW_LIMIT),
+                    ..Default::default()
+                };
+                lzma_rs::lzma_decompress_with_options(&mut input, &mut sink, &options)
             };
             let state = match (r, sink.over) {
                 (_, true) => Inflated::OverBudget,
@@ -559,16 +575,15 @@ fn is_zlib(data: &[u8]) -> bool {
 }
 
 /// The zlib stream of joblib's legacy compressed file (`numpy_pickle_compat.read_zfile`):
-/// after "ZF" and a 19-byte hex length, and one space if there is one.
+/// after "ZF" and a 19-byte length field, and one space if there is one.
 fn joblib_zfile(data: &[u8]) -> Option<&[u8]> {
     const HEADER: usize = 2 + 19;
     if !data.starts_with(b"ZF") {
         return None;
     }
-    let length = std::str::from_utf8(data.get(2..HEADER)?).ok()?;
-    let length = length.trim_end();
-    let hex = length.strip_prefix("0x").unwrap_or(length);
-    u64::from_str_radix(hex.trim_end_matches('L'), 16).ok()?;
+    // joblib parses the length with int(x, 16) and only passes it to zlib as a size hint: its
+    // spelling does not matter, the zlib stream after it does.
+    data.get(..HEADER)?;
     let start = if data.get(HEADER) == Some(&b' ') {
         HEADER + 1
     } else {

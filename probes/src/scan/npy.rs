@@ -27,7 +27,7 @@ pub(crate) fn scan(ctx: &mut Ctx, data: &[u8], loc: &str) -> &'static str {
     let Some(&major) = data.get(6) else {
         return bad(ctx, "truncated .npy preamble".into());
     };
-    let (hlen, hstart) = match major {
+    let (hlen, hstart): (usize, usize) = match major {
         1 => match data.get(8..10) {
             Some(b) => (u16::from_le_bytes([b[0], b[1]]) as usize, 10),
             None => return bad(ctx, "truncated .npy preamble".into()),
@@ -39,6 +39,11 @@ pub(crate) fn scan(ctx: &mut Ctx, data: &[u8], loc: &str) -> &'static str {
         v => return bad(ctx, format!("unknown .npy version {v}")),
     };
     if hlen > MAX_HEADER {
+        // numpy.load(allow_pickle=True) lifts its own header bound: what follows may still be
+        // the pickle it runs.
+        if let Some(rest) = hstart.checked_add(hlen).filter(|&s| s < data.len()) {
+            scan_if_code(ctx, data, rest, loc);
+        }
         return bad(ctx, format!("header of {hlen} bytes"));
     }
     let Some(header) = data.get(hstart..hstart + hlen) else {
@@ -52,19 +57,17 @@ pub(crate) fn scan(ctx: &mut Ctx, data: &[u8], loc: &str) -> &'static str {
     // either naming the object type counts. Adjacent literals are one string to Python
     // (`'de' 'scr'`), so they are joined first.
     let header = join_adjacent_literals(&header);
-    let object = descr_value(&header, false).is_none_or(|d| has_object_type(&d))
-        || descr_value(&header, true).is_none_or(|d| has_object_type(&d));
-    if !object
-        && data
-            .get(start..start + 2)
-            .is_some_and(|p| p[0] == 0x80 && (2..=5).contains(&p[1]))
-    {
-        // Data that opens like the pickle numpy writes for object arrays, under a header this
-        // reader takes for another type: its imports are reported if they name code.
-        let scan = pickle::scan_from(data, start, loc, &pickle::Limits::default());
-        if scan.names_code() {
-            ctx.findings.extend(scan.findings);
-        }
+    let (first, last) = (descr_value(&header, false), descr_value(&header, true));
+    // An escape in the header can spell a second `descr` key this reader does not see
+    // (`'\x64escr'`); numpy never writes one.
+    let object = header.contains('\\')
+        || (first.is_none() && last.is_none())
+        || first.as_deref().is_some_and(has_object_type)
+        || last.as_deref().is_some_and(has_object_type);
+    if !object {
+        // Under a header this reader takes for another type, the data's imports are still
+        // reported if they name code.
+        scan_if_code(ctx, data, start, loc);
     }
     if object {
         ctx.push(
@@ -91,6 +94,15 @@ pub(crate) fn scan(ctx: &mut Ctx, data: &[u8], loc: &str) -> &'static str {
         }
     }
     "numpy"
+}
+
+/// Runs the pickle VM on `data` from `start` and keeps its findings only if the bytes import
+/// code by real names (numeric array bytes then stay clean).
+fn scan_if_code(ctx: &mut Ctx, data: &[u8], start: usize, loc: &str) {
+    let scan = pickle::scan_from(data, start, loc, &pickle::Limits::default());
+    if scan.names_code() {
+        ctx.findings.extend(scan.findings);
+    }
 }
 
 /// The header with every quote made `'` and adjacent string literals joined (`'de' "scr"` is
@@ -152,11 +164,28 @@ fn descr_value(header: &str, last: bool) -> Option<String> {
 /// Whether a dtype spelling names the object type anywhere: `O`, `|O`, `O8`, `object`, or a
 /// structured type with such a field (each quoted type in the list is checked).
 fn has_object_type(descr: &str) -> bool {
+    // One type: byte order, an optional subarray shape `(2,)`, then `O`, `O8` or `object`; a
+    // string of comma-separated types (`'f4,O'`) is a structured type of them.
     let simple = |t: &str| {
         let t = t.trim().trim_start_matches(['|', '<', '>', '=']);
+        let t = match t.strip_prefix('(') {
+            Some(rest) => rest.split_once(')').map_or(rest, |(_, ty)| ty).trim(),
+            None => t,
+        };
+        let t = t.trim_start_matches(['|', '<', '>', '=']);
         t == "object" || (t.starts_with('O') && t[1..].bytes().all(|b| b.is_ascii_digit()))
     };
-    if simple(descr) {
+    // Commas inside a shape `(2,3)` do not separate types.
+    let mut depth = 0i32;
+    let parts = descr.split(|c| {
+        match c {
+            '(' => depth += 1,
+            ')' => depth -= 1,
+            _ => {}
+        }
+        c == ',' && depth == 0
+    });
+    if parts.into_iter().any(simple) {
         return true;
     }
     // Quoted strings inside a structured type: every other one is a field name, but a field
@@ -176,6 +205,8 @@ mod tests {
             "{'descr' : '|O', 'fortran_order': False, 'shape': (1,), }",
             "{'descr': 'object', 'fortran_order': False, 'shape': (1,), }",
             "{'descr': 'O8', 'fortran_order': False, 'shape': (1,), }",
+            "{'descr': 'f4,O', 'fortran_order': False, 'shape': (1,), }",
+            "{'descr': '(2,)O', 'fortran_order': False, 'shape': (1,), }",
             "{'descr': [('a', '<f4'), (\"b\", \"O\")], 'fortran_order': False, 'shape': (1,), }",
         ] {
             let d = descr_value(header, false);

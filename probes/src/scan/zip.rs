@@ -69,6 +69,15 @@ struct Entry {
     local: u64,
 }
 
+/// Where a member was found: in the directory reported first, in another reading of the
+/// directories, or only by walking local headers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Origin {
+    Listed,
+    Redirected,
+    Hidden,
+}
+
 /// One reading of a central directory: its members, or why it could not be read.
 type DirectoryRead = Result<Vec<Entry>, String>;
 
@@ -136,7 +145,7 @@ fn central_directory(
         && (reading != Reading::Saturated || saturated)
     {
         let rec = u64_at(data, loc + 8).ok_or("short zip64 locator")? as usize;
-        if data.get(rec..rec + 4) == Some(EOCD64_SIG) {
+        if rec.checked_add(4).and_then(|end| data.get(rec..end)) == Some(EOCD64_SIG) {
             entries = u64_at(data, rec + 32).ok_or("short zip64 EOCD")?;
             cd_size = u64_at(data, rec + 40).ok_or("short zip64 EOCD")?;
             cd_off = u64_at(data, rec + 48).ok_or("short zip64 EOCD")?;
@@ -153,7 +162,8 @@ fn central_directory(
     // zipfile reads the directory where it ends (`concat`, the shift of every offset, may be
     // negative); miniz (torch) and the format's rule read it at the offset written.
     let concat: i64 = match reading {
-        Reading::Zipfile => dir_end as i64 - cd_size as i64 - cd_off as i64,
+        Reading::Zipfile => (dir_end as i128 - cd_size as i128 - cd_off as i128)
+            .clamp(i64::MIN as i128, i64::MAX as i128) as i64,
         Reading::Miniz => 0,
         Reading::Saturated if zip64 => 0,
         Reading::Saturated => (dir_end as u64)
@@ -161,7 +171,7 @@ fn central_directory(
             .saturating_sub(cd_off) as i64,
     };
     let shift = |off: u64| {
-        u64::try_from(off as i64 + concat)
+        u64::try_from(off as i128 + concat as i128)
             .unwrap_or(u64::MAX)
             .min(data.len() as u64)
     };
@@ -290,19 +300,19 @@ pub(crate) fn scan(
     }
     // Members another reading of the directories lists (a ZIP64 record the 32-bit fields do
     // not call for, an EOCD whose comment overruns the file): zipfile or miniz load those.
+    let mut known: HashSet<(u64, String)> =
+        entries.iter().map(|e| (e.local, e.name.clone())).collect();
     let mut redirected: Vec<Entry> = Vec::new();
-    for dir in other_directories {
-        for e in dir.into_iter().take(MAX_ARCHIVE_ENTRIES) {
-            let known = entries
-                .iter()
-                .chain(&redirected)
-                .any(|k| k.local == e.local && k.name == e.name);
-            if !known {
-                hidden.retain(|h| h.local != e.local);
-                redirected.push(e);
-            }
+    for e in other_directories.into_iter().flatten() {
+        if redirected.len() >= MAX_ARCHIVE_ENTRIES {
+            break;
+        }
+        if known.insert((e.local, e.name.clone())) {
+            redirected.push(e);
         }
     }
+    let redirected_at: HashSet<u64> = redirected.iter().map(|e| e.local).collect();
+    hidden.retain(|h| !redirected_at.contains(&h.local));
 
     let mut names: HashMap<&str, usize> = HashMap::new();
     for e in &entries {
@@ -316,14 +326,15 @@ pub(crate) fn scan(
             .any(|e| e.name == "metadata.json" || e.name.ends_with(".h5"));
     let mut ranges: Vec<(u64, u64, &str)> = Vec::new();
 
-    for (e, is_hidden) in entries
+    for (e, origin) in entries
         .iter()
-        .map(|e| (e, false))
-        .chain(redirected.iter().map(|e| (e, true)))
-        .chain(hidden.iter().map(|e| (e, true)))
+        .map(|e| (e, Origin::Listed))
+        .chain(redirected.iter().map(|e| (e, Origin::Redirected)))
+        .chain(hidden.iter().map(|e| (e, Origin::Hidden)))
     {
+        let is_hidden = origin != Origin::Listed;
         let mloc = member_loc(loc, depth, &e.name);
-        if redirected.iter().any(|r| std::ptr::eq(r, e)) {
+        if origin == Origin::Redirected {
             ctx.push(report(
                 "zip.second-directory",
                 Severity::High,
@@ -404,10 +415,10 @@ pub(crate) fn scan(
         if stored_sizes_differ {
             ctx.push(
                 report(
-                    "zip.size-mismatch",
+                    "zip.stored-size-mismatch",
                     Severity::High,
                     Category::Static,
-                    "a stored member declares two sizes: miniz (torch) reads the uncompressed one, zipfile the compressed one; both readings are scanned".into(),
+                    "a stored member declares two sizes: readers that take the uncompressed one (miniz, for sizes from a ZIP64 field or where its own check is skipped) and zipfile, which takes the compressed one, read different bytes; both readings are scanned".into(),
                     mloc.clone(),
                 )
                 .with_evidence(format!("compressed={} uncompressed={}", e.csize, e.usize_)),
