@@ -94,7 +94,7 @@ fn every_hostile_file_is_high_or_critical() {
     assert!(count >= 45, "only {count} pickle-family hostile files");
 }
 
-/// Red-team rounds 15 to 18: files whose real loader runs their payload, which the scan used to
+/// Red-team rounds 15 to 18 and the review after them: files whose real loader runs their payload, which the scan used to
 /// pass (tests/fixtures/evasion/README.md lists the tricks), and files the real libraries write
 /// that must stay clean. The counts make a file that went missing from the folder fail the test.
 #[test]
@@ -103,10 +103,18 @@ fn scan_evasions_are_high_or_critical_and_their_look_alikes_pass() {
     let (code, v) = scan_json(&dir.join("hostile"));
     assert_eq!(code, 1);
     let files = v["files"].as_array().expect("files");
-    assert_eq!(files.len(), 73, "every evasion file is scanned");
+    assert_eq!(files.len(), 75, "every evasion file is scanned");
+    // Each payload is seen (critical), not only the trick around it (high); the bomb is high.
     let missed: Vec<String> = files
         .iter()
-        .filter(|f| !matches!(f["max_severity"].as_str(), Some("high" | "critical")))
+        .filter(|f| {
+            let want = if name_of(f).starts_with("res_") {
+                "high"
+            } else {
+                "critical"
+            };
+            f["max_severity"].as_str() != Some(want)
+        })
         .map(|f| format!("{} ({}): {}", name_of(f), f["format"], f["findings"]))
         .collect();
     assert!(missed.is_empty(), "evasions passed:\n{}", missed.join("\n"));

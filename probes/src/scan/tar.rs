@@ -8,22 +8,23 @@ use super::{Ctx, MAX_ARCHIVE_ENTRIES, member_loc};
 
 const BLOCK: usize = 512;
 
+/// Python's tarfile accepts the header sum with bytes read unsigned or signed (old tars).
 fn checksum_ok(h: &[u8]) -> bool {
     let Some(stored) = octal(&h[148..156]) else {
         return false;
     };
-    let sum: u64 = h
+    let field = |i: usize| (148..156).contains(&i);
+    let unsigned: i64 = h
         .iter()
         .enumerate()
-        .map(|(i, &b)| {
-            if (148..156).contains(&i) {
-                32
-            } else {
-                b as u64
-            }
-        })
+        .map(|(i, &b)| if field(i) { 32 } else { b as i64 })
         .sum();
-    stored == sum
+    let signed: i64 = h
+        .iter()
+        .enumerate()
+        .map(|(i, &b)| if field(i) { 32 } else { b as i8 as i64 })
+        .sum();
+    stored as i64 == unsigned || stored as i64 == signed
 }
 
 fn octal(field: &[u8]) -> Option<u64> {
@@ -61,6 +62,7 @@ pub(crate) fn scan(ctx: &mut Ctx, data: &[u8], loc: &str, depth: u8) -> &'static
     let mut pos = 0usize;
     let mut names = Vec::new();
     let mut long_name: Option<String> = None;
+    let mut pax_size: Option<u64> = None;
     let mut count = 0usize;
     while pos + BLOCK <= data.len() {
         let h = &data[pos..pos + BLOCK];
@@ -115,6 +117,16 @@ pub(crate) fn scan(ctx: &mut Ctx, data: &[u8], loc: &str, depth: u8) -> &'static
         if let Some(n) = long_name.take() {
             name = n;
         }
+        // A pax `size=` record overrides the header's size of the member it precedes.
+        let size = pax_size.take().unwrap_or(size);
+        // tarfile skips data only after regular members and types it does not know: links,
+        // devices, folders and FIFOs (and a V7 regular member named like a folder) have none,
+        // whatever size their header declares.
+        let size = if matches!(kind, b'1'..=b'6') || (kind == 0 && name.ends_with('/')) {
+            0
+        } else {
+            size
+        };
         let start = pos + BLOCK;
         let end = start as u64 + size;
         if end > data.len() as u64 {
@@ -141,10 +153,12 @@ pub(crate) fn scan(ctx: &mut Ctx, data: &[u8], loc: &str, depth: u8) -> &'static
                 // pax records: "<len> path=<name>\n"
                 let text = String::from_utf8_lossy(body);
                 for rec in text.split('\n') {
-                    if let Some((_, kv)) = rec.split_once(' ')
-                        && let Some(p) = kv.strip_prefix("path=")
-                    {
-                        long_name = Some(p.to_string());
+                    if let Some((_, kv)) = rec.split_once(' ') {
+                        if let Some(p) = kv.strip_prefix("path=") {
+                            long_name = Some(p.to_string());
+                        } else if let Some(n) = kv.strip_prefix("size=") {
+                            pax_size = n.trim().parse().ok();
+                        }
                     }
                 }
             }

@@ -104,7 +104,12 @@ fn directories(data: &[u8]) -> (Option<DirectoryRead>, Vec<Vec<Entry>>) {
     let mut eocds = vec![fitting, last_eocd_signature(data)];
     eocds.dedup();
     for eocd in eocds.into_iter().flatten() {
-        for reading in [Reading::Zipfile, Reading::Miniz, Reading::Saturated] {
+        for reading in [
+            Reading::Zipfile,
+            Reading::ZipfileOld,
+            Reading::Miniz,
+            Reading::Saturated,
+        ] {
             if Some(eocd) == fitting && reading == Reading::Zipfile {
                 continue;
             }
@@ -122,6 +127,10 @@ enum Reading {
     /// Python's zipfile: the ZIP64 record whenever a locator precedes the end record; bytes
     /// prepended to the archive shift every offset (`concat`).
     Zipfile,
+    /// zipfile before the CVE-2025-8291 fix (most deployed Pythons): the ZIP64 record read at
+    /// 76 bytes before the end record whatever the locator says, and the 76-byte shift only
+    /// when a record is there.
+    ZipfileOld,
     /// miniz (torch): the ZIP64 record whenever a locator is there, its offsets as written.
     Miniz,
     /// The format's rule: the ZIP64 record only where a 32-bit field is saturated.
@@ -144,7 +153,11 @@ fn central_directory(
     if let Some(loc) = locator
         && (reading != Reading::Saturated || saturated)
     {
-        let rec = u64_at(data, loc + 8).ok_or("short zip64 locator")? as usize;
+        let rec = if reading == Reading::ZipfileOld {
+            eocd.saturating_sub(76)
+        } else {
+            u64_at(data, loc + 8).ok_or("short zip64 locator")? as usize
+        };
         if rec.checked_add(4).and_then(|end| data.get(rec..end)) == Some(EOCD64_SIG) {
             entries = u64_at(data, rec + 32).ok_or("short zip64 EOCD")?;
             cd_size = u64_at(data, rec + 40).ok_or("short zip64 EOCD")?;
@@ -154,7 +167,7 @@ fn central_directory(
     }
     // Bytes prepended to the archive (self-extractors, polyglots): zipfile computes the shift
     // from where the directory really ends (before the ZIP64 record and locator, 76 bytes).
-    let dir_end = if locator.is_some() {
+    let dir_end = if locator.is_some() && (zip64 || reading != Reading::ZipfileOld) {
         eocd.saturating_sub(76)
     } else {
         eocd
@@ -162,8 +175,10 @@ fn central_directory(
     // zipfile reads the directory where it ends (`concat`, the shift of every offset, may be
     // negative); miniz (torch) and the format's rule read it at the offset written.
     let concat: i64 = match reading {
-        Reading::Zipfile => (dir_end as i128 - cd_size as i128 - cd_off as i128)
-            .clamp(i64::MIN as i128, i64::MAX as i128) as i64,
+        Reading::Zipfile | Reading::ZipfileOld => {
+            (dir_end as i128 - cd_size as i128 - cd_off as i128)
+                .clamp(i64::MIN as i128, i64::MAX as i128) as i64
+        }
         Reading::Miniz => 0,
         Reading::Saturated if zip64 => 0,
         Reading::Saturated => (dir_end as u64)
