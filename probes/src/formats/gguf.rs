@@ -766,13 +766,24 @@ fn judge_region(toks: &[Tok], statement: bool) -> Vec<(Severity, String)> {
                         ),
                     ));
                 } else if !after_dot
-                    && matches!(name.as_str(), "cycler" | "joiner" | "lipsum")
-                    && !op(i + 1, '(')
+                    && matches!(name.as_str(), "cycler" | "lipsum")
                     // Not a name being bound (`set cycler = ...`, `f(cycler=1)`).
                     && !op(i + 1, '=')
                     && (i == 0 || !ident(i - 1, "set"))
                 {
-                    // Named as a value (`{% set c = cycler %}`), not called: the alias reaches
+                    // No chat template needs a cycler or lorem ipsum; an instance, an alias or
+                    // a list holding one reaches `__init__.__globals__` by keys built anywhere.
+                    why.push((
+                        Severity::Critical,
+                        format!("uses the '{name}' global (a sandbox escape gadget no chat template needs)"),
+                    ));
+                } else if !after_dot
+                    && name == "joiner"
+                    && !op(i + 1, '(')
+                    && !op(i + 1, '=')
+                    && (i == 0 || !ident(i - 1, "set"))
+                {
+                    // Named as a value (`{% set c = joiner %}`), not called: the alias reaches
                     // the same attributes in another region, by names built there.
                     why.push((
                         Severity::Critical,
@@ -922,8 +933,9 @@ fn judge_region(toks: &[Tok], statement: bool) -> Vec<(Severity, String)> {
     why
 }
 
-/// Names a `set` binds to an instance of a gadget (`{% set c = cycler(1) %}`): the instance
-/// reaches the same globals as the class (`c.__init__.__globals__`), by keys built elsewhere.
+/// Names a `set` binds to a joiner (`{% set comma = joiner(', ') %}`): the instance reaches the
+/// same globals as the class (`comma.__init__.__globals__`), by keys built elsewhere, so it may
+/// only be called.
 fn gadget_instances(regions: &[(usize, &str, bool)]) -> HashSet<String> {
     let mut names = HashSet::new();
     for (_, code, statement) in regions {
@@ -940,7 +952,7 @@ fn gadget_instances(regions: &[(usize, &str, bool)]) -> HashSet<String> {
                 Tok::Op('('),
             ] = w
                 && set == "set"
-                && matches!(root.as_str(), "cycler" | "joiner" | "lipsum")
+                && root == "joiner"
             {
                 names.insert(name.clone());
             }
@@ -962,13 +974,14 @@ pub fn scan_chat_template(template: &str, location: &str) -> Vec<Finding> {
             if let Tok::Ident(name) = t
                 && instances.contains(name)
                 && (i == 0 || !matches!(toks.get(i - 1), Some(Tok::Op('.'))))
-                && (matches!(toks.get(i + 1), Some(Tok::Op('[')))
-                    || (matches!(toks.get(i + 1), Some(Tok::Op('|')))
-                        && matches!(toks.get(i + 2), Some(Tok::Ident(a)) if a == "attr")))
+                // A joiner is only ever called (`comma()`); anything else (an alias, a
+                // subscript, a list holding it) reaches its class's globals.
+                && !matches!(toks.get(i + 1), Some(Tok::Op('(' | '=')))
+                && (i == 0 || !matches!(toks.get(i - 1), Some(Tok::Ident(w)) if w == "set"))
             {
                 reasons.push((
                     Severity::Critical,
-                    format!("subscripts '{name}', an instance of a sandbox escape gadget"),
+                    format!("uses '{name}', an instance of a sandbox escape gadget, other than by calling it"),
                 ));
                 break;
             }
@@ -1076,6 +1089,9 @@ mod tests {
         "{% set c = cycler %}",
         "{{ f(joiner) }}",
         "{% set c = cycler(1) %}{{ c[k] }}",
+        "{% for c in [cycler(1)] %}{{ c[k] }}{% endfor %}",
+        "{% set j = joiner() %}{% set c = j %}",
+        "{% set j = joiner() %}{{ [j][0][k] }}",
     ];
 
     const GEMMA: &str = "{{ bos_token }}{% if messages[0]['role'] == 'system' %}{{ raise_exception('System role not supported') }}{% endif %}{% for message in messages %}{% if (message['role'] == 'user') != (loop.index0 % 2 == 0) %}{{ raise_exception('Conversation roles must alternate user/assistant/user/assistant/...') }}{% endif %}{% if (message['role'] == 'assistant') %}{% set role = 'model' %}{% else %}{% set role = message['role'] %}{% endif %}{{ '<start_of_turn>' + role + '\n' + message['content'] | trim + '<end_of_turn>\n' }}{% endfor %}{% if add_generation_prompt %}{{'<start_of_turn>model\n'}}{% endif %}";

@@ -231,13 +231,12 @@ const ALLOW: &[(&str, &[&str])] = &[
     ("numpy.random._sfc64", &["SFC64"]),
     ("numpy.random.mtrand", &["RandomState"]),
     ("numpy.random._generator", &["Generator"]),
-    (
-        "joblib.numpy_pickle",
-        &["NumpyArrayWrapper", "NDArrayWrapper"],
-    ),
+    // Not the legacy `NDArrayWrapper`: it loads a second file by a path the pickle names
+    // (absolute or with `..`), with allow_pickle.
+    ("joblib.numpy_pickle", &["NumpyArrayWrapper"]),
     (
         "sklearn.externals.joblib.numpy_pickle",
-        &["NumpyArrayWrapper", "NDArrayWrapper"],
+        &["NumpyArrayWrapper"],
     ),
 ];
 
@@ -760,6 +759,20 @@ const DENY: &[(&str, &str, DenyClass, Severity, &str)] = {
             "copies, moves and deletes files",
         ),
         ("_io", "FileIO", Files, High, "opens files"),
+        (
+            "joblib.numpy_pickle",
+            "NDArrayWrapper",
+            Files,
+            High,
+            "loads another .npy file by a path the pickle names, objects allowed",
+        ),
+        (
+            "joblib.numpy_pickle_compat",
+            "NDArrayWrapper",
+            Files,
+            High,
+            "loads another .npy file by a path the pickle names, objects allowed",
+        ),
         ("_io", "open", Files, High, "opens files"),
         ("io", "FileIO", Files, High, "opens files"),
         ("io", "open", Files, High, "opens files"),

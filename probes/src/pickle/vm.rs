@@ -1147,15 +1147,20 @@ impl<'a, 's> Vm<'a, 's> {
 
     // ---- joblib ---------------------------------------------------------------------------
 
+    /// Whether `v` is an instance of joblib's `NumpyArrayWrapper`: joblib's BUILD checks
+    /// `isinstance`, so a wrapper made through another constructor (`copyreg._reconstructor`,
+    /// `copyreg.__newobj__`) counts as well as one called directly.
     fn is_joblib_wrapper(&self, v: &Value) -> bool {
         let Value::Call(c) = v else { return false };
-        let Value::Global(id) = c.callee else {
-            return false;
-        };
-        self.shared
-            .globals
-            .get(id as usize)
-            .is_some_and(|g| g.name == "NumpyArrayWrapper" && g.module.ends_with("numpy_pickle"))
+        let mut ids = Vec::new();
+        let mut budget = 64;
+        Self::globals_in(&c.callee, &mut ids, &mut budget);
+        Self::globals_in(&c.args, &mut ids, &mut budget);
+        ids.iter().any(|&id| {
+            self.shared.globals.get(id as usize).is_some_and(|g| {
+                g.name == "NumpyArrayWrapper" && g.module.ends_with("numpy_pickle")
+            })
+        })
     }
 
     /// joblib writes an array's raw bytes (or, for object arrays, a whole nested pickle) right
