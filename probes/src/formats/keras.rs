@@ -107,7 +107,7 @@ fn scan_config(data: &[u8], location: &str, out: &mut Findings) {
         );
         return;
     }
-    match serde_json::from_slice::<Value>(data) {
+    match serde_json::from_slice::<Value>(&python_json(data)) {
         Ok(v) => walk(&v, location, "", false, out),
         Err(e) => out.push(
             Finding::new(
@@ -120,6 +120,49 @@ fn scan_config(data: &[u8], location: &str, out: &mut Findings) {
             .with_evidence(e.to_string()),
         ),
     }
+}
+
+/// `data` with the tokens Python's json accepts and JSON does not (`NaN`, `Infinity`,
+/// `-Infinity`) spelt as a number of the same length: keras loads a config that holds them, so
+/// the objects around them must parse here too.
+fn python_json(data: &[u8]) -> std::borrow::Cow<'_, [u8]> {
+    let word = |b: u8| b.is_ascii_alphanumeric() || b == b'_';
+    let mut out: Option<Vec<u8>> = None;
+    for token in [&b"NaN"[..], &b"Infinity"[..]] {
+        let mut i = 0;
+        while let Some(p) = data[i..].windows(token.len()).position(|w| w == token) {
+            let at = i + p;
+            let end = at + token.len();
+            let alone = (at == 0 || !word(data[at - 1])) && data.get(end).is_none_or(|&b| !word(b));
+            if alone {
+                let o = out.get_or_insert_with(|| data.to_vec());
+                o[at] = b'0';
+                o[at + 1..end].fill(b' ');
+            }
+            i = end;
+        }
+    }
+    match out {
+        Some(v) => std::borrow::Cow::Owned(v),
+        None => std::borrow::Cow::Borrowed(data),
+    }
+}
+
+/// A Keras model config on its own (`config.json` of a model saved as a folder, which
+/// `keras.models.load_model` loads too): a JSON object whose top level names a `class_name` and a
+/// `config`. Its findings, or None when `data` is not one.
+pub fn scan_standalone_config(data: &[u8], location: &str) -> Option<Vec<Finding>> {
+    if data.len() > MAX_CONFIG_BYTES || data.trim_ascii_start().first() != Some(&b'{') {
+        return None;
+    }
+    let v: Value = serde_json::from_slice(&python_json(data)).ok()?;
+    let top = v.as_object()?;
+    if !(top.contains_key("class_name") && top.contains_key("config")) {
+        return None;
+    }
+    let mut out = Findings::default();
+    walk(&v, location, "", false, &mut out);
+    Some(out.finish())
 }
 
 /// Longest first key looked for at a `{` (keras's keys are short words).
@@ -152,6 +195,7 @@ fn json_key_first(head: &[u8]) -> bool {
 /// Searches an HDF5 file for JSON model configs: attribute strings are stored as contiguous
 /// bytes, so the `model_config` JSON can be found and parsed without an HDF5 reader.
 fn scan_h5(data: &[u8], location: &str, out: &mut Findings) {
+    let data = &python_json(data)[..];
     let mut i = 0;
     let mut candidates = 0;
     let mut failed_work = 0usize;

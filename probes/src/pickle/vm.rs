@@ -1152,15 +1152,19 @@ impl<'a, 's> Vm<'a, 's> {
     /// `copyreg.__newobj__`) counts as well as one called directly.
     fn is_joblib_wrapper(&self, v: &Value) -> bool {
         let Value::Call(c) = v else { return false };
-        let mut ids = Vec::new();
-        let mut budget = 64;
-        Self::globals_in(&c.callee, &mut ids, &mut budget);
-        Self::globals_in(&c.args, &mut ids, &mut budget);
-        ids.iter().any(|&id| {
-            self.shared.globals.get(id as usize).is_some_and(|g| {
+        let wrapper = |v: &Value| {
+            matches!(v, Value::Global(id) if self.shared.globals.get(*id as usize).is_some_and(|g| {
                 g.name == "NumpyArrayWrapper" && g.module.ends_with("numpy_pickle")
-            })
-        })
+            }))
+        };
+        // The class called, or the class a constructor global is handed first (an object
+        // holding wrappers among its arguments, an sklearn tree, is not one).
+        let first_arg = match &c.args {
+            Value::Tuple(a) => a.items.first(),
+            _ => None,
+        };
+        wrapper(&c.callee)
+            || (matches!(c.callee, Value::Global(_)) && first_arg.is_some_and(wrapper))
     }
 
     /// joblib writes an array's raw bytes (or, for object arrays, a whole nested pickle) right

@@ -228,6 +228,10 @@ impl Ctx {
             self.findings.extend(found);
             return f.as_str();
         }
+        if let Some(found) = formats::keras::scan_standalone_config(data, loc) {
+            self.findings.extend(found);
+            return "keras";
+        }
         let format = if pickle::sniff(data) {
             let scan = pickle::scan(data, loc);
             if scan.recognized {
