@@ -1429,7 +1429,8 @@ fn parse_int(line: &[u8], at: usize) -> Result<Value, PickleError> {
     let s = std::str::from_utf8(c_text(line))
         .map_err(|_| PickleError::invalid("INT is not ASCII", at))?;
     // CPython reads INT with C's strtol (octal 010 included), then `int(s, 0)` (prefixes,
-    // underscores, surrounding spaces); LONG with the latter.
+    // underscores, surrounding spaces), and LONG with the latter only; LONG is read here as INT
+    // is, more leniently than CPython (which only makes the scan see more).
     let (negative, digits, radix) = c_strtol(s)
         .or_else(|| py_int(s, true))
         .ok_or_else(|| PickleError::invalid("invalid literal for int()", at))?;
@@ -1486,8 +1487,9 @@ fn py_int(s: &str, any_base: bool) -> Option<(bool, String, u32)> {
     Some((negative, digits, radix))
 }
 
-/// `float(s)` as CPython reads FLOAT: surrounding whitespace, and single underscores between
-/// digits (`1_0.5`), on top of what Rust parses (`inf`, `nan` in any case).
+/// FLOAT's text, read at least as leniently as CPython reads it: surrounding whitespace and
+/// single underscores between digits (`1_0.5`) are taken too, on top of what Rust parses (`inf`,
+/// `nan` in any case). A reader more lenient than the loader only scans more.
 fn py_float(s: &str) -> Option<f64> {
     let t = s.trim_matches(c_space);
     if !t.contains('_') {

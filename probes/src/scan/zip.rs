@@ -99,7 +99,7 @@ fn last_eocd_signature(data: &[u8]) -> Option<usize> {
 /// at all (zipfile and miniz take it even when its comment overruns the file).
 fn directories(data: &[u8]) -> (Option<DirectoryRead>, Vec<Vec<Entry>>) {
     let fitting = find_eocd(data);
-    let primary = fitting.map(|e| central_directory(data, e, Reading::Zipfile).map(|(v, _, _)| v));
+    let primary = fitting.map(|e| central_directory(data, e, Reading::Zipfile));
     let mut others = Vec::new();
     let mut eocds = vec![fitting, last_eocd_signature(data)];
     eocds.dedup();
@@ -113,7 +113,7 @@ fn directories(data: &[u8]) -> (Option<DirectoryRead>, Vec<Vec<Entry>>) {
             if Some(eocd) == fitting && reading == Reading::Zipfile {
                 continue;
             }
-            if let Ok((v, _, _)) = central_directory(data, eocd, reading) {
+            if let Ok(v) = central_directory(data, eocd, reading) {
                 others.push(v);
             }
         }
@@ -137,11 +137,7 @@ enum Reading {
     Saturated,
 }
 
-fn central_directory(
-    data: &[u8],
-    eocd: usize,
-    reading: Reading,
-) -> Result<(Vec<Entry>, u64, bool), String> {
+fn central_directory(data: &[u8], eocd: usize, reading: Reading) -> DirectoryRead {
     let mut entries = u16_at(data, eocd + 10).ok_or("short EOCD")? as u64;
     let mut cd_size = u32_at(data, eocd + 12).ok_or("short EOCD")? as u64;
     let mut cd_off = u32_at(data, eocd + 16).ok_or("short EOCD")? as u64;
@@ -244,7 +240,7 @@ fn central_directory(
         });
         pos += 46 + nlen + xlen + clen;
     }
-    Ok((out, concat.max(0) as u64, zip64))
+    Ok(out)
 }
 
 /// Scans a zip found at the start of `data` (or whose directory is at its end); returns the
