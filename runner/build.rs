@@ -18,6 +18,14 @@ fn main() {
     if linux_gnu && native && glibc_version().is_some_and(|v| v >= RELR_GLIBC) {
         println!("cargo:rustc-link-arg-bins=-Wl,-z,pack-relative-relocs");
     }
+    // The entry that moves the relocated data onto a huge page before `_start` (src/start.rs):
+    // static-pie on x86_64 only, the one build where `_start` relocates the binary itself.
+    let static_pie = std::env::var("CARGO_CFG_TARGET_FEATURE")
+        .is_ok_and(|f| f.split(',').any(|f| f == "crt-static"));
+    if linux_gnu && static_pie && std::env::var("CARGO_CFG_TARGET_ARCH").as_deref() == Ok("x86_64")
+    {
+        println!("cargo:rustc-link-arg-bin=modelvet=-Wl,--entry=modelvet_start");
+    }
 }
 
 /// The build machine's glibc version, from `getconf GNU_LIBC_VERSION` ("glibc 2.36").

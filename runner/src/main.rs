@@ -10,6 +10,7 @@ mod error;
 mod host;
 mod probe;
 mod report;
+mod start;
 
 fn main() -> ExitCode {
     // Before anything of ours is open (see there).
