@@ -407,6 +407,16 @@ pub fn spawn_with(mut config: Config, support: &HostSupport) -> Result<Running, 
         ),
     ];
 
+    // The supervisor thread starts now, building its runtime while this thread waits for the
+    // helper and clones the child (started after the clone, it sat between the clone and the
+    // handshake the child waits for); it gets the child once the handshake is done.
+    let supervisor = SupervisorThread::start(
+        live,
+        start,
+        config.timeout,
+        config.allow_exec,
+        config.echo_output,
+    )?;
     let (netns, group) = prep.finish();
     let group = group?;
     if !group.as_ref().is_some_and(cgroup::Group::has_memory) {
@@ -516,60 +526,6 @@ pub fn spawn_with(mut config: Config, support: &HostSupport) -> Result<Running, 
     drop(err_w);
     drop(extra);
 
-    // The supervisor thread starts now, building its runtime while the child sets up; it gets
-    // the listener and the cgroup once the handshake is done.
-    type Handover = (OwnedFd, Option<cgroup::Group>, f64, ChildMemory);
-    let (tx, rx) = std::sync::mpsc::channel::<Option<Handover>>();
-    let timeout = config.timeout;
-    let allow_exec = config.allow_exec;
-    let echo = config.echo_output;
-    let sup_pidfd = pidfd.try_clone().map_err(|e| SandboxError::Setup {
-        step: "duplicating the pidfd",
-        error: e,
-        detail: None,
-    })?;
-    let handle = std::thread::Builder::new()
-        .name("modelvet-supervisor".into())
-        .spawn(move || {
-            // Live until the outcome is made, the cgroups' removal included.
-            let _live = live;
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build();
-            let Ok(Some((listener, group, attach_ms, child_mem))) = rx.recv() else {
-                return supervisor::Supervisor::fallback_outcome(start, pid);
-            };
-            let sup = supervisor::Supervisor {
-                start,
-                pid,
-                pidfd: sup_pidfd,
-                listener,
-                group,
-                attach_ms,
-                timeout,
-                allow_exec,
-                rules,
-                stdout: Some(out_r),
-                stderr: Some(err_r),
-                echo,
-                child_mem,
-            };
-            match rt {
-                Ok(rt) => {
-                    let outcome = rt.block_on(sup.run_async());
-                    // An echo may still be blocked writing to a stderr nobody reads: the runtime's
-                    // drop would wait for it for as long as that lasts; the outcome is whole now.
-                    rt.shutdown_background();
-                    outcome
-                }
-                Err(_) => sup.run_without_runtime(),
-            }
-        })
-        .map_err(|e| SandboxError::Setup {
-            step: "starting the supervisor thread",
-            error: e,
-            detail: None,
-        });
     // Kills the child and reaps it; only then may its memory go.
     let abort = |e: SandboxError, mem: ChildMemory| -> SandboxError {
         let _ = sys::pidfd_send_signal(pidfd.as_raw_fd(), libc::SIGKILL);
@@ -578,44 +534,153 @@ pub fn spawn_with(mut config: Config, support: &HostSupport) -> Result<Running, 
         }
         e
     };
-    let handle = match handle {
-        Ok(h) => h,
-        Err(e) => return Err(abort(e, mem)),
+    let sup_pidfd = match pidfd.try_clone() {
+        Ok(fd) => fd,
+        Err(e) => {
+            let e = SandboxError::Setup {
+                step: "duplicating the pidfd",
+                error: e,
+                detail: None,
+            };
+            return Err(abort(e, mem));
+        }
     };
     let (listener, attach_ms) =
         match setup_handshake(pid, &parent_sock, &pidfd, group.as_ref(), mem.plan()) {
             Ok(l) => l,
-            Err(e) => {
-                let _ = tx.send(None);
-                let e = abort(e, mem);
-                let _ = handle.join();
-                return Err(e);
-            }
+            Err(e) => return Err(abort(e, mem)),
         };
     if sys::notif_set_sync_wakeup(&listener).is_err() {
         // Kernels before 6.6 lack it: notifications still work, only slower.
     }
     // The supervisor keeps the child's memory until it has reaped the child.
-    if let Err(std::sync::mpsc::SendError(Some((_, _, _, mem)))) =
-        tx.send(Some((listener, group, attach_ms, mem)))
-    {
-        let e = abort(
-            SandboxError::Setup {
+    let handle = match supervisor.hand_over(Handover {
+        pid,
+        pidfd: sup_pidfd,
+        listener,
+        group,
+        attach_ms,
+        rules,
+        stdout: out_r,
+        stderr: err_r,
+        mem,
+    }) {
+        Ok(handle) => handle,
+        Err(back) => {
+            let e = SandboxError::Setup {
                 step: "handing the child to its supervisor",
                 error: std::io::Error::other("the supervisor thread ended early"),
                 detail: None,
-            },
-            mem,
-        );
-        let _ = handle.join();
-        return Err(e);
-    }
+            };
+            return Err(abort(e, back.mem));
+        }
+    };
     Ok(Running {
         pid,
         pidfd,
         handle,
         setup: parent_sock,
     })
+}
+
+/// What the supervisor thread gets once the child has passed its handshake.
+struct Handover {
+    pid: i32,
+    pidfd: OwnedFd,
+    listener: OwnedFd,
+    group: Option<cgroup::Group>,
+    attach_ms: f64,
+    rules: PathRules,
+    stdout: OwnedFd,
+    stderr: OwnedFd,
+    mem: ChildMemory,
+}
+
+/// The supervisor's thread, started before the child so that its runtime is built by the time
+/// the child is handed over. Dropped without a handover, it ends (it sees the channel closed)
+/// and is joined, so that its part of `interrupt::Live` is gone before the error is returned.
+struct SupervisorThread {
+    tx: Option<std::sync::mpsc::Sender<Handover>>,
+    handle: Option<std::thread::JoinHandle<Outcome>>,
+}
+
+impl SupervisorThread {
+    fn start(
+        live: interrupt::Live,
+        start: Instant,
+        timeout: Duration,
+        allow_exec: bool,
+        echo: bool,
+    ) -> Result<SupervisorThread, SandboxError> {
+        let (tx, rx) = std::sync::mpsc::channel::<Handover>();
+        let handle = std::thread::Builder::new()
+            .name("modelvet-supervisor".into())
+            .spawn(move || {
+                // Live until the outcome is made, the cgroups' removal included.
+                let _live = live;
+                let rt = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build();
+                // Nothing handed over: the spawn failed and has reaped its child itself; this
+                // outcome is dropped unread.
+                let Ok(h) = rx.recv() else {
+                    return Outcome::killed(start.elapsed().as_millis() as u64);
+                };
+                let sup = supervisor::Supervisor {
+                    start,
+                    pid: h.pid,
+                    pidfd: h.pidfd,
+                    listener: h.listener,
+                    group: h.group,
+                    attach_ms: h.attach_ms,
+                    timeout,
+                    allow_exec,
+                    rules: h.rules,
+                    stdout: Some(h.stdout),
+                    stderr: Some(h.stderr),
+                    echo,
+                    child_mem: h.mem,
+                };
+                match rt {
+                    Ok(rt) => {
+                        let outcome = rt.block_on(sup.run_async());
+                        // An echo may still be blocked writing to a stderr nobody reads: the
+                        // runtime's drop would wait for it for as long as that lasts; the outcome
+                        // is whole now.
+                        rt.shutdown_background();
+                        outcome
+                    }
+                    Err(_) => sup.run_without_runtime(),
+                }
+            })
+            .map_err(|e| SandboxError::Setup {
+                step: "starting the supervisor thread",
+                error: e,
+                detail: None,
+            })?;
+        Ok(SupervisorThread {
+            tx: Some(tx),
+            handle: Some(handle),
+        })
+    }
+
+    /// Gives the child to the thread; the handover comes back if the thread has ended.
+    fn hand_over(mut self, h: Handover) -> Result<std::thread::JoinHandle<Outcome>, Box<Handover>> {
+        let tx = self.tx.take().expect("handed over once");
+        match tx.send(h) {
+            Ok(()) => Ok(self.handle.take().expect("joined only on drop")),
+            Err(std::sync::mpsc::SendError(h)) => Err(Box::new(h)),
+        }
+    }
+}
+
+impl Drop for SupervisorThread {
+    fn drop(&mut self) {
+        drop(self.tx.take());
+        if let Some(h) = self.handle.take() {
+            let _ = h.join();
+        }
+    }
 }
 
 /// The CPUs this thread, and so the child, may run on; the most a wide machine's mask can name
@@ -755,6 +820,13 @@ pub fn warm_up() {
             .name("modelvet-netns".into())
             .spawn(|| sys::fresh_netns().ok())
             .ok();
+        // The scheduler tends to queue a new thread on its creator's CPU (on this project's VM
+        // it waited there ~0.35 ms while the other core ran the helper started after it): move
+        // it to another core so the namespace is made while this thread goes on. Where there
+        // is no other core it simply stays.
+        if let Some(h) = slot.as_ref() {
+            let _ = sys::move_off_this_cpu(std::os::unix::thread::JoinHandleExt::as_pthread_t(h));
+        }
     }
     let _ = std::thread::Builder::new()
         .name("modelvet-cgwarm".into())
@@ -790,10 +862,16 @@ impl Prep {
                 (netns, group)
             });
         match spawned {
-            Ok(handle) => Prep {
-                handle: Some(handle),
-                inline: None,
-            },
+            Ok(handle) => {
+                // On another core than the caller's, which goes on with the plan meanwhile.
+                let _ = sys::move_off_this_cpu(std::os::unix::thread::JoinHandleExt::as_pthread_t(
+                    &handle,
+                ));
+                Prep {
+                    handle: Some(handle),
+                    inline: None,
+                }
+            }
             Err(_) => Prep {
                 handle: None,
                 inline: Some(args),

@@ -1073,6 +1073,39 @@ pub fn affinity_cpus() -> SysResult<u64> {
     Ok(mask.iter().map(|w| u64::from(w.count_ones())).sum())
 }
 
+/// Moves `thread` (of this process) to the CPUs the calling thread may use other than the
+/// one it runs on now, so the two run side by side at once. Fails with EINVAL where there is no
+/// other CPU. The caller's own affinity is unchanged.
+pub fn move_off_this_cpu(thread: libc::pthread_t) -> SysResult<()> {
+    let mut mask = [0u64; 128];
+    let size = std::mem::size_of_val(&mask);
+    // SAFETY: the kernel writes at most `size` bytes into our array; pid 0 is the calling thread.
+    let ret = unsafe { libc::syscall(libc::SYS_sched_getaffinity, 0, size, mask.as_mut_ptr()) };
+    check("sched_getaffinity", ret)?;
+    // SAFETY: sched_getcpu(3) reads the CPU number (vDSO or getcpu(2)); it touches no memory of ours.
+    let cpu = check_int("sched_getcpu", unsafe { libc::sched_getcpu() })? as usize;
+    if let Some(word) = mask.get_mut(cpu / 64) {
+        *word &= !(1u64 << (cpu % 64));
+    }
+    if mask.iter().all(|w| *w == 0) {
+        return Err(SysError {
+            call: "sched_setaffinity",
+            errno: libc::EINVAL,
+        });
+    }
+    // SAFETY: pthread_setaffinity_np(3) reads `size` bytes of our array (a CPU mask in the
+    // kernel's layout, as cpu_set_t is); `thread` is a live thread of ours (the caller holds its
+    // join handle). It returns the error number instead of setting errno.
+    let err = unsafe { libc::pthread_setaffinity_np(thread, size, mask.as_ptr().cast()) };
+    if err != 0 {
+        return Err(SysError {
+            call: "pthread_setaffinity_np",
+            errno: err,
+        });
+    }
+    Ok(())
+}
+
 /// Lets every thread of this process share one malloc arena (glibc makes one per thread
 /// otherwise). Call before any thread starts.
 pub fn single_malloc_arena() {
