@@ -410,13 +410,12 @@ pub fn spawn_with(mut config: Config, support: &HostSupport) -> Result<Running, 
     // The supervisor thread starts now, building its runtime while this thread waits for the
     // helper and clones the child (started after the clone, it sat between the clone and the
     // handshake the child waits for); it gets the child once the handshake is done.
-    let supervisor = SupervisorThread::start(
-        live,
-        start,
-        config.timeout,
-        config.allow_exec,
-        config.echo_output,
-    )?;
+    let supervisor = SupervisorThread::start(live, start, config.timeout, config.echo_output)?;
+    let mut notifier = supervisor::Notifier::start().map_err(|e| SandboxError::Setup {
+        step: "starting the notification thread",
+        error: e,
+        detail: None,
+    })?;
     let (netns, group) = prep.finish();
     let group = group?;
     if !group.as_ref().is_some_and(cgroup::Group::has_memory) {
@@ -553,14 +552,31 @@ pub fn spawn_with(mut config: Config, support: &HostSupport) -> Result<Running, 
     if sys::notif_set_sync_wakeup(&listener).is_err() {
         // Kernels before 6.6 lack it: notifications still work, only slower.
     }
+    // The child's exec waits for this thread's first answer.
+    if notifier
+        .begin(supervisor::NotifyJob {
+            listener,
+            start,
+            pid,
+            allow_exec: config.allow_exec,
+            rules,
+        })
+        .is_err()
+    {
+        let e = SandboxError::Setup {
+            step: "handing the listener to the notification thread",
+            error: std::io::Error::other("the notification thread ended early"),
+            detail: None,
+        };
+        return Err(abort(e, mem));
+    }
     // The supervisor keeps the child's memory until it has reaped the child.
     let handle = match supervisor.hand_over(Handover {
         pid,
         pidfd: sup_pidfd,
-        listener,
+        notifier,
         group,
         attach_ms,
-        rules,
         stdout: out_r,
         stderr: err_r,
         mem,
@@ -587,10 +603,9 @@ pub fn spawn_with(mut config: Config, support: &HostSupport) -> Result<Running, 
 struct Handover {
     pid: i32,
     pidfd: OwnedFd,
-    listener: OwnedFd,
+    notifier: supervisor::Notifier,
     group: Option<cgroup::Group>,
     attach_ms: f64,
-    rules: PathRules,
     stdout: OwnedFd,
     stderr: OwnedFd,
     mem: ChildMemory,
@@ -609,7 +624,6 @@ impl SupervisorThread {
         live: interrupt::Live,
         start: Instant,
         timeout: Duration,
-        allow_exec: bool,
         echo: bool,
     ) -> Result<SupervisorThread, SandboxError> {
         let (tx, rx) = std::sync::mpsc::channel::<Handover>();
@@ -630,12 +644,10 @@ impl SupervisorThread {
                     start,
                     pid: h.pid,
                     pidfd: h.pidfd,
-                    listener: h.listener,
+                    notifier: h.notifier,
                     group: h.group,
                     attach_ms: h.attach_ms,
                     timeout,
-                    allow_exec,
-                    rules: h.rules,
                     stdout: Some(h.stdout),
                     stderr: Some(h.stderr),
                     echo,

@@ -58,18 +58,105 @@ pub(crate) struct Supervisor {
     pub start: Instant,
     pub pid: i32,
     pub pidfd: OwnedFd,
-    pub listener: OwnedFd,
+    /// Already answering the child's notifications (see `Notifier`).
+    pub notifier: Notifier,
     pub group: Option<Group>,
     /// How long moving the child into its cgroups took (part of `setup_ms`).
     pub attach_ms: f64,
     pub timeout: Duration,
-    pub allow_exec: bool,
-    pub rules: PathRules,
     pub stdout: Option<OwnedFd>,
     pub stderr: Option<OwnedFd>,
     pub echo: bool,
     /// The child's plan and stack, freed once the child is reaped.
     pub child_mem: crate::ChildMemory,
+}
+
+/// What the notification thread needs to start answering: the listener and the recorder's
+/// inputs.
+pub(crate) struct NotifyJob {
+    pub listener: OwnedFd,
+    pub start: Instant,
+    pub pid: i32,
+    pub allow_exec: bool,
+    pub rules: PathRules,
+}
+
+/// The thread that answers the child's seccomp notifications, started before the child is
+/// cloned and handed the listener straight from the handshake: the child's first notification
+/// (its exec of the target) is answered without waiting for a thread to be made, nor for the
+/// supervisor's thread to wake. Dropped or finished, it is told to stop and joined.
+pub(crate) struct Notifier {
+    tx: Option<std::sync::mpsc::Sender<NotifyJob>>,
+    handle: Option<std::thread::JoinHandle<Option<Recorder>>>,
+    done: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl Notifier {
+    pub(crate) fn start() -> std::io::Result<Notifier> {
+        let (tx, rx) = std::sync::mpsc::channel::<NotifyJob>();
+        let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let done_flag = done.clone();
+        // Blocked in poll(2) on the listener: the fewest syscalls per notification, and the
+        // one SYNC_WAKE_UP wakes on the same CPU.
+        let handle = std::thread::Builder::new()
+            .name("modelvet-notify".into())
+            .spawn(move || {
+                let job = rx.recv().ok()?;
+                let mut rec = Recorder {
+                    start: job.start,
+                    tiers: policy::tiers(),
+                    events: Vec::new(),
+                    dropped: 0,
+                    syscalls: BTreeMap::new(),
+                    names: HashMap::new(),
+                    unnamed: 0,
+                    kinds: std::collections::HashSet::new(),
+                    event_bytes: 0,
+                    ns_pids: HashMap::new(),
+                    first_exec_done: false,
+                    first_exec_at: None,
+                    target_pid: job.pid as u32,
+                    allow_exec: job.allow_exec,
+                    rules: job.rules,
+                    clones: 0,
+                };
+                notify_loop(&job.listener, &mut rec, &done_flag);
+                Some(rec)
+            })?;
+        Ok(Notifier {
+            tx: Some(tx),
+            handle: Some(handle),
+            done,
+        })
+    }
+
+    /// Starts answering; the job comes back if the thread has ended.
+    pub(crate) fn begin(&mut self, job: NotifyJob) -> Result<(), Box<NotifyJob>> {
+        match self.tx.take() {
+            Some(tx) => tx
+                .send(job)
+                .map_err(|std::sync::mpsc::SendError(job)| Box::new(job)),
+            None => Err(Box::new(job)),
+        }
+    }
+
+    /// Stops the thread (it notices within its poll timeout once no task is left under the
+    /// filter) and returns what it recorded.
+    fn finish(mut self) -> Option<Recorder> {
+        self.stop()
+    }
+
+    fn stop(&mut self) -> Option<Recorder> {
+        drop(self.tx.take());
+        self.done.store(true, std::sync::atomic::Ordering::Relaxed);
+        self.handle.take()?.join().ok().flatten()
+    }
+}
+
+impl Drop for Notifier {
+    fn drop(&mut self) {
+        let _ = self.stop();
+    }
 }
 
 struct Recorder {
@@ -1105,51 +1192,15 @@ impl Supervisor {
             start,
             pid,
             pidfd,
-            listener,
+            notifier,
             group,
             attach_ms,
             timeout,
-            allow_exec,
-            rules,
             stdout,
             stderr,
             echo,
             child_mem,
         } = self;
-        let mut rec = Recorder {
-            start,
-            tiers: policy::tiers(),
-            events: Vec::new(),
-            dropped: 0,
-            syscalls: BTreeMap::new(),
-            names: HashMap::new(),
-            unnamed: 0,
-            kinds: std::collections::HashSet::new(),
-            event_bytes: 0,
-            ns_pids: HashMap::new(),
-            first_exec_done: false,
-            first_exec_at: None,
-            target_pid: pid as u32,
-            allow_exec,
-            rules,
-            clones: 0,
-        };
-
-        // Notifications are answered on a dedicated thread blocked in poll(2) on the listener:
-        // the fewest syscalls per notification, and the one SYNC_WAKE_UP wakes on the same CPU.
-        let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let done_flag = done.clone();
-        let notifier = std::thread::Builder::new()
-            .name("modelvet-notify".into())
-            .spawn(move || {
-                notify_loop(&listener, &mut rec, &done_flag);
-                rec
-            });
-        let notifier = match notifier {
-            Ok(h) => h,
-            Err(_) => return Supervisor::fallback_outcome(start, pid),
-        };
-
         let out_task = stdout.map(|fd| tokio::spawn(relay(fd, echo)));
         let err_task = stderr.map(|fd| tokio::spawn(relay(fd, echo)));
 
@@ -1165,7 +1216,7 @@ impl Supervisor {
         let exited = match exited {
             Ok(e) => e,
             Err(_) => {
-                done.store(true, std::sync::atomic::Ordering::Relaxed);
+                drop(notifier);
                 return Supervisor::fallback_outcome(start, pid);
             }
         };
@@ -1208,10 +1259,8 @@ impl Supervisor {
         }
         let ended = killed_at.unwrap_or_else(tokio::time::Instant::now);
         kill_tree(&group, exited.get_ref());
-        done.store(true, std::sync::atomic::Ordering::Relaxed);
-        let rec = match notifier.join() {
-            Ok(rec) => rec,
-            Err(_) => return Supervisor::fallback_outcome(start, pid),
+        let Some(rec) = notifier.finish() else {
+            return Supervisor::fallback_outcome(start, pid);
         };
         let wall = start.elapsed();
         // The target was pid 1 of its namespace: its death took every other process with it.
