@@ -1058,52 +1058,67 @@ pub fn geteuid() -> u32 {
 
 /// How many CPUs the calling thread may run on (its affinity mask, up to 8,192 CPUs).
 pub fn affinity_cpus() -> SysResult<u64> {
-    let mut mask = [0u64; 128];
-    // SAFETY: the kernel writes at most `size_of_val(&mask)` bytes into our array; pid 0 is the
-    // calling thread. The raw call returns the bytes written.
-    let ret = unsafe {
-        libc::syscall(
-            libc::SYS_sched_getaffinity,
-            0,
-            std::mem::size_of_val(&mask),
-            mask.as_mut_ptr(),
-        )
-    };
-    check("sched_getaffinity", ret)?;
-    Ok(mask.iter().map(|w| u64::from(w.count_ones())).sum())
+    Ok(CpuMask::current()?.count())
 }
 
-/// Moves `thread` (of this process) to the CPUs the calling thread may use other than the
-/// one it runs on now, so the two run side by side at once. Fails with EINVAL where there is no
-/// other CPU. The caller's own affinity is unchanged.
-pub fn move_off_this_cpu(thread: libc::pthread_t) -> SysResult<()> {
-    let mut mask = [0u64; 128];
-    let size = std::mem::size_of_val(&mask);
-    // SAFETY: the kernel writes at most `size` bytes into our array; pid 0 is the calling thread.
-    let ret = unsafe { libc::syscall(libc::SYS_sched_getaffinity, 0, size, mask.as_mut_ptr()) };
-    check("sched_getaffinity", ret)?;
-    // SAFETY: sched_getcpu(3) reads the CPU number (vDSO or getcpu(2)); it touches no memory of ours.
-    let cpu = check_int("sched_getcpu", unsafe { libc::sched_getcpu() })? as usize;
-    if let Some(word) = mask.get_mut(cpu / 64) {
-        *word &= !(1u64 << (cpu % 64));
+/// A CPU affinity mask in the kernel's layout, as `cpu_set_t` is (up to 8,192 CPUs).
+#[derive(Clone, Copy)]
+pub struct CpuMask([u64; 128]);
+
+impl CpuMask {
+    /// The calling thread's mask.
+    pub fn current() -> SysResult<CpuMask> {
+        let mut mask = [0u64; 128];
+        // SAFETY: the kernel writes at most `size_of_val(&mask)` bytes into our array; pid 0 is
+        // the calling thread. The raw call returns the bytes written.
+        let ret = unsafe {
+            libc::syscall(
+                libc::SYS_sched_getaffinity,
+                0,
+                std::mem::size_of_val(&mask),
+                mask.as_mut_ptr(),
+            )
+        };
+        check("sched_getaffinity", ret)?;
+        Ok(CpuMask(mask))
     }
-    if mask.iter().all(|w| *w == 0) {
-        return Err(SysError {
-            call: "sched_setaffinity",
-            errno: libc::EINVAL,
-        });
+
+    pub fn count(&self) -> u64 {
+        self.0.iter().map(|w| u64::from(w.count_ones())).sum()
     }
-    // SAFETY: pthread_setaffinity_np(3) reads `size` bytes of our array (a CPU mask in the
-    // kernel's layout, as cpu_set_t is); `thread` is a live thread of ours (the caller holds its
-    // join handle). It returns the error number instead of setting errno.
-    let err = unsafe { libc::pthread_setaffinity_np(thread, size, mask.as_ptr().cast()) };
-    if err != 0 {
-        return Err(SysError {
-            call: "pthread_setaffinity_np",
-            errno: err,
-        });
+
+    /// This mask without the CPU the calling thread runs on now; `None` if no CPU is left.
+    pub fn without_this_cpu(&self) -> SysResult<Option<CpuMask>> {
+        // SAFETY: sched_getcpu(3) reads the CPU number (vDSO or getcpu(2)); it touches no
+        // memory of ours.
+        let cpu = check_int("sched_getcpu", unsafe { libc::sched_getcpu() })? as usize;
+        let mut mask = *self;
+        if let Some(word) = mask.0.get_mut(cpu / 64) {
+            *word &= !(1u64 << (cpu % 64));
+        }
+        Ok((mask.count() > 0).then_some(mask))
     }
-    Ok(())
+
+    /// Applies the mask to `thread`, a live thread of this process (the caller holds its join
+    /// handle); a thread queued elsewhere is moved at once.
+    pub fn apply_to(&self, thread: libc::pthread_t) -> SysResult<()> {
+        // SAFETY: pthread_setaffinity_np(3) reads `size_of_val(&self.0)` bytes of our array.
+        // It returns the error number instead of setting errno.
+        let err = unsafe {
+            libc::pthread_setaffinity_np(
+                thread,
+                std::mem::size_of_val(&self.0),
+                self.0.as_ptr().cast(),
+            )
+        };
+        if err != 0 {
+            return Err(SysError {
+                call: "pthread_setaffinity_np",
+                errno: err,
+            });
+        }
+        Ok(())
+    }
 }
 
 /// Lets every thread of this process share one malloc arena (glibc makes one per thread
