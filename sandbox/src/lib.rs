@@ -833,11 +833,17 @@ pub fn warm_up() {
     // The cgroup detection here, while the namespace is made on the other core (on a thread of
     // its own it took this core for ~0.3 ms while this thread waited), and a thread only for the
     // wait that a cgroup-v1 host makes (it blocks for a grace period; see `prewarm_attach`).
+    // That thread runs at idle priority: on a host where the move is fast it only took cores
+    // from the threads the spawn waits for; where the grace period is long (~8 ms) it still
+    // starts it at the first idle moment.
     let support = cgroup::Support::detected();
     if support.v1_procs().is_some() {
         let _ = std::thread::Builder::new()
             .name("modelvet-cgwarm".into())
-            .spawn(move || cgroup::prewarm_attach(&support));
+            .spawn(move || {
+                let _ = sys::idle_priority();
+                cgroup::prewarm_attach(&support)
+            });
     }
 }
 

@@ -1121,6 +1121,17 @@ impl CpuMask {
     }
 }
 
+/// Puts the calling thread in SCHED_IDLE: it runs only on a core with nothing else to run, and
+/// never preempts the process's other threads. Lowering needs no privilege.
+pub fn idle_priority() -> SysResult<()> {
+    let param = libc::sched_param { sched_priority: 0 };
+    // SAFETY: sched_setscheduler(2) reads one sched_param of ours; pid 0 is the calling thread.
+    check_int("sched_setscheduler", unsafe {
+        libc::sched_setscheduler(0, libc::SCHED_IDLE, &param)
+    })
+    .map(drop)
+}
+
 /// Lets every thread of this process share one malloc arena (glibc makes one per thread
 /// otherwise). Call before any thread starts.
 pub fn single_malloc_arena() {
