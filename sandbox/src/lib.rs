@@ -972,17 +972,6 @@ fn setup_handshake(
         error: e,
         detail: None,
     };
-    if !sys::poll_in(sock.as_raw_fd(), 10_000)? {
-        return Err(setup_err(
-            "waiting for the child",
-            std::io::Error::from(std::io::ErrorKind::TimedOut),
-        ));
-    }
-    let mut buf = [0u8; 16];
-    let n = sys::read_raw(sock.as_raw_fd(), &mut buf)?;
-    if n != 1 || buf[0] != child::MSG_READY {
-        return Err(child_failure(&buf[..n], cplan));
-    }
     // SAFETY: geteuid has no failure modes.
     let euid = unsafe { libc::geteuid() };
     // SAFETY: getegid has no failure modes.
@@ -996,12 +985,33 @@ fn setup_handshake(
         (euid, egid)
     };
     let proc = PathBuf::from(format!("/proc/{pid}"));
-    std::fs::write(proc.join("setgroups"), "deny")
-        .map_err(|e| setup_err("writing setgroups", e))?;
-    std::fs::write(proc.join("uid_map"), format!("0 {} 1\n", outer.0))
-        .map_err(|e| setup_err("writing uid_map", e))?;
-    std::fs::write(proc.join("gid_map"), format!("0 {} 1\n", outer.1))
-        .map_err(|e| setup_err("writing gid_map", e))?;
+    let write_maps = || -> Result<(), SandboxError> {
+        std::fs::write(proc.join("setgroups"), "deny")
+            .map_err(|e| setup_err("writing setgroups", e))?;
+        std::fs::write(proc.join("uid_map"), format!("0 {} 1\n", outer.0))
+            .map_err(|e| setup_err("writing uid_map", e))?;
+        std::fs::write(proc.join("gid_map"), format!("0 {} 1\n", outer.1))
+            .map_err(|e| setup_err("writing gid_map", e))
+    };
+    // The maps can be written as soon as the child is dumpable, which it is from birth when we
+    // are: it shares our memory (CLONE_VM), or has a copy of it with the same flag. Written
+    // while the child starts up, they are ready when it asks (its first wait no longer includes
+    // our three writes). Otherwise they wait for the child's PR_SET_DUMPABLE (MSG_READY).
+    let early = sys::dumpable() && write_maps().is_ok();
+    if !sys::poll_in(sock.as_raw_fd(), 10_000)? {
+        return Err(setup_err(
+            "waiting for the child",
+            std::io::Error::from(std::io::ErrorKind::TimedOut),
+        ));
+    }
+    let mut buf = [0u8; 16];
+    let n = sys::read_raw(sock.as_raw_fd(), &mut buf)?;
+    if n != 1 || buf[0] != child::MSG_READY {
+        return Err(child_failure(&buf[..n], cplan));
+    }
+    if !early {
+        write_maps()?;
+    }
     // The child builds its root while we move it into its cgroups (a v1 attach can take
     // milliseconds); it waits for MSG_CGROUPS before it installs the filter and execs.
     sys::write_all_raw(sock.as_raw_fd(), &[child::MSG_GO])?;

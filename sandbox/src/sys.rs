@@ -1121,6 +1121,13 @@ impl CpuMask {
     }
 }
 
+/// Whether this process is dumpable (PR_GET_DUMPABLE is 1): then a child it spawns is too, and
+/// its id maps may be written at once.
+pub fn dumpable() -> bool {
+    // SAFETY: PR_GET_DUMPABLE reads a flag of this process; no memory is passed.
+    unsafe { libc::prctl(libc::PR_GET_DUMPABLE, 0, 0, 0, 0) == 1 }
+}
+
 /// Puts the calling thread in SCHED_IDLE: it runs only on a core with nothing else to run, and
 /// never preempts the process's other threads. Lowering needs no privilege.
 pub fn idle_priority() -> SysResult<()> {
