@@ -828,7 +828,7 @@ pub fn warm_up() {
     if let Ok(mut slot) = EARLY_NETNS.lock()
         && slot.is_none()
     {
-        *slot = spawn_elsewhere("modelvet-netns", || sys::fresh_netns().ok()).ok();
+        *slot = spawn_elsewhere("modelvet-netns", false, || sys::fresh_netns().ok()).ok();
     }
     // The cgroup detection here, while the namespace is made on the other core (on a thread of
     // its own it took this core for ~0.3 ms while this thread waited), and a thread only for the
@@ -838,12 +838,9 @@ pub fn warm_up() {
     // starts it at the first idle moment.
     let support = cgroup::Support::detected();
     if support.v1_procs().is_some() {
-        let _ = std::thread::Builder::new()
-            .name("modelvet-cgwarm".into())
-            .spawn(move || {
-                let _ = sys::idle_priority();
-                cgroup::prewarm_attach(&support)
-            });
+        let _ = spawn_elsewhere("modelvet-cgwarm", true, move || {
+            cgroup::prewarm_attach(&support)
+        });
     }
 }
 
@@ -853,9 +850,11 @@ pub fn warm_up() {
 /// or took the core from the caller for as long, while the other core idled. The thread waits at
 /// a gate until it has been moved, so none of `f` runs on the caller's core. For short jobs:
 /// the thread keeps the narrower mask. (Tried for the supervisor's and notifier's threads too,
-/// which then take back the whole mask: no gain measured.)
+/// which then take back the whole mask: no gain measured.) An `idle` thread is put in
+/// SCHED_IDLE before it passes the gate.
 fn spawn_elsewhere<T: Send + 'static>(
     name: &str,
+    idle: bool,
     f: impl FnOnce() -> T + Send + 'static,
 ) -> std::io::Result<std::thread::JoinHandle<T>> {
     let other = sys::CpuMask::current()
@@ -869,8 +868,12 @@ fn spawn_elsewhere<T: Send + 'static>(
             let _ = gate.recv();
             f()
         })?;
+    let thread = std::os::unix::thread::JoinHandleExt::as_pthread_t(&handle);
     if let Some(m) = other {
-        let _ = m.apply_to(std::os::unix::thread::JoinHandleExt::as_pthread_t(&handle));
+        let _ = m.apply_to(thread);
+    }
+    if idle {
+        let _ = sys::idle_priority(thread);
     }
     let _ = go.send(());
     Ok(handle)
@@ -896,7 +899,7 @@ impl Prep {
     fn start(cgroups: cgroup::Support, name: String, memory: u64, pids: u64) -> Prep {
         let args = (cgroups.clone(), name.clone(), memory, pids);
         // On another core than the caller's, which goes on with the plan meanwhile.
-        let spawned = spawn_elsewhere("modelvet-prep", move || {
+        let spawned = spawn_elsewhere("modelvet-prep", false, move || {
             // EPERM without CAP_SYS_ADMIN: clone3 then makes the namespace itself. The thread
             // ends here, so it does not matter that it stays in the namespace.
             let group = make_group(&cgroups, &name, memory, pids);
