@@ -280,12 +280,7 @@ pub fn spawn_with(mut config: Config, support: &HostSupport) -> Result<Running, 
     // Kernel work that does not depend on the plan runs on a helper thread while this one builds
     // the plan: the network namespace (the slowest namespace to make, about a millisecond) and
     // the cgroups.
-    let mut prep = Prep::start(
-        support.cgroups.clone(),
-        group_name,
-        config.memory,
-        config.pids,
-    );
+    let mut prep = Prep::start(&support.cgroups, &group_name, config.memory, config.pids);
 
     // What becomes visible: the program, and arguments that name existing host files.
     let mut ro = config.ro.clone();
@@ -417,7 +412,7 @@ pub fn spawn_with(mut config: Config, support: &HostSupport) -> Result<Running, 
         detail: None,
     })?;
     let (netns, group) = prep.finish();
-    let group = group?;
+    let mut group = group?;
     if !group.as_ref().is_some_and(cgroup::Group::has_memory) {
         // No memory cgroup: the address-space rlimit is the fallback (coarser: it counts
         // reservations, not use).
@@ -544,11 +539,16 @@ pub fn spawn_with(mut config: Config, support: &HostSupport) -> Result<Running, 
             return Err(abort(e, mem));
         }
     };
-    let (listener, attach_ms) =
-        match setup_handshake(pid, &parent_sock, &pidfd, group.as_ref(), mem.plan()) {
-            Ok(l) => l,
-            Err(e) => return Err(abort(e, mem)),
-        };
+    let (listener, attach_ms) = match setup_handshake(
+        pid,
+        &parent_sock,
+        &pidfd,
+        group.as_mut().map(|g| (g, &support.cgroups)),
+        mem.plan(),
+    ) {
+        Ok(l) => l,
+        Err(e) => return Err(abort(e, mem)),
+    };
     if sys::notif_set_sync_wakeup(&listener).is_err() {
         // Kernels before 6.6 lack it: notifications still work, only slower.
     }
@@ -879,66 +879,47 @@ fn spawn_elsewhere<T: Send + 'static>(
     Ok(handle)
 }
 
-fn take_early_netns() -> Option<OwnedFd> {
-    let handle = EARLY_NETNS.lock().ok()?.take()?;
-    handle.join().ok().flatten()
+fn take_early_netns_thread() -> Option<std::thread::JoinHandle<Option<OwnedFd>>> {
+    EARLY_NETNS.lock().ok()?.take()
 }
 
 type Prepared = (Option<OwnedFd>, Result<Option<cgroup::Group>, SandboxError>);
 
-/// The helper thread of `spawn_with`: a fresh network namespace and the cgroups, made while the
-/// caller builds the plan. Dropping it unfinished still joins the thread, so a group it made is
-/// removed (by `Group`'s drop) before the error that dropped it is reported.
+/// What `spawn_with` needs before the clone besides its plan: a fresh network namespace (the one
+/// `warm_up` started, or one made now on a helper thread while the caller builds the plan) and
+/// the part of the cgroups the child is born into (`Group::create_v2`, made on the caller's
+/// thread: a directory or two; the cgroup-v1 groups follow in the handshake). Dropping it
+/// unfinished still joins the thread.
 struct Prep {
-    handle: Option<std::thread::JoinHandle<Prepared>>,
-    /// What to make on the caller's thread when no helper thread could start.
-    inline: Option<(cgroup::Support, String, u64, u64)>,
+    handle: Option<std::thread::JoinHandle<Option<OwnedFd>>>,
+    group: Option<Result<Option<cgroup::Group>, SandboxError>>,
 }
 
 impl Prep {
-    fn start(cgroups: cgroup::Support, name: String, memory: u64, pids: u64) -> Prep {
-        let args = (cgroups.clone(), name.clone(), memory, pids);
-        // On another core than the caller's, which goes on with the plan meanwhile.
-        let spawned = spawn_elsewhere("modelvet-prep", false, move || {
-            // EPERM without CAP_SYS_ADMIN: clone3 then makes the namespace itself. The thread
-            // ends here, so it does not matter that it stays in the namespace.
-            let group = make_group(&cgroups, &name, memory, pids);
-            let netns = take_early_netns().or_else(|| sys::fresh_netns().ok());
-            (netns, group)
-        });
-        match spawned {
-            Ok(handle) => Prep {
-                handle: Some(handle),
-                inline: None,
-            },
-            Err(_) => Prep {
-                handle: None,
-                inline: Some(args),
-            },
+    fn start(cgroups: &cgroup::Support, name: &str, memory: u64, pids: u64) -> Prep {
+        // EPERM without CAP_SYS_ADMIN: clone3 then makes the namespace itself. The thread ends
+        // once it has it, so it does not matter that it stays in the namespace. On another core
+        // than the caller's, which goes on with the plan meanwhile. (On this thread a namespace
+        // would be ours for good: without a thread, clone3 makes one.)
+        let handle = take_early_netns_thread()
+            .or_else(|| spawn_elsewhere("modelvet-prep", false, || sys::fresh_netns().ok()).ok());
+        let group = if cgroups.memory.is_none() && cgroups.pids.is_none() {
+            Ok(None)
+        } else {
+            cgroup::Group::create_v2(cgroups, name, memory, pids)
+                .map(Some)
+                .map_err(SandboxError::from)
+        };
+        Prep {
+            handle,
+            group: Some(group),
         }
     }
 
     fn finish(&mut self) -> Prepared {
-        if let Some(h) = self.handle.take() {
-            match h.join() {
-                Ok(done) => return done,
-                Err(_) => {
-                    return (
-                        None,
-                        Err(SandboxError::Setup {
-                            step: "preparing the namespaces and cgroups",
-                            error: std::io::Error::other("the helper thread panicked"),
-                            detail: None,
-                        }),
-                    );
-                }
-            }
-        }
-        match self.inline.take() {
-            // On this thread a namespace would be ours for good: clone3 makes one instead.
-            Some((c, name, memory, pids)) => (None, make_group(&c, &name, memory, pids)),
-            None => (None, Ok(None)),
-        }
+        let netns = self.handle.take().and_then(|h| h.join().ok().flatten());
+        let group = self.group.take().unwrap_or(Ok(None));
+        (netns, group)
     }
 }
 
@@ -950,24 +931,12 @@ impl Drop for Prep {
     }
 }
 
-fn make_group(
-    c: &cgroup::Support,
-    name: &str,
-    memory: u64,
-    pids: u64,
-) -> Result<Option<cgroup::Group>, SandboxError> {
-    if c.memory.is_none() && c.pids.is_none() {
-        return Ok(None);
-    }
-    Ok(Some(cgroup::Group::create(c, name, memory, pids)?))
-}
-
 /// Parent side of the setup: id maps and cgroups once the child is ready, then the listener.
 fn setup_handshake(
     pid: i32,
     sock: &OwnedFd,
     pidfd: &OwnedFd,
-    group: Option<&cgroup::Group>,
+    group: Option<(&mut cgroup::Group, &cgroup::Support)>,
     cplan: &ChildPlan,
 ) -> Result<(OwnedFd, f64), SandboxError> {
     let setup_err = |step: &'static str, e: std::io::Error| SandboxError::Setup {
@@ -1018,11 +987,15 @@ fn setup_handshake(
     // The child builds its root while we move it into its cgroups (a v1 attach can take
     // milliseconds); it waits for MSG_CGROUPS before it installs the filter and execs.
     sys::write_all_raw(sock.as_raw_fd(), &[child::MSG_GO])?;
-    let t = Instant::now();
-    if let Some(g) = group {
+    // The cgroup-v1 groups are made now, while the child builds its root (see
+    // `Group::create_v2`); `attach_ms` is the move alone.
+    let mut attach_ms = 0.0;
+    if let Some((g, support)) = group {
+        g.create_v1(support)?;
+        let t = Instant::now();
         g.attach(pid)?;
+        attach_ms = t.elapsed().as_secs_f64() * 1e3;
     }
-    let attach_ms = t.elapsed().as_secs_f64() * 1e3;
     sys::write_all_raw(sock.as_raw_fd(), &[child::MSG_CGROUPS])?;
 
     if !sys::poll_in(sock.as_raw_fd(), 10_000)? {
