@@ -814,34 +814,40 @@ extern "C" fn child_entry(plan: *const u8) -> ! {
     child::run(plan)
 }
 
-static EARLY_NETNS: std::sync::Mutex<Option<std::thread::JoinHandle<Option<OwnedFd>>>> =
-    std::sync::Mutex::new(None);
+/// Where a network namespace made ahead arrives (see `warm_up`).
+type NetnsSlot = std::sync::mpsc::Receiver<Option<OwnedFd>>;
 
-/// Starts the slow kernel work of the next sandbox now, on threads of their own, so that it
-/// overlaps the caller's start-up (argument parsing, host checks, planning): the network
-/// namespace (about a millisecond; the next `spawn` uses it, without a call `spawn` makes one
-/// itself) and, on cgroup-v1 hosts, the grace period the first cgroup move waits for
-/// (`cgroup::prewarm_attach`).
+static EARLY_NETNS: std::sync::Mutex<Option<NetnsSlot>> = std::sync::Mutex::new(None);
+
+/// Starts the slow kernel work of the next sandbox now, on a thread of its own on the other core,
+/// so that it overlaps the caller's start-up (argument parsing, host checks, planning): the
+/// network namespace (~0.6 ms here; the next `spawn` uses it, without a call `spawn` makes one
+/// itself) and then, on cgroup-v1 hosts, the grace period the first cgroup move waits for
+/// (`cgroup::prewarm_attach`). The cgroup detection runs here meanwhile.
 pub fn warm_up() {
-    // The namespace first: it is the longer job, and on two cores a thread started second waits
-    // for the first one to finish before it gets a CPU.
     if let Ok(mut slot) = EARLY_NETNS.lock()
         && slot.is_none()
     {
-        *slot = spawn_elsewhere("modelvet-netns", false, || sys::fresh_netns().ok()).ok();
-    }
-    // The cgroup detection here, while the namespace is made on the other core (on a thread of
-    // its own it took this core for ~0.3 ms while this thread waited), and a thread only for the
-    // wait that a cgroup-v1 host makes (it blocks for a grace period; see `prewarm_attach`).
-    // That thread runs at idle priority: on a host where the move is fast it only took cores
-    // from the threads the spawn waits for; where the grace period is long (~8 ms) it still
-    // starts it at the first idle moment.
-    let support = cgroup::Support::detected();
-    if support.v1_procs().is_some() {
-        let _ = spawn_elsewhere("modelvet-cgwarm", true, move || {
-            cgroup::prewarm_attach(&support)
+        let (tx, rx) = std::sync::mpsc::channel();
+        let started = spawn_elsewhere("modelvet-netns", move || {
+            let _ = tx.send(sys::fresh_netns().ok());
+            drop(tx);
+            // The v1 warm-up only once the namespace is handed over, and at idle priority: on
+            // a thread of its own it held a core (a ~0.2 ms write here, where the move is fast)
+            // while the namespace thread or the main thread waited for it. Where the grace
+            // period is long (~8 ms on a fresh hybrid host) this still starts it well before
+            // the attach.
+            let support = cgroup::Support::detected();
+            if support.v1_procs().is_some() {
+                let _ = sys::idle_priority();
+                cgroup::prewarm_attach(&support);
+            }
         });
+        if started.is_ok() {
+            *slot = Some(rx);
+        }
     }
+    let _ = cgroup::Support::detected();
 }
 
 /// Starts `f` on a new thread that runs on another core than the caller's (where there is one),
@@ -850,11 +856,9 @@ pub fn warm_up() {
 /// or took the core from the caller for as long, while the other core idled. The thread waits at
 /// a gate until it has been moved, so none of `f` runs on the caller's core. For short jobs:
 /// the thread keeps the narrower mask. (Tried for the supervisor's and notifier's threads too,
-/// which then take back the whole mask: no gain measured.) An `idle` thread is put in
-/// SCHED_IDLE before it passes the gate.
+/// which then take back the whole mask: no gain measured.)
 fn spawn_elsewhere<T: Send + 'static>(
     name: &str,
-    idle: bool,
     f: impl FnOnce() -> T + Send + 'static,
 ) -> std::io::Result<std::thread::JoinHandle<T>> {
     let other = sys::CpuMask::current()
@@ -868,18 +872,14 @@ fn spawn_elsewhere<T: Send + 'static>(
             let _ = gate.recv();
             f()
         })?;
-    let thread = std::os::unix::thread::JoinHandleExt::as_pthread_t(&handle);
     if let Some(m) = other {
-        let _ = m.apply_to(thread);
-    }
-    if idle {
-        let _ = sys::idle_priority(thread);
+        let _ = m.apply_to(std::os::unix::thread::JoinHandleExt::as_pthread_t(&handle));
     }
     let _ = go.send(());
     Ok(handle)
 }
 
-fn take_early_netns_thread() -> Option<std::thread::JoinHandle<Option<OwnedFd>>> {
+fn take_early_netns() -> Option<NetnsSlot> {
     EARLY_NETNS.lock().ok()?.take()
 }
 
@@ -888,10 +888,9 @@ type Prepared = (Option<OwnedFd>, Result<Option<cgroup::Group>, SandboxError>);
 /// What `spawn_with` needs before the clone besides its plan: a fresh network namespace (the one
 /// `warm_up` started, or one made now on a helper thread while the caller builds the plan) and
 /// the part of the cgroups the child is born into (`Group::create_v2`, made on the caller's
-/// thread: a directory or two; the cgroup-v1 groups follow in the handshake). Dropping it
-/// unfinished still joins the thread.
+/// thread: a directory or two; the cgroup-v1 groups follow in the handshake).
 struct Prep {
-    handle: Option<std::thread::JoinHandle<Option<OwnedFd>>>,
+    netns: Option<NetnsSlot>,
     group: Option<Result<Option<cgroup::Group>, SandboxError>>,
 }
 
@@ -901,8 +900,14 @@ impl Prep {
         // once it has it, so it does not matter that it stays in the namespace. On another core
         // than the caller's, which goes on with the plan meanwhile. (On this thread a namespace
         // would be ours for good: without a thread, clone3 makes one.)
-        let handle = take_early_netns_thread()
-            .or_else(|| spawn_elsewhere("modelvet-prep", false, || sys::fresh_netns().ok()).ok());
+        let netns = take_early_netns().or_else(|| {
+            let (tx, rx) = std::sync::mpsc::channel();
+            spawn_elsewhere("modelvet-prep", move || {
+                let _ = tx.send(sys::fresh_netns().ok());
+            })
+            .ok()
+            .map(|_| rx)
+        });
         let group = if cgroups.memory.is_none() && cgroups.pids.is_none() {
             Ok(None)
         } else {
@@ -911,23 +916,15 @@ impl Prep {
                 .map_err(SandboxError::from)
         };
         Prep {
-            handle,
+            netns,
             group: Some(group),
         }
     }
 
     fn finish(&mut self) -> Prepared {
-        let netns = self.handle.take().and_then(|h| h.join().ok().flatten());
+        let netns = self.netns.take().and_then(|rx| rx.recv().ok().flatten());
         let group = self.group.take().unwrap_or(Ok(None));
         (netns, group)
-    }
-}
-
-impl Drop for Prep {
-    fn drop(&mut self) {
-        if let Some(h) = self.handle.take() {
-            let _ = h.join();
-        }
     }
 }
 

@@ -1128,21 +1128,15 @@ pub fn dumpable() -> bool {
     unsafe { libc::prctl(libc::PR_GET_DUMPABLE, 0, 0, 0, 0) == 1 }
 }
 
-/// Puts `thread` (a live thread of this process) in SCHED_IDLE: it runs only on a core with
-/// nothing else to run, and never preempts the process's other threads. Lowering needs no
-/// privilege.
-pub fn idle_priority(thread: libc::pthread_t) -> SysResult<()> {
+/// Puts the calling thread in SCHED_IDLE: from then on it runs only on a core with nothing else
+/// to run, and never preempts the process's other threads. Lowering needs no privilege.
+pub fn idle_priority() -> SysResult<()> {
     let param = libc::sched_param { sched_priority: 0 };
-    // SAFETY: pthread_setschedparam(3) reads one sched_param of ours; `thread` is live (the
-    // caller holds its join handle). It returns the error number instead of setting errno.
-    let err = unsafe { libc::pthread_setschedparam(thread, libc::SCHED_IDLE, &param) };
-    if err != 0 {
-        return Err(SysError {
-            call: "pthread_setschedparam",
-            errno: err,
-        });
-    }
-    Ok(())
+    // SAFETY: sched_setscheduler(2) reads one sched_param of ours; pid 0 is the calling thread.
+    check_int("sched_setscheduler", unsafe {
+        libc::sched_setscheduler(0, libc::SCHED_IDLE, &param)
+    })
+    .map(drop)
 }
 
 /// Lets every thread of this process share one malloc arena (glibc makes one per thread
