@@ -14,6 +14,8 @@ fn main() {
     };
     let mut config = sandbox::Config::new(program);
     config.args = args.collect();
+    // As `modelvet jail` does: this thread only waits, so it supervises.
+    config.supervisor_thread = false;
     let host = sandbox::HostSupport::detect();
     let running = match sandbox::spawn_with(config, &host) {
         Ok(running) => running,

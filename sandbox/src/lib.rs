@@ -88,6 +88,10 @@ pub struct Config {
     pub allow: &'static [(i64, &'static str)],
     /// Relay the program's stdout and stderr to our stderr as they come.
     pub echo_output: bool,
+    /// Supervise on a thread of its own from the spawn on (a caller that works beside the
+    /// running program, such as a probe), rather than on the caller's thread inside
+    /// `Running::wait` (a caller that only waits: one thread fewer to start before the clone).
+    pub supervisor_thread: bool,
 }
 
 impl Config {
@@ -107,6 +111,7 @@ impl Config {
             extra_fds: Vec::new(),
             allow: seccomp::policy::ALLOW,
             echo_output: true,
+            supervisor_thread: true,
         }
     }
 }
@@ -115,7 +120,8 @@ impl Config {
 pub struct Running {
     pid: i32,
     pidfd: OwnedFd,
-    handle: std::thread::JoinHandle<Outcome>,
+    /// Taken by `wait`; still here on drop only if nobody waited.
+    supervision: Option<Supervision>,
     /// Our end of the setup socket: a failed exec of the program is reported on it.
     setup: OwnedFd,
 }
@@ -140,8 +146,17 @@ impl Running {
         let _ = sys::pidfd_send_signal(self.pidfd.as_raw_fd(), libc::SIGKILL);
     }
 
-    pub fn wait(self) -> Outcome {
-        match self.handle.join() {
+    pub fn wait(mut self) -> Outcome {
+        let outcome = match self.supervision.take() {
+            Some(Supervision::Thread(h)) => h.join(),
+            Some(Supervision::Inline(s)) => {
+                // Live until the outcome is made, the cgroups' removal included.
+                let _live = s.live;
+                Ok(supervise(s.sup))
+            }
+            None => Err(Box::new("no supervision") as Box<dyn std::any::Any + Send>),
+        };
+        match outcome {
             Ok(mut o) => {
                 // The child is reaped: what it wrote before it went is all there is.
                 o.exec_error = exec_failure(&self.setup);
@@ -154,6 +169,49 @@ impl Running {
                 Outcome::killed(0)
             }
         }
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        // Not waited for (an error or a panic on the way to `wait`): an inline supervisor has
+        // not run, so nothing enforces the timeout: the program is killed, then supervised to
+        // its end (reaped, its cgroups removed, its memory freed). A supervisor thread goes on
+        // by itself.
+        if let Some(Supervision::Inline(s)) = self.supervision.take() {
+            self.kill();
+            let _live = s.live;
+            drop(supervise(s.sup));
+        }
+    }
+}
+
+/// Who runs the supervisor of a started sandbox.
+enum Supervision {
+    Thread(std::thread::JoinHandle<Outcome>),
+    /// Run by `Running::wait` on the caller's thread.
+    Inline(Box<InlineSupervisor>),
+}
+
+struct InlineSupervisor {
+    live: interrupt::Live,
+    sup: supervisor::Supervisor,
+}
+
+/// Supervises the run to its end on this thread and makes its outcome.
+fn supervise(sup: supervisor::Supervisor) -> Outcome {
+    match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => {
+            let outcome = rt.block_on(sup.run_async());
+            // An echo may still be blocked writing to a stderr nobody reads: the runtime's drop
+            // would wait for it for as long as that lasts; the outcome is whole now.
+            rt.shutdown_background();
+            outcome
+        }
+        Err(_) => sup.run_without_runtime(),
     }
 }
 
@@ -405,7 +463,13 @@ pub fn spawn_with(mut config: Config, support: &HostSupport) -> Result<Running, 
     // The supervisor thread starts now, building its runtime while this thread waits for the
     // helper and clones the child (started after the clone, it sat between the clone and the
     // handshake the child waits for); it gets the child once the handshake is done.
-    let supervisor = SupervisorThread::start(live, start, config.timeout, config.echo_output)?;
+    let supervisor = SupervisorThread::start(
+        live,
+        start,
+        config.timeout,
+        config.echo_output,
+        config.supervisor_thread,
+    )?;
     let mut notifier = supervisor::Notifier::start().map_err(|e| SandboxError::Setup {
         step: "starting the notification thread",
         error: e,
@@ -571,7 +635,7 @@ pub fn spawn_with(mut config: Config, support: &HostSupport) -> Result<Running, 
         return Err(abort(e, mem));
     }
     // The supervisor keeps the child's memory until it has reaped the child.
-    let handle = match supervisor.hand_over(Handover {
+    let supervision = match supervisor.hand_over(Handover {
         pid,
         pidfd: sup_pidfd,
         notifier,
@@ -581,7 +645,7 @@ pub fn spawn_with(mut config: Config, support: &HostSupport) -> Result<Running, 
         stderr: err_r,
         mem,
     }) {
-        Ok(handle) => handle,
+        Ok(supervision) => supervision,
         Err(back) => {
             let e = SandboxError::Setup {
                 step: "handing the child to its supervisor",
@@ -594,7 +658,7 @@ pub fn spawn_with(mut config: Config, support: &HostSupport) -> Result<Running, 
     Ok(Running {
         pid,
         pidfd,
-        handle,
+        supervision: Some(supervision),
         setup: parent_sock,
     })
 }
@@ -612,11 +676,15 @@ struct Handover {
 }
 
 /// The supervisor's thread, started before the child so that its runtime is built by the time
-/// the child is handed over. Dropped without a handover, it ends (it sees the channel closed)
-/// and is joined, so that its part of `interrupt::Live` is gone before the error is returned.
+/// the child is handed over; or, for a caller that supervises on its own thread, only what the
+/// supervisor will need. Dropped without a handover, the thread ends (it sees the channel
+/// closed) and is joined, so that its part of `interrupt::Live` is gone before the error is
+/// returned.
 struct SupervisorThread {
     tx: Option<std::sync::mpsc::Sender<Handover>>,
     handle: Option<std::thread::JoinHandle<Outcome>>,
+    /// Inline: the interrupt guard and the supervisor's settings, kept for `hand_over`.
+    inline: Option<(interrupt::Live, Instant, Duration, bool)>,
 }
 
 impl SupervisorThread {
@@ -625,45 +693,27 @@ impl SupervisorThread {
         start: Instant,
         timeout: Duration,
         echo: bool,
+        thread: bool,
     ) -> Result<SupervisorThread, SandboxError> {
+        if !thread {
+            return Ok(SupervisorThread {
+                tx: None,
+                handle: None,
+                inline: Some((live, start, timeout, echo)),
+            });
+        }
         let (tx, rx) = std::sync::mpsc::channel::<Handover>();
         let handle = std::thread::Builder::new()
             .name("modelvet-supervisor".into())
             .spawn(move || {
                 // Live until the outcome is made, the cgroups' removal included.
                 let _live = live;
-                let rt = tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build();
                 // Nothing handed over: the spawn failed and has reaped its child itself; this
                 // outcome is dropped unread.
                 let Ok(h) = rx.recv() else {
                     return Outcome::killed(start.elapsed().as_millis() as u64);
                 };
-                let sup = supervisor::Supervisor {
-                    start,
-                    pid: h.pid,
-                    pidfd: h.pidfd,
-                    notifier: h.notifier,
-                    group: h.group,
-                    attach_ms: h.attach_ms,
-                    timeout,
-                    stdout: Some(h.stdout),
-                    stderr: Some(h.stderr),
-                    echo,
-                    child_mem: h.mem,
-                };
-                match rt {
-                    Ok(rt) => {
-                        let outcome = rt.block_on(sup.run_async());
-                        // An echo may still be blocked writing to a stderr nobody reads: the
-                        // runtime's drop would wait for it for as long as that lasts; the outcome
-                        // is whole now.
-                        rt.shutdown_background();
-                        outcome
-                    }
-                    Err(_) => sup.run_without_runtime(),
-                }
+                supervise(h.into_supervisor(start, timeout, echo))
             })
             .map_err(|e| SandboxError::Setup {
                 step: "starting the supervisor thread",
@@ -673,15 +723,48 @@ impl SupervisorThread {
         Ok(SupervisorThread {
             tx: Some(tx),
             handle: Some(handle),
+            inline: None,
         })
     }
 
-    /// Gives the child to the thread; the handover comes back if the thread has ended.
-    fn hand_over(mut self, h: Handover) -> Result<std::thread::JoinHandle<Outcome>, Box<Handover>> {
+    /// Gives the child to the thread (or makes the inline supervisor); the handover comes back
+    /// if the thread has ended.
+    fn hand_over(mut self, h: Handover) -> Result<Supervision, Box<Handover>> {
+        if let Some((live, start, timeout, echo)) = self.inline.take() {
+            return Ok(Supervision::Inline(Box::new(InlineSupervisor {
+                live,
+                sup: h.into_supervisor(start, timeout, echo),
+            })));
+        }
         let tx = self.tx.take().expect("handed over once");
         match tx.send(h) {
-            Ok(()) => Ok(self.handle.take().expect("joined only on drop")),
+            Ok(()) => Ok(Supervision::Thread(
+                self.handle.take().expect("joined only on drop"),
+            )),
             Err(std::sync::mpsc::SendError(h)) => Err(Box::new(h)),
+        }
+    }
+}
+
+impl Handover {
+    fn into_supervisor(
+        self,
+        start: Instant,
+        timeout: Duration,
+        echo: bool,
+    ) -> supervisor::Supervisor {
+        supervisor::Supervisor {
+            start,
+            pid: self.pid,
+            pidfd: self.pidfd,
+            notifier: self.notifier,
+            group: self.group,
+            attach_ms: self.attach_ms,
+            timeout,
+            stdout: Some(self.stdout),
+            stderr: Some(self.stderr),
+            echo,
+            child_mem: self.mem,
         }
     }
 }

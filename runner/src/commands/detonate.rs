@@ -461,6 +461,8 @@ pub fn run(args: DetonateArgs) -> Result<u8> {
         .map_err(|e| CliError::Input(format!("{}: {e}", args.file.display())))?;
     cfg.args.push("4".into());
     cfg.echo_output = false;
+    // This thread only waits: it supervises (one thread fewer to start before the clone).
+    cfg.supervisor_thread = false;
     let (summary_r, summary_w) = sandbox::sys::pipe()
         .map_err(|e| CliError::Sandbox(format!("cannot create the summary pipe: {e}")))?;
     cfg.extra_fds = vec![summary_w, std::os::fd::OwnedFd::from(target)];

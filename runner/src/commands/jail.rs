@@ -69,6 +69,8 @@ pub fn run(args: JailArgs) -> Result<u8> {
     let program = cmd.remove(0);
     let mut cfg = config(program, &args.sandbox);
     cfg.args = cmd;
+    // This thread only waits: it supervises (one thread fewer to start before the clone).
+    cfg.supervisor_thread = false;
     let host = sandbox::HostSupport::detect();
     let running = sandbox::spawn_with(cfg, &host).map_err(sandbox_error)?;
     let outcome = running.wait();
