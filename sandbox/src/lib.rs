@@ -470,13 +470,16 @@ pub fn spawn_with(mut config: Config, support: &HostSupport) -> Result<Running, 
         config.echo_output,
         config.supervisor_thread,
     )?;
-    let mut notifier = supervisor::Notifier::start().map_err(|e| SandboxError::Setup {
-        step: "starting the notification thread",
-        error: e,
-        detail: None,
-    })?;
-    let (netns, group) = prep.finish();
+    let (netns, early_notifier, group) = prep.finish();
     let mut group = group?;
+    let mut notifier = match early_notifier {
+        Some(n) => n,
+        None => supervisor::Notifier::start(None).map_err(|e| SandboxError::Setup {
+            step: "starting the notification thread",
+            error: e,
+            detail: None,
+        })?,
+    };
     if !group.as_ref().is_some_and(cgroup::Group::has_memory) {
         // No memory cgroup: the address-space rlimit is the fallback (coarser: it counts
         // reservations, not use).
@@ -897,8 +900,9 @@ extern "C" fn child_entry(plan: *const u8) -> ! {
     child::run(plan)
 }
 
-/// Where a network namespace made ahead arrives (see `warm_up`).
-type NetnsSlot = std::sync::mpsc::Receiver<Option<OwnedFd>>;
+/// Where a network namespace made ahead arrives (see `warm_up`), with, from `warm_up`, the
+/// notification thread started by the same helper.
+type NetnsSlot = std::sync::mpsc::Receiver<(Option<OwnedFd>, Option<supervisor::Notifier>)>;
 
 static EARLY_NETNS: std::sync::Mutex<Option<NetnsSlot>> = std::sync::Mutex::new(None);
 
@@ -912,8 +916,13 @@ pub fn warm_up() {
         && slot.is_none()
     {
         let (tx, rx) = std::sync::mpsc::channel();
+        let whole = sys::CpuMask::current().ok();
         let started = spawn_elsewhere("modelvet-netns", move || {
-            let _ = tx.send(sys::fresh_netns().ok());
+            // The notification thread first, from here rather than from the main thread (a
+            // thread's start cost the main thread 20-90 us here), and before the unshare so
+            // that it lives in the host's network namespace like every other thread of ours.
+            let notifier = supervisor::Notifier::start(whole).ok();
+            let _ = tx.send((sys::fresh_netns().ok(), notifier));
             drop(tx);
             // The v1 warm-up only once the namespace is handed over, and at idle priority: on
             // a thread of its own it held a core (a ~0.2 ms write here, where the move is fast)
@@ -966,7 +975,11 @@ fn take_early_netns() -> Option<NetnsSlot> {
     EARLY_NETNS.lock().ok()?.take()
 }
 
-type Prepared = (Option<OwnedFd>, Result<Option<cgroup::Group>, SandboxError>);
+type Prepared = (
+    Option<OwnedFd>,
+    Option<supervisor::Notifier>,
+    Result<Option<cgroup::Group>, SandboxError>,
+);
 
 /// What `spawn_with` needs before the clone besides its plan: a fresh network namespace (the one
 /// `warm_up` started, or one made now on a helper thread while the caller builds the plan) and
@@ -986,7 +999,7 @@ impl Prep {
         let netns = take_early_netns().or_else(|| {
             let (tx, rx) = std::sync::mpsc::channel();
             spawn_elsewhere("modelvet-prep", move || {
-                let _ = tx.send(sys::fresh_netns().ok());
+                let _ = tx.send((sys::fresh_netns().ok(), None));
             })
             .ok()
             .map(|_| rx)
@@ -1005,9 +1018,13 @@ impl Prep {
     }
 
     fn finish(&mut self) -> Prepared {
-        let netns = self.netns.take().and_then(|rx| rx.recv().ok().flatten());
+        let (netns, notifier) = self
+            .netns
+            .take()
+            .and_then(|rx| rx.recv().ok())
+            .unwrap_or((None, None));
         let group = self.group.take().unwrap_or(Ok(None));
-        (netns, group)
+        (netns, notifier, group)
     }
 }
 

@@ -92,7 +92,9 @@ pub(crate) struct Notifier {
 }
 
 impl Notifier {
-    pub(crate) fn start() -> std::io::Result<Notifier> {
+    /// Starts the thread; `mask`, when given, is the CPU mask it takes first (a thread started
+    /// by a helper held to another core than the main thread's gets back the whole mask).
+    pub(crate) fn start(mask: Option<sys::CpuMask>) -> std::io::Result<Notifier> {
         let (tx, rx) = std::sync::mpsc::channel::<NotifyJob>();
         let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
         let done_flag = done.clone();
@@ -101,6 +103,9 @@ impl Notifier {
         let handle = std::thread::Builder::new()
             .name("modelvet-notify".into())
             .spawn(move || {
+                if let Some(m) = mask {
+                    let _ = m.apply_here();
+                }
                 let job = rx.recv().ok()?;
                 let mut rec = Recorder {
                     start: job.start,

@@ -1119,6 +1119,21 @@ impl CpuMask {
         }
         Ok(())
     }
+
+    /// Applies the mask to the calling thread.
+    pub fn apply_here(&self) -> SysResult<()> {
+        // SAFETY: sched_setaffinity(2) reads `size_of_val(&self.0)` bytes of our array; pid 0 is
+        // the calling thread.
+        let ret = unsafe {
+            libc::syscall(
+                libc::SYS_sched_setaffinity,
+                0,
+                std::mem::size_of_val(&self.0),
+                self.0.as_ptr(),
+            )
+        };
+        check("sched_setaffinity", ret).map(drop)
+    }
 }
 
 /// Whether this process is dumpable (PR_GET_DUMPABLE is 1): then a child it spawns is too, and
