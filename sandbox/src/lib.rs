@@ -472,9 +472,9 @@ pub fn spawn_with(mut config: Config, support: &HostSupport) -> Result<Running, 
     )?;
     let (netns, early_notifier, group) = prep.finish();
     let mut group = group?;
-    let mut notifier = match early_notifier {
+    let mut notifier = match early_notifier.and_then(|rx| rx.recv().ok().flatten()) {
         Some(n) => n,
-        None => supervisor::Notifier::start(None).map_err(|e| SandboxError::Setup {
+        None => supervisor::Notifier::start(None, None).map_err(|e| SandboxError::Setup {
             step: "starting the notification thread",
             error: e,
             detail: None,
@@ -900,11 +900,14 @@ extern "C" fn child_entry(plan: *const u8) -> ! {
     child::run(plan)
 }
 
-/// Where a network namespace made ahead arrives (see `warm_up`), with, from `warm_up`, the
-/// notification thread started by the same helper.
-type NetnsSlot = std::sync::mpsc::Receiver<(Option<OwnedFd>, Option<supervisor::Notifier>)>;
+/// Where a network namespace made ahead arrives (see `warm_up`), and, from `warm_up`, the
+/// notification thread started by the same helper once the namespace is handed over.
+struct Early {
+    netns: std::sync::mpsc::Receiver<Option<OwnedFd>>,
+    notifier: Option<std::sync::mpsc::Receiver<Option<supervisor::Notifier>>>,
+}
 
-static EARLY_NETNS: std::sync::Mutex<Option<NetnsSlot>> = std::sync::Mutex::new(None);
+static EARLY_NETNS: std::sync::Mutex<Option<Early>> = std::sync::Mutex::new(None);
 
 /// Starts the slow kernel work of the next sandbox now, on a thread of its own on the other core,
 /// so that it overlaps the caller's start-up (argument parsing, host checks, planning): the
@@ -915,15 +918,19 @@ pub fn warm_up() {
     if let Ok(mut slot) = EARLY_NETNS.lock()
         && slot.is_none()
     {
-        let (tx, rx) = std::sync::mpsc::channel();
+        let (tx, netns) = std::sync::mpsc::channel();
+        let (notifier_tx, notifier) = std::sync::mpsc::channel();
         let whole = sys::CpuMask::current().ok();
         let started = spawn_elsewhere("modelvet-netns", move || {
-            // The notification thread first, from here rather than from the main thread (a
-            // thread's start cost the main thread 20-90 us here), and before the unshare so
-            // that it lives in the host's network namespace like every other thread of ours.
-            let notifier = supervisor::Notifier::start(whole).ok();
-            let _ = tx.send((sys::fresh_netns().ok(), notifier));
+            let host = sys::open_ns_net().ok();
+            let _ = tx.send(sys::fresh_netns().ok());
             drop(tx);
+            // The notification thread from here rather than from the main thread (a thread's
+            // start cost the main thread 20-90 us here, just before the clone), once the
+            // namespace is handed over. It steps back into the host's network namespace, like
+            // every other thread of ours, and takes back the whole CPU mask.
+            let _ = notifier_tx.send(supervisor::Notifier::start(host, whole).ok());
+            drop(notifier_tx);
             // The v1 warm-up only once the namespace is handed over, and at idle priority: on
             // a thread of its own it held a core (a ~0.2 ms write here, where the move is fast)
             // while the namespace thread or the main thread waited for it. Where the grace
@@ -936,7 +943,10 @@ pub fn warm_up() {
             }
         });
         if started.is_ok() {
-            *slot = Some(rx);
+            *slot = Some(Early {
+                netns,
+                notifier: Some(notifier),
+            });
         }
     }
     let _ = cgroup::Support::detected();
@@ -971,13 +981,13 @@ fn spawn_elsewhere<T: Send + 'static>(
     Ok(handle)
 }
 
-fn take_early_netns() -> Option<NetnsSlot> {
+fn take_early_netns() -> Option<Early> {
     EARLY_NETNS.lock().ok()?.take()
 }
 
 type Prepared = (
     Option<OwnedFd>,
-    Option<supervisor::Notifier>,
+    Option<std::sync::mpsc::Receiver<Option<supervisor::Notifier>>>,
     Result<Option<cgroup::Group>, SandboxError>,
 );
 
@@ -986,7 +996,7 @@ type Prepared = (
 /// the part of the cgroups the child is born into (`Group::create_v2`, made on the caller's
 /// thread: a directory or two; the cgroup-v1 groups follow in the handshake).
 struct Prep {
-    netns: Option<NetnsSlot>,
+    netns: Option<Early>,
     group: Option<Result<Option<cgroup::Group>, SandboxError>>,
 }
 
@@ -999,10 +1009,13 @@ impl Prep {
         let netns = take_early_netns().or_else(|| {
             let (tx, rx) = std::sync::mpsc::channel();
             spawn_elsewhere("modelvet-prep", move || {
-                let _ = tx.send((sys::fresh_netns().ok(), None));
+                let _ = tx.send(sys::fresh_netns().ok());
             })
             .ok()
-            .map(|_| rx)
+            .map(|_| Early {
+                netns: rx,
+                notifier: None,
+            })
         });
         let group = if cgroups.memory.is_none() && cgroups.pids.is_none() {
             Ok(None)
@@ -1018,11 +1031,10 @@ impl Prep {
     }
 
     fn finish(&mut self) -> Prepared {
-        let (netns, notifier) = self
-            .netns
-            .take()
-            .and_then(|rx| rx.recv().ok())
-            .unwrap_or((None, None));
+        let (netns, notifier) = match self.netns.take() {
+            Some(e) => (e.netns.recv().ok().flatten(), e.notifier),
+            None => (None, None),
+        };
         let group = self.group.take().unwrap_or(Ok(None));
         (netns, notifier, group)
     }

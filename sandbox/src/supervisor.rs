@@ -92,9 +92,13 @@ pub(crate) struct Notifier {
 }
 
 impl Notifier {
-    /// Starts the thread; `mask`, when given, is the CPU mask it takes first (a thread started
-    /// by a helper held to another core than the main thread's gets back the whole mask).
-    pub(crate) fn start(mask: Option<sys::CpuMask>) -> std::io::Result<Notifier> {
+    /// Starts the thread. A helper that starts it from inside a sandbox's network namespace,
+    /// held to another core than the main thread's, passes the host's namespace and the whole
+    /// CPU mask, which the thread takes first.
+    pub(crate) fn start(
+        netns: Option<OwnedFd>,
+        mask: Option<sys::CpuMask>,
+    ) -> std::io::Result<Notifier> {
         let (tx, rx) = std::sync::mpsc::channel::<NotifyJob>();
         let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
         let done_flag = done.clone();
@@ -103,6 +107,9 @@ impl Notifier {
         let handle = std::thread::Builder::new()
             .name("modelvet-notify".into())
             .spawn(move || {
+                if let Some(ns) = netns {
+                    let _ = sys::setns_net(&ns);
+                }
                 if let Some(m) = mask {
                     let _ = m.apply_here();
                 }
