@@ -1079,6 +1079,11 @@ fn setup_handshake(
     // while the child starts up, they are ready when it asks (its first wait no longer includes
     // our three writes). Otherwise they wait for the child's PR_SET_DUMPABLE (MSG_READY).
     let early = sys::dumpable() && write_maps().is_ok();
+    // With the maps written the child may go on as soon as it asks: its 'go' waits for it in
+    // the socket (its wait no longer includes this thread's wake-up on its MSG_READY).
+    if early {
+        sys::write_all_raw(sock.as_raw_fd(), &[child::MSG_GO])?;
+    }
     if !sys::poll_in(sock.as_raw_fd(), 10_000)? {
         return Err(setup_err(
             "waiting for the child",
@@ -1090,12 +1095,12 @@ fn setup_handshake(
     if n != 1 || buf[0] != child::MSG_READY {
         return Err(child_failure(&buf[..n], cplan));
     }
-    if !early {
-        write_maps()?;
-    }
     // The child builds its root while we move it into its cgroups (a v1 attach can take
     // milliseconds); it waits for MSG_CGROUPS before it installs the filter and execs.
-    sys::write_all_raw(sock.as_raw_fd(), &[child::MSG_GO])?;
+    if !early {
+        write_maps()?;
+        sys::write_all_raw(sock.as_raw_fd(), &[child::MSG_GO])?;
+    }
     // The cgroup-v1 groups are made now, while the child builds its root (see
     // `Group::create_v2`); `attach_ms` is the move alone.
     let mut attach_ms = 0.0;
