@@ -253,8 +253,7 @@ impl Group {
         memory: u64,
         pids: u64,
     ) -> Result<Group, CgroupError> {
-        static PRUNED: std::sync::Once = std::sync::Once::new();
-        PRUNED.call_once(|| prune_stale(support));
+        prune_stale_once(support);
         let mut g = Group {
             memory: None,
             pids: None,
@@ -452,6 +451,15 @@ fn own_pidns() -> u64 {
 /// move its child in, so that a group just made by a process we cannot see (another pid
 /// namespace sharing this hierarchy) is never taken from under it.
 const STALE_AFTER: Duration = Duration::from_secs(60);
+
+/// `prune_stale`, at most once per process, by whoever asks first; a later caller does not wait
+/// for it (the warm-up helper does it off the spawn's path; a spawn without one does it itself).
+pub fn prune_stale_once(support: &Support) {
+    static CLAIMED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+    if !CLAIMED.swap(true, std::sync::atomic::Ordering::Relaxed) {
+        prune_stale(support);
+    }
+}
 
 /// Removes the empty groups that modelvet processes killed without a chance to clean up
 /// (SIGKILL, a crash) left behind: named by `group_name` in our pid namespace (or by the older

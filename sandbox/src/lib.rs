@@ -936,11 +936,14 @@ pub fn warm_up() {
             // while the namespace thread or the main thread waited for it. Where the grace
             // period is long (~8 ms on a fresh hybrid host) this still starts it well before
             // the attach.
+            // Then, at idle priority, the removal of groups that killed runs left behind
+            // (~0.1 ms of directory reads that sat on the spawn's path).
             let support = cgroup::Support::detected();
+            let _ = sys::idle_priority();
             if support.v1_procs().is_some() {
-                let _ = sys::idle_priority();
                 cgroup::prewarm_attach(&support);
             }
+            cgroup::prune_stale_once(&support);
         });
         if started.is_ok() {
             *slot = Some(Early {
