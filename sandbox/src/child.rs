@@ -243,7 +243,7 @@ fn mounts(plan: &ChildPlan) {
     for (i, op) in plan.ops.iter().enumerate() {
         let r = match op {
             Op::Mkdir(p) => mkdir(p, 0o755),
-            Op::Touch(p) => sys::write_new_file(p, b"", 0o644),
+            Op::Touch(p) => sys::make_empty_file(p, 0o644),
             Op::Symlink { target, link } => sys::symlink(target, link),
             Op::File { path, contents } => sys::write_new_file(path, contents, 0o644),
             Op::Bind {
