@@ -606,35 +606,63 @@ pub fn spawn_with(mut config: Config, support: &HostSupport) -> Result<Running, 
             return Err(abort(e, mem));
         }
     };
-    let (listener, attach_ms) = match setup_handshake(
+    let attach_ms = match setup_handshake(
         pid,
         &parent_sock,
-        &pidfd,
         group.as_mut().map(|g| (g, &support.cgroups)),
         mem.plan(),
     ) {
-        Ok(l) => l,
+        Ok(ms) => ms,
         Err(e) => return Err(abort(e, mem)),
     };
-    if sys::notif_set_sync_wakeup(&listener).is_err() {
-        // Kernels before 6.6 lack it: notifications still work, only slower.
-    }
-    // The child's exec waits for this thread's first answer.
-    if notifier
-        .begin(supervisor::NotifyJob {
-            listener,
-            start,
-            pid,
-            allow_exec: config.allow_exec,
-            rules,
-        })
-        .is_err()
-    {
-        let e = SandboxError::Setup {
+    // The notification thread takes the listener from the child's next message itself and
+    // answers the child's exec at once; this thread hears how it went meanwhile.
+    let dups = parent_sock
+        .try_clone()
+        .and_then(|s| Ok((s, pidfd.try_clone()?)));
+    let (job_sock, job_pidfd) = match dups {
+        Ok(d) => d,
+        Err(e) => {
+            let e = SandboxError::Setup {
+                step: "duplicating the setup socket",
+                error: e,
+                detail: None,
+            };
+            return Err(abort(e, mem));
+        }
+    };
+    let (taken_tx, taken) = std::sync::mpsc::channel();
+    let begun = notifier.begin(supervisor::NotifyJob {
+        sock: job_sock,
+        pidfd: job_pidfd,
+        taken: taken_tx,
+        start,
+        pid,
+        allow_exec: config.allow_exec,
+        rules,
+    });
+    let listener_error = match (begun, taken.recv()) {
+        (Ok(()), Ok(supervisor::Listener::Taken)) => None,
+        (Ok(()), Ok(supervisor::Listener::ChildSaid(msg))) => Some(child_failure(&msg, mem.plan())),
+        (Ok(()), Ok(supervisor::Listener::TimedOut)) => Some(SandboxError::Setup {
+            step: "waiting for the seccomp listener",
+            error: std::io::Error::from(std::io::ErrorKind::TimedOut),
+            detail: None,
+        }),
+        (Ok(()), Ok(supervisor::Listener::Failed("pidfd_getfd", e))) => {
+            Some(SandboxError::Unsupported {
+                what: format!("cannot take the seccomp listener from the child: {e}"),
+                hint: "pidfd_getfd needs Linux 5.6+ and ptrace access to our own child (kernel.yama.ptrace_scope <= 1)".into(),
+            })
+        }
+        (Ok(()), Ok(supervisor::Listener::Failed(_, e))) => Some(e.into()),
+        _ => Some(SandboxError::Setup {
             step: "handing the listener to the notification thread",
             error: std::io::Error::other("the notification thread ended early"),
             detail: None,
-        };
+        }),
+    };
+    if let Some(e) = listener_error {
         return Err(abort(e, mem));
     }
     // The supervisor keeps the child's memory until it has reaped the child.
@@ -1043,14 +1071,14 @@ impl Prep {
     }
 }
 
-/// Parent side of the setup: id maps and cgroups once the child is ready, then the listener.
+/// Parent side of the setup: id maps and cgroups once the child is ready. The listener that
+/// follows is the notification thread's to take.
 fn setup_handshake(
     pid: i32,
     sock: &OwnedFd,
-    pidfd: &OwnedFd,
     group: Option<(&mut cgroup::Group, &cgroup::Support)>,
     cplan: &ChildPlan,
-) -> Result<(OwnedFd, f64), SandboxError> {
+) -> Result<f64, SandboxError> {
     let setup_err = |step: &'static str, e: std::io::Error| SandboxError::Setup {
         step,
         error: e,
@@ -1114,22 +1142,8 @@ fn setup_handshake(
         attach_ms = t.elapsed().as_secs_f64() * 1e3;
     }
     sys::write_all_raw(sock.as_raw_fd(), &[child::MSG_CGROUPS])?;
-
-    if !sys::poll_in(sock.as_raw_fd(), 10_000)? {
-        return Err(setup_err(
-            "waiting for the seccomp listener",
-            std::io::Error::from(std::io::ErrorKind::TimedOut),
-        ));
-    }
-    let n = sys::read_raw(sock.as_raw_fd(), &mut buf)?;
-    if n == 5 && buf[0] == child::MSG_LISTENER {
-        let fd = i32::from_le_bytes([buf[1], buf[2], buf[3], buf[4]]);
-        return sys::pidfd_getfd(pidfd.as_raw_fd(), fd).map(|l| (l, attach_ms)).map_err(|e| SandboxError::Unsupported {
-            what: format!("cannot take the seccomp listener from the child: {e}"),
-            hint: "pidfd_getfd needs Linux 5.6+ and ptrace access to our own child (kernel.yama.ptrace_scope <= 1)".into(),
-        });
-    }
-    Err(child_failure(&buf[..n], cplan))
+    // The listener comes next: the notification thread takes it (see `supervisor::NotifyJob`).
+    Ok(attach_ms)
 }
 
 /// The errno of the program's exec, when it failed (the program never ran: not executable, a

@@ -71,14 +71,50 @@ pub(crate) struct Supervisor {
     pub child_mem: crate::ChildMemory,
 }
 
-/// What the notification thread needs to start answering: the listener and the recorder's
-/// inputs.
+/// What the notification thread needs to start answering: where to take the listener from and
+/// the recorder's inputs.
 pub(crate) struct NotifyJob {
-    pub listener: OwnedFd,
+    /// The setup socket, on which the child sends MSG_LISTENER (or its error record) once its
+    /// filter is installed, and the child's pidfd to take the listener with (pidfd_getfd).
+    pub sock: OwnedFd,
+    pub pidfd: OwnedFd,
+    /// Where the thread says whether it got the listener (`Listener`).
+    pub taken: std::sync::mpsc::Sender<Listener>,
     pub start: Instant,
     pub pid: i32,
     pub allow_exec: bool,
     pub rules: PathRules,
+}
+
+/// How taking the listener went.
+pub(crate) enum Listener {
+    Taken,
+    /// The child sent this instead (its error record, or nothing: the socket's end).
+    ChildSaid(Vec<u8>),
+    TimedOut,
+    Failed(&'static str, sys::SysError),
+}
+
+/// Waits (up to 10 s) for the child's MSG_LISTENER and takes the listener out of the child.
+fn take_listener(job: &NotifyJob) -> Result<OwnedFd, Listener> {
+    match sys::poll_in(job.sock.as_raw_fd(), 10_000) {
+        Ok(true) => {}
+        Ok(false) => return Err(Listener::TimedOut),
+        Err(e) => return Err(Listener::Failed("poll", e)),
+    }
+    let mut buf = [0u8; 16];
+    let n =
+        sys::read_raw(job.sock.as_raw_fd(), &mut buf).map_err(|e| Listener::Failed("read", e))?;
+    if n != 5 || buf[0] != crate::child::MSG_LISTENER {
+        return Err(Listener::ChildSaid(buf[..n].to_vec()));
+    }
+    let fd = i32::from_le_bytes([buf[1], buf[2], buf[3], buf[4]]);
+    let listener = sys::pidfd_getfd(job.pidfd.as_raw_fd(), fd)
+        .map_err(|e| Listener::Failed("pidfd_getfd", e))?;
+    if sys::notif_set_sync_wakeup(&listener).is_err() {
+        // Kernels before 6.6 lack it: notifications still work, only slower.
+    }
+    Ok(listener)
 }
 
 /// The thread that answers the child's seccomp notifications, started before the child is
@@ -114,6 +150,18 @@ impl Notifier {
                     let _ = m.apply_here();
                 }
                 let job = rx.recv().ok()?;
+                // The listener straight from the child's message: the child's exec waits for
+                // this thread's first answer, and no other thread wakes in between.
+                let listener = match take_listener(&job) {
+                    Ok(l) => {
+                        let _ = job.taken.send(Listener::Taken);
+                        l
+                    }
+                    Err(why) => {
+                        let _ = job.taken.send(why);
+                        return None;
+                    }
+                };
                 let mut rec = Recorder {
                     start: job.start,
                     tiers: policy::tiers(),
@@ -132,7 +180,7 @@ impl Notifier {
                     rules: job.rules,
                     clones: 0,
                 };
-                notify_loop(&job.listener, &mut rec, &done_flag);
+                notify_loop(&listener, &mut rec, &done_flag);
                 Some(rec)
             })?;
         Ok(Notifier {
