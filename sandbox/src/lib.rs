@@ -641,22 +641,25 @@ pub fn spawn_with(mut config: Config, support: &HostSupport) -> Result<Running, 
         allow_exec: config.allow_exec,
         rules,
     });
-    let listener_error = match (begun, taken.recv()) {
-        (Ok(()), Ok(supervisor::Listener::Taken)) => None,
-        (Ok(()), Ok(supervisor::Listener::ChildSaid(msg))) => Some(child_failure(&msg, mem.plan())),
-        (Ok(()), Ok(supervisor::Listener::TimedOut)) => Some(SandboxError::Setup {
+    // A job that comes back holds the channel's sender: nothing would ever arrive.
+    let heard = match begun {
+        Ok(()) => taken.recv().ok(),
+        Err(_) => None,
+    };
+    let listener_error = match heard {
+        Some(supervisor::Listener::Taken) => None,
+        Some(supervisor::Listener::ChildSaid(msg)) => Some(child_failure(&msg, mem.plan())),
+        Some(supervisor::Listener::TimedOut) => Some(SandboxError::Setup {
             step: "waiting for the seccomp listener",
             error: std::io::Error::from(std::io::ErrorKind::TimedOut),
             detail: None,
         }),
-        (Ok(()), Ok(supervisor::Listener::Failed("pidfd_getfd", e))) => {
-            Some(SandboxError::Unsupported {
-                what: format!("cannot take the seccomp listener from the child: {e}"),
-                hint: "pidfd_getfd needs Linux 5.6+ and ptrace access to our own child (kernel.yama.ptrace_scope <= 1)".into(),
-            })
-        }
-        (Ok(()), Ok(supervisor::Listener::Failed(_, e))) => Some(e.into()),
-        _ => Some(SandboxError::Setup {
+        Some(supervisor::Listener::Failed("pidfd_getfd", e)) => Some(SandboxError::Unsupported {
+            what: format!("cannot take the seccomp listener from the child: {e}"),
+            hint: "pidfd_getfd needs Linux 5.6+ and ptrace access to our own child (kernel.yama.ptrace_scope <= 1)".into(),
+        }),
+        Some(supervisor::Listener::Failed(_, e)) => Some(e.into()),
+        None => Some(SandboxError::Setup {
             step: "handing the listener to the notification thread",
             error: std::io::Error::other("the notification thread ended early"),
             detail: None,
