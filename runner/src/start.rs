@@ -25,9 +25,17 @@
 //! segment read-only (`_dl_protect_relro`) as it would the file-backed pages. Where a step cannot be done (the segment is larger than a huge page, or
 //! `mmap` fails) the entry leaves the segment alone; where the host gives no huge page (THP off)
 //! the copy falls back to 4 KiB pages, about as dear as the faults it replaces. If `mremap`
-//! fails, the kernel has left the segment where it was (it only discards the destination once
-//! the move can be made): the relocations already applied outside it are taken back, and glibc
-//! relocates the untouched segment as usual. The temporary region is unmapped either way.
+//! fails before it touches the destination (a bad argument), the segment is where it was: the
+//! relocations already applied outside it are taken back, and glibc relocates the untouched
+//! segment as usual. The kernel discards the destination before it moves the pages, so a failure
+//! after that (out of memory for the new mapping's bookkeeping) leaves the segment unmapped and
+//! the start ends in SIGSEGV: it fails closed, nothing runs. The temporary region is unmapped
+//! either way.
+//!
+//! Where the host's THP `defrag` setting lets a madvised fault compact memory (`madvise`, the
+//! kernel's default, or `always`), the first write to the huge page may stall for that on a
+//! fragmented host, as any THP user's would; a host without a free 2 MiB block for long may
+//! prefer `defer` or `never` for `defrag` (the copy then takes 4 KiB pages).
 //!
 //! Only for static-pie: a dynamically loaded PIE is relocated by `ld.so` before the entry runs,
 //! and moving its RELRO after `ld.so` has protected it would make it writable again.

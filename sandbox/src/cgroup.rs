@@ -253,7 +253,6 @@ impl Group {
         memory: u64,
         pids: u64,
     ) -> Result<Group, CgroupError> {
-        prune_stale_once(support);
         let mut g = Group {
             memory: None,
             pids: None,
@@ -453,7 +452,9 @@ fn own_pidns() -> u64 {
 const STALE_AFTER: Duration = Duration::from_secs(60);
 
 /// `prune_stale`, at most once per process, by whoever asks first; a later caller does not wait
-/// for it (the warm-up helper does it off the spawn's path; a spawn without one does it itself).
+/// for it. The warm-up helper asks, off the spawn's path, once it has made the namespace; the
+/// supervisor asks at the end of every run, for a process without the helper or a helper that
+/// never got a CPU.
 pub fn prune_stale_once(support: &Support) {
     static CLAIMED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
     if !CLAIMED.swap(true, std::sync::atomic::Ordering::Relaxed) {

@@ -150,9 +150,12 @@ impl Running {
         let outcome = match self.supervision.take() {
             Some(Supervision::Thread(h)) => h.join(),
             Some(Supervision::Inline(s)) => {
-                // Live until the outcome is made, the cgroups' removal included.
-                let _live = s.live;
-                Ok(supervise(s.sup))
+                // Live until the outcome is made, the cgroups' removal included. A panic in the
+                // supervisor is caught as a supervisor thread's would be (the program is then
+                // killed below).
+                let InlineSupervisor { live, sup } = *s;
+                let _live = live;
+                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| supervise(sup)))
             }
             None => Err(Box::new("no supervision") as Box<dyn std::any::Any + Send>),
         };
@@ -967,13 +970,24 @@ pub fn warm_up() {
             // while the namespace thread or the main thread waited for it. Where the grace
             // period is long (~8 ms on a fresh hybrid host) this still starts it well before
             // the attach.
-            // Then, at idle priority, the removal of groups that killed runs left behind
-            // (~0.1 ms of directory reads that sat on the spawn's path).
+            // The rest may run on either core again: should it hold a lock (the kernel's cgroup
+            // locks, our one malloc arena) that the main thread or the child waits for, the core
+            // that waiter leaves idle can finish it.
+            if let Some(m) = whole {
+                let _ = m.apply_here();
+            }
             let support = cgroup::Support::detected();
-            let _ = sys::idle_priority();
             if support.v1_procs().is_some() {
+                // At normal priority: it holds the host's cgroup locks while it waits (every fork
+                // on the host waits for those), so it must not be starved. Tried at idle
+                // priority: a reviewer pointed out that on a loaded host that could hold up
+                // every fork for as long as the thread got no CPU.
                 cgroup::prewarm_attach(&support);
             }
+            // Then, at the lowest nice, the removal of groups that killed runs left behind
+            // (~0.1 ms of directory reads that sat on the spawn's path). The supervisor does
+            // it at the end of the run if this never got to it.
+            let _ = sys::lowest_priority();
             cgroup::prune_stale_once(&support);
         });
         if started.is_ok() {
@@ -1100,13 +1114,20 @@ fn setup_handshake(
         (euid, egid)
     };
     let proc = PathBuf::from(format!("/proc/{pid}"));
-    let write_maps = || -> Result<(), SandboxError> {
-        std::fs::write(proc.join("setgroups"), "deny")
-            .map_err(|e| setup_err("writing setgroups", e))?;
-        std::fs::write(proc.join("uid_map"), format!("0 {} 1\n", outer.0))
-            .map_err(|e| setup_err("writing uid_map", e))?;
-        std::fs::write(proc.join("gid_map"), format!("0 {} 1\n", outer.1))
-            .map_err(|e| setup_err("writing gid_map", e))
+    let maps = [
+        ("setgroups", "writing setgroups", "deny".to_string()),
+        ("uid_map", "writing uid_map", format!("0 {} 1\n", outer.0)),
+        ("gid_map", "writing gid_map", format!("0 {} 1\n", outer.1)),
+    ];
+    // Each map can be written once only: a second attempt goes on from the first one not yet
+    // written (a retry of uid_map would fail with EPERM and hide what really failed).
+    let mut written = 0;
+    let mut write_maps = || -> Result<(), SandboxError> {
+        for (file, step, text) in &maps[written..] {
+            std::fs::write(proc.join(file), text).map_err(|e| setup_err(step, e))?;
+            written += 1;
+        }
+        Ok(())
     };
     // The maps can be written as soon as the child is dumpable, which it is from birth when we
     // are: it shares our memory (CLONE_VM), or has a copy of it with the same flag. Written

@@ -1276,8 +1276,11 @@ impl Supervisor {
         let exited = match exited {
             Ok(e) => e,
             Err(_) => {
+                // The program dies first: only then may the notification thread be stopped and
+                // joined.
+                let outcome = Supervisor::fallback_outcome(start, pid);
                 drop(notifier);
-                return Supervisor::fallback_outcome(start, pid);
+                return outcome;
             }
         };
 
@@ -1378,6 +1381,8 @@ impl Supervisor {
             resources.peak_pids_upper_bound = true;
         }
         drop(group);
+        // Abandoned groups of earlier runs, if the warm-up helper did not get to them.
+        crate::cgroup::prune_stale_once(&crate::cgroup::Support::detected());
         // Everything is dead, so the pipes end now, unless a write end outlives the tree (passed
         // in a socket's queue that something of ours still holds): a bounded wait, then none.
         let tail = |t: Option<tokio::task::JoinHandle<Vec<u8>>>| async move {
@@ -1433,6 +1438,11 @@ fn kill_tree(group: &Option<Group>, pidfd: &OwnedFd) {
 fn notify_loop(listener: &OwnedFd, rec: &mut Recorder, done: &std::sync::atomic::AtomicBool) {
     let fd = listener.as_raw_fd();
     loop {
+        // Checked every time round, not only when a poll times out: a program that never stops
+        // making notified calls would otherwise keep a stopping supervisor waiting for ever.
+        if done.load(std::sync::atomic::Ordering::Relaxed) {
+            return;
+        }
         let mut pfd = libc::pollfd {
             fd,
             events: libc::POLLIN,
@@ -1447,9 +1457,6 @@ fn notify_loop(listener: &OwnedFd, rec: &mut Recorder, done: &std::sync::atomic:
             return;
         }
         if r == 0 {
-            if done.load(std::sync::atomic::Ordering::Relaxed) {
-                return;
-            }
             continue;
         }
         if pfd.revents & libc::POLLIN != 0 {

@@ -1159,13 +1159,13 @@ pub fn dumpable() -> bool {
     unsafe { libc::prctl(libc::PR_GET_DUMPABLE, 0, 0, 0, 0) == 1 }
 }
 
-/// Puts the calling thread in SCHED_IDLE: from then on it runs only on a core with nothing else
-/// to run, and never preempts the process's other threads. Lowering needs no privilege.
-pub fn idle_priority() -> SysResult<()> {
-    let param = libc::sched_param { sched_priority: 0 };
-    // SAFETY: sched_setscheduler(2) reads one sched_param of ours; pid 0 is the calling thread.
-    check_int("sched_setscheduler", unsafe {
-        libc::sched_setscheduler(0, libc::SCHED_IDLE, &param)
+/// Gives the calling thread the lowest nice (19; per thread on Linux): it still gets a small
+/// share of a busy CPU, so whatever it holds is released in bounded time. Lowering needs no
+/// privilege.
+pub fn lowest_priority() -> SysResult<()> {
+    // SAFETY: setpriority(2) on the calling thread (who 0); no memory is passed.
+    check_int("setpriority", unsafe {
+        libc::setpriority(libc::PRIO_PROCESS, 0, 19)
     })
     .map(drop)
 }
