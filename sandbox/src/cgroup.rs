@@ -263,20 +263,19 @@ impl Group {
         if let Some(u) = &support.unified {
             g.unified = Some(make_dir(u, name)?);
         }
+        // A v2 controller's group is the unified one (or, without it, one of its own).
+        let v2_dir = |g: &Group, c: &Controller| match &g.unified {
+            Some(u) => Ok(u.clone()),
+            None => make_dir(&c.parent, name),
+        };
         if let Some(c) = support.memory.as_ref().filter(|c| c.v2) {
-            let dir = match &g.unified {
-                Some(u) => u.clone(),
-                None => make_dir(&c.parent, name)?,
-            };
+            let dir = v2_dir(&g, c)?;
             g.memory = Some((dir.clone(), true));
             write(&dir.join("memory.max"), &memory.to_string())?;
             let _ = write(&dir.join("memory.swap.max"), "0");
         }
         if let Some(c) = support.pids.as_ref().filter(|c| c.v2) {
-            let dir = match &g.unified {
-                Some(u) => u.clone(),
-                None => make_dir(&c.parent, name)?,
-            };
+            let dir = v2_dir(&g, c)?;
             g.pids = Some((dir.clone(), true));
             write(&dir.join("pids.max"), &pids.to_string())?;
         }

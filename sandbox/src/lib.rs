@@ -598,11 +598,20 @@ pub fn spawn_with(mut config: Config, support: &HostSupport) -> Result<Running, 
         }
         e
     };
-    let sup_pidfd = match pidfd.try_clone() {
-        Ok(fd) => fd,
+    // The supervisor's pidfd, and the setup socket and pidfd the notification thread takes the
+    // listener with.
+    let dups = (|| {
+        Ok((
+            pidfd.try_clone()?,
+            parent_sock.try_clone()?,
+            pidfd.try_clone()?,
+        ))
+    })();
+    let (sup_pidfd, job_sock, job_pidfd) = match dups {
+        Ok(d) => d,
         Err(e) => {
             let e = SandboxError::Setup {
-                step: "duplicating the pidfd",
+                step: "duplicating the pidfd and the setup socket",
                 error: e,
                 detail: None,
             };
@@ -620,20 +629,6 @@ pub fn spawn_with(mut config: Config, support: &HostSupport) -> Result<Running, 
     };
     // The notification thread takes the listener from the child's next message itself and
     // answers the child's exec at once; this thread hears how it went meanwhile.
-    let dups = parent_sock
-        .try_clone()
-        .and_then(|s| Ok((s, pidfd.try_clone()?)));
-    let (job_sock, job_pidfd) = match dups {
-        Ok(d) => d,
-        Err(e) => {
-            let e = SandboxError::Setup {
-                step: "duplicating the setup socket",
-                error: e,
-                detail: None,
-            };
-            return Err(abort(e, mem));
-        }
-    };
     let (taken_tx, taken) = std::sync::mpsc::channel();
     let begun = notifier.begin(supervisor::NotifyJob {
         sock: job_sock,
