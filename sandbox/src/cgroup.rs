@@ -122,11 +122,13 @@ impl Support {
             (Some((mp, root)), Some(path)) => Some(join(mp, root, path)),
             _ => None,
         };
+        let controllers = unified
+            .as_ref()
+            .and_then(|u| read_text(&u.join("cgroup.controllers")));
         let v2_has = |name: &str| -> bool {
-            unified.as_ref().is_some_and(|u| {
-                fs::read_to_string(u.join("cgroup.controllers"))
-                    .is_ok_and(|c| c.split_whitespace().any(|x| x == name))
-            })
+            controllers
+                .as_deref()
+                .is_some_and(|c| c.split_whitespace().any(|x| x == name))
         };
         let pick = |name: &str| -> Option<Controller> {
             v1(name).or_else(|| {
@@ -395,20 +397,26 @@ impl Group {
 
     /// (user, system) CPU time in microseconds of everything that ran in the group.
     pub fn cpu_usec(&self) -> Option<(u64, u64)> {
-        let text = fs::read_to_string(self.unified.as_ref()?.join("cpu.stat")).ok()?;
+        let text = read_text(&self.unified.as_ref()?.join("cpu.stat"))?;
         Some((key_in(&text, "user_usec")?, key_in(&text, "system_usec")?))
     }
 }
 
 impl Drop for Group {
     fn drop(&mut self) {
-        self.kill();
-        // A group can be removed only once its last task is gone; exiting tasks can take a moment.
+        // A group can be removed only once its last task is gone. After a run that ended with
+        // its pid 1 none is left and the removal just works; a group that still has tasks (a
+        // spawn that failed half-way) is killed, and its exiting tasks can take a moment.
+        let mut killed = false;
         for d in self.dirs() {
             for attempt in 0..100 {
                 match fs::remove_dir(d) {
                     Ok(()) => break,
                     Err(e) if e.kind() == io::ErrorKind::NotFound => break,
+                    Err(_) if !killed => {
+                        killed = true;
+                        self.kill();
+                    }
                     Err(_) => std::thread::sleep(Duration::from_micros(200 * (attempt + 1))),
                 }
             }
@@ -526,11 +534,36 @@ fn write(path: &Path, value: &str) -> Result<(), CgroupError> {
 }
 
 fn read_u64(path: &Path) -> Option<u64> {
-    fs::read_to_string(path).ok()?.trim().parse().ok()
+    read_text(path)?.trim().parse().ok()
 }
 
 fn read_key(path: &Path, key: &str) -> Option<u64> {
-    key_in(&fs::read_to_string(path).ok()?, key)
+    key_in(&read_text(path)?, key)
+}
+
+/// A cgroup file's text. The cgroup file system hands out a file's whole text in one read when
+/// the buffer holds it, so a short read is the end: no size query and no second read to find
+/// the end, as `fs::read_to_string` makes (two of the three syscalls per figure a run reads).
+fn read_text(path: &Path) -> Option<String> {
+    use std::io::Read;
+    let mut f = fs::File::open(path).ok()?;
+    let mut buf = vec![0u8; 4096];
+    let mut len = 0;
+    loop {
+        match f.read(&mut buf[len..]) {
+            Ok(n) => {
+                len += n;
+                if n == 0 || len < buf.len() {
+                    break;
+                }
+                buf.resize(buf.len() * 2, 0);
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(_) => return None,
+        }
+    }
+    buf.truncate(len);
+    String::from_utf8(buf).ok()
 }
 
 /// The value of `key` in a flat-keyed cgroup file's text ("key value" lines).

@@ -1321,14 +1321,15 @@ impl Supervisor {
             }
         }
         let ended = killed_at.unwrap_or_else(tokio::time::Instant::now);
-        kill_tree(&group, exited.get_ref());
+        // Nothing is left to kill: the target was pid 1 of its namespace, and the kernel ends
+        // every other process of the namespace (forks under way included: the namespace takes no
+        // new pid once its first process is gone) and waits for them to be gone before its exit
+        // shows on the pidfd. The group's removal checks it all the same (`Group`'s drop kills
+        // what a removal finds still there).
         let Some(rec) = notifier.finish() else {
             return Supervisor::fallback_outcome(start, pid);
         };
         let wall = start.elapsed();
-        // The target was pid 1 of its namespace: its death took every other process with it.
-        // cgroup.kill makes sure, even of processes mid-fork.
-        kill_tree(&group, exited.get_ref());
         let waited = sys::wait4(pid, 0).ok().flatten();
         if waited.is_some() {
             child_mem.release();
