@@ -18,12 +18,7 @@
 //! dynamic section): glibc's loop walks each 63-bit bitmap word bit by bit, with a branch that
 //! mispredicts on about every other bit (~0.2 ms of every start here, the top of a profile of
 //! `modelvet --version`); this one visits only the set bits (`bsf`). `modelvet --version`,
-//! interleaved medians of 400: 1.33 -> 0.97 ms with both. The segment's file pages are mapped
-//! for the copy with one `MADV_POPULATE_READ` rather than by read faults: `--version` 1.48 ->
-//! 1.19 ms, `jail -- /bin/true` 5.12 -> 4.69 ms (interleaved medians of 1,000 and 300 on a
-//! slower day). Reading the bytes with `pread` from `/proc/self/exe` instead (no source pages
-//! mapped at all, so none to unmap) was slower (1.42 ms) and would be an open the sandbox records
-//! when the model host starts.
+//! interleaved medians of 400: 1.33 -> 0.97 ms with both.
 //!
 //! Nothing about the layout changes: the data keeps its (randomised) address and its content,
 //! relocated as glibc would have, and glibc then applies the ifunc relocations and makes the
@@ -110,14 +105,6 @@ core::arch::global_asm!(
     "mov edx, 14",
     "syscall",
     // Copy the segment's bytes (as the kernel mapped them: not yet relocated) into the block.
-    // First madvise(r12, len, MADV_POPULATE_READ), its result ignored (without it the copy
-    // faults the pages in itself): the segment's page-cache pages are mapped in one call
-    // instead of by ~17 read faults, each mapping 16 pages around it.
-    "mov eax, 28",
-    "mov rdi, r12",
-    "mov rsi, rbx",
-    "mov edx, 22",
-    "syscall",
     "mov rdi, r13",
     "mov rsi, r12",
     "mov rcx, rbx",
