@@ -230,6 +230,20 @@ pub struct Group {
     pending_v1: Option<(String, u64, u64)>,
     /// Which controllers there will be once `create_v1` is done.
     will_have: (bool, bool),
+    /// The files the run's figures are read from, opened once (`open_figures`).
+    figures: std::sync::OnceLock<Figures>,
+}
+
+/// The open figure files of a group. Opening a cgroup file walks its path (~10-40 us each here);
+/// reading an open one again from its start renders it anew, so the figures at the run's end
+/// cost a read each.
+#[derive(Debug, Default)]
+struct Figures {
+    oom: Option<fs::File>,
+    pids_events: Option<fs::File>,
+    peak_memory: Option<fs::File>,
+    peak_pids: Option<fs::File>,
+    cpu_stat: Option<fs::File>,
 }
 
 impl Group {
@@ -261,6 +275,7 @@ impl Group {
             unified: None,
             pending_v1: None,
             will_have: (support.memory.is_some(), support.pids.is_some()),
+            figures: std::sync::OnceLock::new(),
         };
         if let Some(u) = &support.unified {
             g.unified = Some(make_dir(u, name)?);
@@ -365,39 +380,75 @@ impl Group {
             .is_some_and(|u| write(&u.join("cgroup.kill"), "1").is_ok())
     }
 
+    /// Opens the files the figures below are read from (done by the first figure read if not
+    /// before): the supervisor opens them while the program runs, off the run's end.
+    pub fn open_figures(&self) {
+        self.figures();
+    }
+
+    fn figures(&self) -> &Figures {
+        self.figures.get_or_init(|| {
+            let open = |d: &Path, f: &str| fs::File::open(d.join(f)).ok();
+            let mut fig = Figures::default();
+            if let Some((d, v2)) = &self.memory {
+                fig.oom = open(
+                    d,
+                    if *v2 {
+                        "memory.events"
+                    } else {
+                        "memory.oom_control"
+                    },
+                );
+                fig.peak_memory = open(
+                    d,
+                    if *v2 {
+                        "memory.peak"
+                    } else {
+                        "memory.max_usage_in_bytes"
+                    },
+                );
+            }
+            if let Some((d, _)) = &self.pids {
+                fig.pids_events = open(d, "pids.events");
+                fig.peak_pids = open(d, "pids.peak");
+            }
+            if let Some(u) = &self.unified {
+                fig.cpu_stat = open(u, "cpu.stat");
+            }
+            fig
+        })
+    }
+
     pub fn oom_kills(&self) -> u64 {
-        match &self.memory {
-            Some((d, true)) => read_key(&d.join("memory.events"), "oom_kill").unwrap_or(0),
-            Some((d, false)) => read_key(&d.join("memory.oom_control"), "oom_kill").unwrap_or(0),
-            None => 0,
-        }
+        read_text_at(self.figures().oom.as_ref())
+            .and_then(|t| key_in(&t, "oom_kill"))
+            .unwrap_or(0)
     }
 
     /// How many forks the pids limit refused.
     pub fn pids_max_hits(&self) -> u64 {
-        self.pids
-            .as_ref()
-            .and_then(|(d, _)| read_key(&d.join("pids.events"), "max"))
+        read_text_at(self.figures().pids_events.as_ref())
+            .and_then(|t| key_in(&t, "max"))
             .unwrap_or(0)
     }
 
     pub fn peak_memory(&self) -> Option<u64> {
-        match &self.memory {
-            Some((d, true)) => read_u64(&d.join("memory.peak")),
-            Some((d, false)) => read_u64(&d.join("memory.max_usage_in_bytes")),
-            None => None,
-        }
+        read_text_at(self.figures().peak_memory.as_ref())?
+            .trim()
+            .parse()
+            .ok()
     }
 
     pub fn peak_pids(&self) -> Option<u64> {
-        self.pids
-            .as_ref()
-            .and_then(|(d, _)| read_u64(&d.join("pids.peak")))
+        read_text_at(self.figures().peak_pids.as_ref())?
+            .trim()
+            .parse()
+            .ok()
     }
 
     /// (user, system) CPU time in microseconds of everything that ran in the group.
     pub fn cpu_usec(&self) -> Option<(u64, u64)> {
-        let text = read_text(&self.unified.as_ref()?.join("cpu.stat"))?;
+        let text = read_text_at(self.figures().cpu_stat.as_ref())?;
         Some((key_in(&text, "user_usec")?, key_in(&text, "system_usec")?))
     }
 }
@@ -533,24 +584,21 @@ fn write(path: &Path, value: &str) -> Result<(), CgroupError> {
     fs::write(path, value).map_err(io_err(path))
 }
 
-fn read_u64(path: &Path) -> Option<u64> {
-    read_text(path)?.trim().parse().ok()
-}
-
-fn read_key(path: &Path, key: &str) -> Option<u64> {
-    key_in(&read_text(path)?, key)
-}
-
 /// A cgroup file's text. The cgroup file system hands out a file's whole text in one read when
 /// the buffer holds it, so a short read is the end: no size query and no second read to find
-/// the end, as `fs::read_to_string` makes (two of the three syscalls per figure a run reads).
+/// the end, as `fs::read_to_string` makes.
 fn read_text(path: &Path) -> Option<String> {
-    use std::io::Read;
-    let mut f = fs::File::open(path).ok()?;
+    read_text_at(Some(&fs::File::open(path).ok()?))
+}
+
+/// `read_text` of an open file, read from its start (which renders a cgroup file anew).
+fn read_text_at(f: Option<&fs::File>) -> Option<String> {
+    use std::os::unix::fs::FileExt;
+    let f = f?;
     let mut buf = vec![0u8; 4096];
     let mut len = 0;
     loop {
-        match f.read(&mut buf[len..]) {
+        match f.read_at(&mut buf[len..], len as u64) {
             Ok(n) => {
                 len += n;
                 if n == 0 || len < buf.len() {
@@ -734,8 +782,27 @@ mod tests {
         fs::create_dir_all(&dir).unwrap();
         let f = dir.join("memory.oom_control");
         fs::write(&f, "oom_kill_disable 0\nunder_oom 0\noom_kill 3\n").unwrap();
-        assert_eq!(read_key(&f, "oom_kill"), Some(3));
-        assert_eq!(read_key(&f, "missing"), None);
+        let key = |k: &str| read_text(&f).and_then(|t| key_in(&t, k));
+        assert_eq!(key("oom_kill"), Some(3));
+        assert_eq!(key("missing"), None);
+        // An open file is read from its start each time: a figure read twice sees the new text.
+        let open = fs::File::open(&f).unwrap();
+        let first = read_text_at(Some(&open)).unwrap();
+        fs::write(
+            &f,
+            "oom_kill 4
+",
+        )
+        .unwrap();
+        assert_ne!(read_text_at(Some(&open)).unwrap(), first);
+        assert_eq!(
+            key_in(&read_text_at(Some(&open)).unwrap(), "oom_kill"),
+            Some(4)
+        );
+        // Longer than one buffer: read whole.
+        let long = "x".repeat(10_000);
+        fs::write(&f, &long).unwrap();
+        assert_eq!(read_text_at(Some(&open)).unwrap(), long);
         fs::remove_dir_all(&dir).unwrap();
     }
 }

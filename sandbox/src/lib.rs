@@ -630,6 +630,11 @@ pub fn spawn_with(mut config: Config, support: &HostSupport) -> Result<Running, 
     // The notification thread takes the listener from the child's next message itself and
     // answers the child's exec at once; this thread hears how it went meanwhile.
     let (taken_tx, taken) = std::sync::mpsc::channel();
+    // The child is building its root meanwhile: this open is off the spawn's path. Without it
+    // (no /proc, say) the child's exit tears its namespace down as it would anyway.
+    let mnt_ns = std::fs::File::open(format!("/proc/{pid}/ns/mnt"))
+        .ok()
+        .map(OwnedFd::from);
     let begun = notifier.begin(supervisor::NotifyJob {
         sock: job_sock,
         pidfd: job_pidfd,
@@ -638,6 +643,7 @@ pub fn spawn_with(mut config: Config, support: &HostSupport) -> Result<Running, 
         pid,
         allow_exec: config.allow_exec,
         rules,
+        mnt_ns,
     });
     // A job that comes back holds the channel's sender: nothing would ever arrive.
     let heard = match begun {

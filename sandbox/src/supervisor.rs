@@ -84,6 +84,11 @@ pub(crate) struct NotifyJob {
     pub pid: i32,
     pub allow_exec: bool,
     pub rules: PathRules,
+    /// The child's mount namespace, held here so that its teardown (its mounts' removal waits
+    /// for an RCU grace period) falls to this thread once the filter's last task is gone, at
+    /// the same time as the supervisor's own work at the end, and not to the exit of the
+    /// target the supervisor waits for.
+    pub mnt_ns: Option<OwnedFd>,
 }
 
 /// How taking the listener went.
@@ -149,7 +154,8 @@ impl Notifier {
                 if let Some(m) = mask {
                     let _ = m.apply_here();
                 }
-                let job = rx.recv().ok()?;
+                let mut job = rx.recv().ok()?;
+                let mnt_ns = job.mnt_ns.take();
                 // The listener straight from the child's message: the child's exec waits for
                 // this thread's first answer, and no other thread wakes in between.
                 let listener = match take_listener(&job) {
@@ -181,6 +187,13 @@ impl Notifier {
                     clones: 0,
                 };
                 notify_loop(&listener, &mut rec, &done_flag);
+                // The filter's last task is gone, but the target may still be on its way out:
+                // the namespace is let go once it has ended (its pidfd is readable), so that
+                // this is its last holder (bounded: the supervisor may stop us earlier).
+                if mnt_ns.is_some() {
+                    let _ = sys::poll_in(job.pidfd.as_raw_fd(), 1_000);
+                }
+                drop(mnt_ns);
                 Some(rec)
             })?;
         Ok(Notifier {
@@ -1269,7 +1282,13 @@ impl Supervisor {
         let exited =
             unsafe { AsyncFd::register_with_interest(pidfd, tokio::io::Interest::READABLE) };
         let deadline = tokio::time::Instant::from_std(start + timeout);
-        let mut tick = tokio::time::interval(POLL_INTERVAL);
+        // The figures' files are opened now, while the program runs: at its end each figure is
+        // one read. The first check comes after one interval (nothing has run out before).
+        if let Some(g) = &group {
+            g.open_figures();
+        }
+        let mut tick =
+            tokio::time::interval_at(tokio::time::Instant::now() + POLL_INTERVAL, POLL_INTERVAL);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
         let mut forced: Option<ExitStatus> = None;
 
@@ -1321,15 +1340,12 @@ impl Supervisor {
             }
         }
         let ended = killed_at.unwrap_or_else(tokio::time::Instant::now);
+        let wall = start.elapsed();
         // Nothing is left to kill: the target was pid 1 of its namespace, and the kernel ends
         // every other process of the namespace (forks under way included: the namespace takes no
         // new pid once its first process is gone) and waits for them to be gone before its exit
         // shows on the pidfd. The group's removal checks it all the same (`Group`'s drop kills
         // what a removal finds still there).
-        let Some(rec) = notifier.finish() else {
-            return Supervisor::fallback_outcome(start, pid);
-        };
-        let wall = start.elapsed();
         let waited = sys::wait4(pid, 0).ok().flatten();
         if waited.is_some() {
             child_mem.release();
@@ -1347,7 +1363,7 @@ impl Supervisor {
         let status = match forced {
             Some(s) => s,
             None if oom > 0 => ExitStatus::Memory,
-            None if group.as_ref().is_some_and(|g| g.pids_max_hits() > 0) && signal.is_some() => {
+            None if signal.is_some() && group.as_ref().is_some_and(|g| g.pids_max_hits() > 0) => {
                 ExitStatus::Pids
             }
             None if signal.is_some() => ExitStatus::Signaled,
@@ -1356,9 +1372,6 @@ impl Supervisor {
         let mut resources = Resources {
             wall_ms: wall.as_millis() as u64,
             cgroup_attach_ms: (attach_ms * 1000.0).round() / 1000.0,
-            setup_ms: rec
-                .first_exec_at
-                .map_or(0.0, |t| ((t - start).as_secs_f64() * 1e6).round() / 1e3),
             ..Default::default()
         };
         if let Some(ru) = ru {
@@ -1377,11 +1390,20 @@ impl Supervisor {
             resources.peak_memory_bytes = g.peak_memory();
             resources.peak_pids = g.peak_pids().unwrap_or(0);
         }
+        drop(group);
+        // Only now the notification thread's record: the thread ends with the child's mount
+        // namespace (see `NotifyJob::mnt_ns`), whose teardown overlapped the work above.
+        let Some(rec) = notifier.finish() else {
+            // Reaped above, or to be left alone: no pid of ours to kill any more.
+            return Outcome::killed(wall.as_millis() as u64);
+        };
+        resources.setup_ms = rec
+            .first_exec_at
+            .map_or(0.0, |t| ((t - start).as_secs_f64() * 1e6).round() / 1e3);
         if resources.peak_pids == 0 {
             resources.peak_pids = 1 + rec.clones;
             resources.peak_pids_upper_bound = true;
         }
-        drop(group);
         // Abandoned groups of earlier runs, if the warm-up helper did not get to them.
         crate::cgroup::prune_stale_once(&crate::cgroup::Support::detected());
         // Everything is dead, so the pipes end now, unless a write end outlives the tree (passed
