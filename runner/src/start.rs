@@ -1,6 +1,19 @@
 //! The binary's entry point, before glibc's `_start` (linked with `--entry=modelvet_start` by
-//! `build.rs`, x86_64 static-pie only): it moves the relocated data onto one transparent huge
-//! page before the start-up code writes it.
+//! `build.rs`, x86_64 static-pie only): it asks for huge pages for the code, and moves the
+//! relocated data onto one transparent huge page before the start-up code writes it.
+//!
+//! The code first. `modelvet jail -- /bin/true` runs code from ~90 places spread over 36 MB of
+//! rodata and text (its own, std's, clap's and glibc's, and the constructors tract registers
+//! its kernels with), each first touch a page fault that maps 64 KiB around it. The read-only
+//! segments are marked `MADV_HUGEPAGE`: when their page cache is filled while the mark holds
+//! (the first start after the file's pages were evicted, as after a reboot), the kernel reads
+//! 2 MiB folios and, the segments being 2 MiB-aligned (build.rs), maps each one whole (12 MB of
+//! the text in six huge mappings, `FilePmdMapped` in smaps). Measured with the binary's cache
+//! dropped and refilled the same way for both builds, interleaved medians of 300: spawn to exit
+//! 4.90 -> 4.67 ms, to the target's first instruction 4.43 -> 4.34 ms. Where the cache was
+//! filled otherwise (by the linker's writes, or by a copy) it stays as it is and nothing
+//! changes; where THP is off, the mark does nothing. The cost: a first start from disk reads
+//! whole 2 MiB blocks of code around what it runs (~25 MB instead of ~5 MB).
 //!
 //! A static-pie binary relocates itself in `_start`: it adds its load address to ~76,000 pointers
 //! (vtables, panic locations and string tables of tract, wasmtime and clap) that sit in ~264
@@ -60,6 +73,39 @@ core::arch::global_asm!(
     "lea rsi, [r14 + rax]",
     "movzx ecx, word ptr [r14 + 56]", // e_phnum
     "movzx r8d, word ptr [r14 + 54]", // e_phentsize
+    // madvise(segment, MADV_HUGEPAGE) for each read-only PT_LOAD (the text, and the rodata
+    // before it): where its page cache is filled from now on (a start after the file's pages
+    // were evicted, as after a reboot), the kernel reads 2 MiB folios and maps each with one
+    // page-table entry (the segments are 2 MiB-aligned in the file and in memory, see
+    // build.rs), instead of ~90 faults scattered over 36 MB.
+    "mov r9, rsi",
+    "mov r10d, ecx",
+    "70:",
+    "test r10d, r10d",
+    "jz 72f",
+    "cmp dword ptr [r9], 1", // PT_LOAD
+    "jne 71f",
+    "test dword ptr [r9 + 4], 2", // PF_W
+    "jnz 71f",
+    "mov rdi, [r9 + 16]", // p_vaddr
+    "add rdi, r14",
+    "mov rsi, [r9 + 40]", // p_memsz
+    "add rsi, rdi",
+    "add rsi, 4095",
+    "and rsi, -4096",
+    "and rdi, -4096",
+    "sub rsi, rdi",
+    "mov edx, 14",
+    "mov eax, 28",
+    "syscall",
+    "71:",
+    "add r9, r8",
+    "dec r10d",
+    "jmp 70b",
+    "72:",
+    "mov rax, [r14 + 32]", // e_phoff again: the calls took rsi and rcx
+    "lea rsi, [r14 + rax]",
+    "movzx ecx, word ptr [r14 + 56]",
     "2:",
     "test ecx, ecx",
     "jz 9f",
