@@ -626,3 +626,22 @@ fn a_dead_host_is_closed_and_a_silent_one_times_out() {
     ));
     assert!(started.elapsed() < Duration::from_secs(2));
 }
+
+/// The model hosts turn a panic of tract on a hostile graph into an error by catching it. The
+/// binary starts through its own entry and with its own section layout (runner/src/start.rs,
+/// runner/entry.ld): a layout whose unwind tables the unwinder cannot find makes every panic an
+/// abort (a variant that moved `.eh_frame_hdr` did exactly that, with every other test green).
+#[test]
+fn a_panic_in_the_binary_unwinds_and_is_caught() {
+    let out = Command::new(env!("CARGO_BIN_EXE_modelvet"))
+        .arg("__unwind-check")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{:?} {}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "unwinding: ok");
+}

@@ -64,6 +64,10 @@ pub enum Command {
     /// Internal: the model host, run by `probe` inside the sandbox
     #[command(name = "__host", hide = true)]
     Host(HostArgs),
+    /// Internal: checks that a panic unwinds and is caught in this binary (its start-up and
+    /// section layout are custom, see start.rs; the model hosts rely on catching tract's panics)
+    #[command(name = "__unwind-check", hide = true)]
+    UnwindCheck,
 }
 
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]

@@ -16,19 +16,19 @@
 //! whole 2 MiB blocks of code around what it runs (~25 MB instead of ~5 MB).
 //!
 //! A block already partly in the page cache in small pages is read in small pages from then on,
-//! so what runs before the mark matters. This entry sits in a segment of its own (entry.ld), so
-//! that its first instruction does not fill the code's first block, where `main`, the argument
-//! parsing and the jail command live, in small pages (measured with the binary's cache dropped
-//! and refilled alike for both builds, this and the two steps below against the previous build:
-//! spawn to exit 4.68 -> 4.63 and 4.50 -> 4.42 ms, to first instruction 3.85 -> 3.84 and 4.60 ->
-//! 4.54 ms, two interleaved runs of 300-400; a first variant with the entry at the code's end
-//! gave 5.03 -> 4.86 ms on a slower minute). Each read-only
-//! segment is grown over the file's padding to the next 2 MiB boundary (`mremap` in place), so
-//! that its last block can be mapped whole too, and the relocated data below is read with
-//! forward-only readahead (`MADV_SEQUENTIAL`) so that its reads do not spill back into the
-//! code's last block. On this VM the disk's 8 MiB readahead makes the kernel's own zeroing of the
-//! data segments' last page at exec read the 4 MiB before them in small pages: the code's last
-//! two blocks (std's and glibc's) stay small here; with the usual 128 KiB they do not.
+//! so what is read before the mark matters. So: the mark is set for the whole image first, from
+//! the image's addresses alone, before anything of it is read (reading the program headers
+//! faults in the file's first page, and the kernel reads around it: 8 MiB of readahead on this
+//! project's VM); this entry sits in a segment of its own after the code (entry.ld), so that
+//! its first instruction, before the mark, reads no block of the code; the cold unwind tables
+//! sit between the code and the writable data, whose last pages the kernel zeroes at exec, with
+//! the same read-around; each read-only segment is grown over the file's padding to its 2 MiB
+//! boundary (`mremap` in place), so that its last block can be mapped whole too; and the
+//! relocated data below is read with forward-only readahead (`MADV_SEQUENTIAL`). Measured with
+//! the binary's cache dropped and refilled alike for both builds, interleaved medians of 300:
+//! with the entry in its own segment before the code (the previous step) 4.68 -> 4.63 ms to
+//! exit, 3.85 -> 3.84 ms to the first instruction; with all of it 4.21 -> 4.08 and 3.25 -> 3.13
+//! ms (text in 7 huge mappings, its first block in 64 KiB folios).
 //!
 //! A static-pie binary relocates itself in `_start`: it adds its load address to ~76,000 pointers
 //! (vtables, panic locations and string tables of tract, wasmtime and clap) that sit in ~264
@@ -81,6 +81,21 @@ core::arch::global_asm!(
     // The kernel enters with rsp at argc and rdx = 0 (no `rtld_fini` for a static binary);
     // `_start` reads both. Keep rdx in r15; rsp is not moved.
     "mov r15, rdx",
+    // Before anything of the image is read: madvise(image start, up to the 2 MiB block of the
+    // relocated data, MADV_HUGEPAGE) for every segment at once, from addresses alone (the
+    // ranges between segments are not mapped: the call says so and marks the rest). Reading
+    // the program headers below faults in the first page of the file, and the kernel reads
+    // around it (here the disk's 8 MiB readahead reaches well into the code): with the mark
+    // already there, that read comes in 2 MiB folios too.
+    "lea rdi, [rip + __ehdr_start]",
+    "lea rsi, [rip + _DYNAMIC]",
+    "and rsi, -0x200000",
+    "sub rsi, rdi",
+    "jbe 74f",
+    "mov edx, 14",
+    "mov eax, 28",
+    "syscall",
+    "74:",
     // Our ELF header is mapped at the load address (the first, read-only segment): find the
     // PT_GNU_RELRO program header. Position-independent: nothing here reads relocated data.
     "lea r14, [rip + __ehdr_start]",
