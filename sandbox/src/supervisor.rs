@@ -125,10 +125,12 @@ fn take_listener(job: &NotifyJob) -> Result<OwnedFd, Listener> {
 /// The thread that answers the child's seccomp notifications, started before the child is
 /// cloned and handed the listener straight from the handshake: the child's first notification
 /// (its exec of the target) is answered without waiting for a thread to be made, nor for the
-/// supervisor's thread to wake. Dropped or finished, it is told to stop and joined.
+/// supervisor's thread to wake. Finished, it hands over its record and is left to end on its
+/// own (see `finish`); dropped unfinished, it is told to stop and joined.
 pub(crate) struct Notifier {
     tx: Option<std::sync::mpsc::Sender<NotifyJob>>,
-    handle: Option<std::thread::JoinHandle<Option<Recorder>>>,
+    handle: Option<std::thread::JoinHandle<()>>,
+    recorded: Option<std::sync::mpsc::Receiver<Recorder>>,
     done: std::sync::Arc<std::sync::atomic::AtomicBool>,
 }
 
@@ -141,6 +143,7 @@ impl Notifier {
         mask: Option<sys::CpuMask>,
     ) -> std::io::Result<Notifier> {
         let (tx, rx) = std::sync::mpsc::channel::<NotifyJob>();
+        let (rec_tx, recorded) = std::sync::mpsc::sync_channel::<Recorder>(1);
         let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
         let done_flag = done.clone();
         // Blocked in poll(2) on the listener: the fewest syscalls per notification, and the
@@ -154,7 +157,9 @@ impl Notifier {
                 if let Some(m) = mask {
                     let _ = m.apply_here();
                 }
-                let mut job = rx.recv().ok()?;
+                let Ok(mut job) = rx.recv() else {
+                    return;
+                };
                 let mnt_ns = job.mnt_ns.take();
                 // The listener straight from the child's message: the child's exec waits for
                 // this thread's first answer, and no other thread wakes in between.
@@ -165,7 +170,7 @@ impl Notifier {
                     }
                     Err(why) => {
                         let _ = job.taken.send(why);
-                        return None;
+                        return;
                     }
                 };
                 let mut rec = Recorder {
@@ -187,6 +192,10 @@ impl Notifier {
                     clones: 0,
                 };
                 notify_loop(&listener, &mut rec, &done_flag);
+                // The record is whole: the supervisor goes on with it while this thread lets go
+                // of the rest.
+                let _ = rec_tx.send(rec);
+                drop(listener);
                 // The filter's last task is gone, but the target may still be on its way out:
                 // the namespace is let go once it has ended (its pidfd is readable), so that
                 // this is its last holder (bounded: the supervisor may stop us earlier).
@@ -194,11 +203,11 @@ impl Notifier {
                     let _ = sys::poll_in(job.pidfd.as_raw_fd(), 1_000);
                 }
                 drop(mnt_ns);
-                Some(rec)
             })?;
         Ok(Notifier {
             tx: Some(tx),
             handle: Some(handle),
+            recorded: Some(recorded),
             done,
         })
     }
@@ -214,21 +223,33 @@ impl Notifier {
     }
 
     /// Stops the thread (it notices within its poll timeout once no task is left under the
-    /// filter) and returns what it recorded.
+    /// filter) and returns what it recorded. The thread is not waited for: what it does after
+    /// handing over the record (letting go of the child's mount namespace, whose teardown waits
+    /// for an RCU grace period, and the end of a thread: its stack given back, one TLB
+    /// shootdown per core each) overlaps the supervisor's report, and the process's exit waits
+    /// for it if it comes first.
     fn finish(mut self) -> Option<Recorder> {
-        self.stop()
+        self.stop_asking();
+        let rec = self.recorded.take()?.recv().ok();
+        // A thread that handed over its record has nothing left that needs us.
+        if rec.is_some() {
+            drop(self.handle.take());
+        }
+        rec
     }
 
-    fn stop(&mut self) -> Option<Recorder> {
+    fn stop_asking(&mut self) {
         drop(self.tx.take());
         self.done.store(true, std::sync::atomic::Ordering::Relaxed);
-        self.handle.take()?.join().ok().flatten()
     }
 }
 
 impl Drop for Notifier {
     fn drop(&mut self) {
-        let _ = self.stop();
+        self.stop_asking();
+        if let Some(h) = self.handle.take() {
+            let _ = h.join();
+        }
     }
 }
 
