@@ -34,7 +34,7 @@ fn main() {
         // older kernel would keep 19 of its 28 random bits.
         println!("cargo:rustc-link-arg-bin=modelvet=-Wl,-z,max-page-size=2097152");
         println!("cargo:rustc-link-arg-bin=modelvet=-Wl,-z,separate-loadable-segments");
-        // What goes after the code, the entry in a segment of its own (entry.ld says why).
+        // What goes after the code: the unwind tables and the entry (entry.ld says why).
         let script = std::path::Path::new(&std::env::var("CARGO_MANIFEST_DIR").unwrap_or_default())
             .join("entry.ld");
         println!("cargo:rerun-if-changed=entry.ld");

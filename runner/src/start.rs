@@ -19,7 +19,8 @@
 //! so what is read before the mark matters. So: the mark is set for the whole image first, from
 //! the image's addresses alone, before anything of it is read (reading the program headers
 //! faults in the file's first page, and the kernel reads around it: 8 MiB of readahead on this
-//! project's VM); this entry sits in a segment of its own after the code (entry.ld), so that
+//! project's VM); this entry sits in an executable segment after the code and the unwind tables
+//! (entry.ld; glibc's small `.iplt` stubs share it), so that
 //! its first instruction, before the mark, reads no block of the code; the cold unwind tables
 //! sit between the code and the writable data, whose last pages the kernel zeroes at exec, with
 //! the same read-around; each read-only segment is grown over the file's padding to its 2 MiB

@@ -457,7 +457,8 @@ impl Drop for Group {
     fn drop(&mut self) {
         // A group can be removed only once its last task is gone. After a run that ended with
         // its pid 1 none is left and the removal just works; a group that still has tasks (a
-        // spawn that failed half-way) is killed, and its exiting tasks can take a moment.
+        // spawn that failed half-way) is killed where the host has `cgroup.kill` (elsewhere its
+        // tasks are ended by whoever ends the spawn), and exiting tasks can take a moment.
         let mut killed = false;
         for d in self.dirs() {
             for attempt in 0..100 {

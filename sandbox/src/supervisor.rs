@@ -198,9 +198,16 @@ impl Notifier {
                 drop(listener);
                 // The filter's last task is gone, but the target may still be on its way out:
                 // the namespace is let go once it has ended (its pidfd is readable), so that
-                // this is its last holder (bounded: the supervisor may stop us earlier).
+                // this is its last holder. At most 1 s, and not once we are told to stop (a
+                // notifier dropped unfinished: its owner kills the target after joining us).
                 if mnt_ns.is_some() {
-                    let _ = sys::poll_in(job.pidfd.as_raw_fd(), 1_000);
+                    for _ in 0..100 {
+                        if done_flag.load(std::sync::atomic::Ordering::Relaxed)
+                            || sys::poll_in(job.pidfd.as_raw_fd(), 10).unwrap_or(true)
+                        {
+                            break;
+                        }
+                    }
                 }
                 drop(mnt_ns);
             })?;
@@ -226,8 +233,8 @@ impl Notifier {
     /// filter) and returns what it recorded. The thread is not waited for: what it does after
     /// handing over the record (letting go of the child's mount namespace, whose teardown waits
     /// for an RCU grace period, and the end of a thread: its stack given back, one TLB
-    /// shootdown per core each) overlaps the supervisor's report, and the process's exit waits
-    /// for it if it comes first.
+    /// shootdown per core each) overlaps the supervisor's report; should the process exit
+    /// first, the kernel ends the thread and closes what it holds.
     fn finish(mut self) -> Option<Recorder> {
         self.stop_asking();
         let rec = self.recorded.take()?.recv().ok();
@@ -1362,11 +1369,14 @@ impl Supervisor {
         }
         let ended = killed_at.unwrap_or_else(tokio::time::Instant::now);
         let wall = start.elapsed();
-        // Nothing is left to kill: the target was pid 1 of its namespace, and the kernel ends
-        // every other process of the namespace (forks under way included: the namespace takes no
-        // new pid once its first process is gone) and waits for them to be gone before its exit
-        // shows on the pidfd. The group's removal checks it all the same (`Group`'s drop kills
-        // what a removal finds still there).
+        // Nothing is left to kill once the pidfd is readable: the target was pid 1 of its
+        // namespace, and the kernel ends every other process of the namespace (forks under way
+        // included: the namespace takes no new pid once its first process is gone) and waits for
+        // them to be gone before its exit shows there. Should the loop have ended otherwise (the
+        // runtime shutting down), the tree is killed as before; one poll that does not wait.
+        if !sys::poll_in(exited.get_ref().as_raw_fd(), 0).unwrap_or(false) {
+            kill_tree(&group, exited.get_ref());
+        }
         let waited = sys::wait4(pid, 0).ok().flatten();
         if waited.is_some() {
             child_mem.release();
