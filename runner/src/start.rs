@@ -104,12 +104,12 @@ core::arch::global_asm!(
     "lea rsi, [r14 + rax]",
     "movzx ecx, word ptr [r14 + 56]", // e_phnum
     "movzx r8d, word ptr [r14 + 54]", // e_phentsize
-    // madvise(segment, MADV_HUGEPAGE) for each read-only PT_LOAD (the code, the rodata and
-    // this entry's own): where its page cache is filled from now on (a start after the file's
-    // pages were evicted, as after a reboot), the kernel reads 2 MiB folios and maps each with
-    // one page-table entry (the segments are 2 MiB-aligned in the file and in memory, see
-    // build.rs), instead of ~90 faults scattered over 36 MB. Each segment is first grown to its
-    // next 2 MiB boundary, where that space is free.
+    // Each read-only PT_LOAD (the code, the rodata, this entry's): grown to its next 2 MiB
+    // boundary where that space is free, so that its last block can be mapped whole too. The
+    // grown mapping keeps the huge-page mark set above: where its page cache is filled from now
+    // on (a start after the file's pages were evicted, as after a reboot), the kernel reads
+    // 2 MiB folios and maps each with one page-table entry (the segments are 2 MiB-aligned in
+    // the file and in memory, see build.rs), instead of ~90 faults scattered over 36 MB.
     "mov r12, rsi",
     "mov ebx, ecx",
     "70:",
@@ -119,36 +119,25 @@ core::arch::global_asm!(
     "jne 71f",
     "test dword ptr [r12 + 4], 2", // PF_W
     "jnz 71f",
-    // rbp = first page, r13 = length in pages, rdx = length to the next 2 MiB boundary.
+    // rbp = first page, rsi = length in pages, rdx = length to the next 2 MiB boundary.
     "mov rbp, [r12 + 16]", // p_vaddr
     "add rbp, r14",
-    "mov r13, [r12 + 40]", // p_memsz
-    "add r13, rbp",
-    "add r13, 4095",
-    "and r13, -4096",
+    "mov rsi, [r12 + 40]", // p_memsz
+    "add rsi, rbp",
+    "add rsi, 4095",
+    "and rsi, -4096",
     "and rbp, -4096",
-    "sub r13, rbp",
-    "lea rdx, [rbp + r13 + 0x1fffff]",
+    "sub rsi, rbp",
+    "lea rdx, [rbp + rsi + 0x1fffff]",
     "and rdx, -0x200000",
     "sub rdx, rbp",
-    "cmp rdx, r13",
-    "je 73f",
-    // mremap(rbp, r13, rdx, 0): the mapping grows over the file's padding up to the boundary
-    // (in place or not at all), so that its last 2 MiB can be mapped whole too.
+    "cmp rdx, rsi",
+    "je 71f",
+    // mremap(rbp, rsi, rdx, 0): the mapping grows over the file's padding up to the boundary,
+    // in place or not at all (its result is not needed).
     "mov eax, 25",
     "mov rdi, rbp",
-    "mov rsi, r13",
     "xor r10d, r10d",
-    "mov r9, rdx",
-    "syscall",
-    "cmp rax, rbp",
-    "jne 73f",
-    "mov r13, r9",
-    "73:",
-    "mov eax, 28",
-    "mov rdi, rbp",
-    "mov rsi, r13",
-    "mov edx, 14",
     "syscall",
     "71:",
     "add r12, r8",
