@@ -1422,8 +1422,8 @@ impl Supervisor {
             resources.peak_pids = g.peak_pids().unwrap_or(0);
         }
         drop(group);
-        // Only now the notification thread's record: the thread ends with the child's mount
-        // namespace (see `NotifyJob::mnt_ns`), whose teardown overlapped the work above.
+        // The notification thread's record (it hands it over, then lets go of the child's mount
+        // namespace on its own: see `Notifier::finish`).
         let Some(rec) = notifier.finish() else {
             // Reaped above, or to be left alone: no pid of ours to kill any more.
             return Outcome::killed(wall.as_millis() as u64);
