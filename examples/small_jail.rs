@@ -6,7 +6,7 @@
 //! Run: `cargo run --release -p sandbox --example small_jail -- /bin/true`
 
 fn main() {
-    sandbox::warm_up();
+    sandbox::warm_up_with_child();
     let mut args = std::env::args_os().skip(1);
     let Some(program) = args.next() else {
         eprintln!("usage: small_jail PROGRAM [ARGS...]");

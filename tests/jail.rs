@@ -447,6 +447,33 @@ fn sarif_view_carries_the_findings_with_security_severity() {
 
 /// Regression (issue 3, found by the model-host engineer): a target under the host's /tmp was
 /// hidden by the scratch tmpfs mounted over /tmp after the binds.
+/// `jail` starts its child ahead of the command's plan, building the part of the root every plan
+/// shares while the command is planned; a plan with paths over that part (`--ro /etc`) gets a
+/// child of its own. Either way the program sees the same root, and a cgroup namespace rooted at
+/// its own groups (nothing above them, not their names: every line of /proc/self/cgroup is "/").
+#[test]
+fn a_child_started_ahead_and_one_of_its_own_see_the_same_root() {
+    // Shell builtins only (no exec): the cgroup lines, then the root and /dev as globs list them.
+    let script = "while read -r l; do echo \"cg $l\"; done < /proc/self/cgroup; echo root /*; echo dev /dev/*";
+    let view = |opts: &[&str]| {
+        let r = jail(opts, &["/bin/sh", "-c", script]);
+        assert_eq!(r.report["sandbox"]["exit"]["code"], 0, "{}", r.stderr);
+        r.stderr
+    };
+    let ahead = view(&[]);
+    let own = view(&["--ro", "/etc"]);
+    for out in [&ahead, &own] {
+        let groups: Vec<&str> = out.lines().filter(|l| l.starts_with("cg ")).collect();
+        assert!(!groups.is_empty(), "{out}");
+        assert!(groups.iter().all(|l| l.ends_with(":/")), "{out}");
+        assert!(out.contains("dev /dev/fd /dev/full /dev/null"), "{out}");
+    }
+    let line = |out: &str, tag: &str| out.lines().find(|l| l.starts_with(tag)).map(str::to_string);
+    assert!(line(&ahead, "root /").is_some(), "{ahead}");
+    assert_eq!(line(&ahead, "root "), line(&own, "root "));
+    assert_eq!(line(&ahead, "dev "), line(&own, "dev "));
+}
+
 #[test]
 fn a_file_under_host_tmp_stays_visible_over_the_scratch() {
     let dir = std::env::temp_dir().join(format!("modelvet-jail-tmp-{}", std::process::id()));

@@ -28,7 +28,11 @@ fn main() -> ExitCode {
     // their sandboxes cleanly on Ctrl-C or SIGTERM (a cleanup nicety: should it fail, the signals
     // keep their default action and the program still dies with us by its parent-death signal).
     if matches!(command, Some("jail" | "probe" | "detonate")) {
-        sandbox::warm_up();
+        if command == Some("jail") {
+            sandbox::warm_up_with_child();
+        } else {
+            sandbox::warm_up();
+        }
         let _ = sandbox::interrupt::catch();
     }
     let cli = match cli::Cli::parse_args() {

@@ -348,7 +348,12 @@ impl Group {
 
     /// Moves `pid` into every group but the unified one, which it joined at clone time
     /// (CLONE_INTO_CGROUP), before it runs anything untrusted.
-    pub fn attach(&self, pid: i32) -> Result<(), CgroupError> {
+    /// Moves `pid` into the groups; into the unified one too where `unified` (a child not born
+    /// into it with CLONE_INTO_CGROUP).
+    pub fn attach(&self, pid: i32, unified: bool) -> Result<(), CgroupError> {
+        if unified && let Some(u) = &self.unified {
+            write(&u.join("cgroup.procs"), &pid.to_string())?;
+        }
         for d in self.dirs() {
             if Some(d) == self.unified.as_deref() {
                 continue;

@@ -10,7 +10,7 @@
 
 use std::ffi::CStr;
 
-use crate::plan::{ChildPlan, Op};
+use crate::plan::{ChildPlan, Op, RestPlan};
 use crate::sys::{self, SysError};
 
 /// Setup steps, reported to the parent on failure.
@@ -30,6 +30,7 @@ pub enum Step {
     Seccomp,
     Exec,
     UserNsLimits,
+    CgroupNs,
 }
 
 impl Step {
@@ -49,6 +50,7 @@ impl Step {
             Seccomp,
             Exec,
             UserNsLimits,
+            CgroupNs,
         ]
         .into_iter()
         .find(|s| *s as u32 == v)
@@ -69,6 +71,7 @@ impl Step {
             Step::Seccomp => "installing the seccomp filter",
             Step::Exec => "executing the program",
             Step::UserNsLimits => "setting the user namespace's inotify limits (/proc/sys/user)",
+            Step::CgroupNs => "making the cgroup namespace",
         }
     }
 }
@@ -78,6 +81,9 @@ pub const MSG_GO: u8 = b'G';
 /// The parent has moved us into our cgroups: limits hold from here on.
 pub const MSG_CGROUPS: u8 = b'C';
 pub const MSG_LISTENER: u8 = b'L';
+/// The rest of the plan is stored (`ChildPlan::rest`): a child started ahead of its command's
+/// plan waits for this once its early mounts are done.
+pub const MSG_PLAN: u8 = b'P';
 pub const MSG_ERROR: u8 = b'E';
 
 fn fail(sock: i32, step: Step, index: u32, e: SysError) -> ! {
@@ -110,11 +116,18 @@ pub fn run(plan: &ChildPlan) -> ! {
     // below reads the end of the socket.
     sys::close(plan.parent_sock);
     // Die with the supervisor. Set now and again after become_ns_root, whose change of effective
-    // uid and gid clears it.
-    or_fail(
-        Step::Sync,
-        sys::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as u64, 0).map(drop),
-    );
+    // uid and gid clears it. The signal follows the thread that cloned us: a child started ahead
+    // of its plan was cloned by a helper thread that ends, so it sets the signal once the rest of
+    // its plan is there (the helper is gone by then, and we are the main thread's).
+    let die_with_parent = || {
+        or_fail(
+            Step::Sync,
+            sys::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as u64, 0).map(drop),
+        )
+    };
+    if !plan.ahead {
+        die_with_parent();
+    }
     // Become dumpable so the parent may write our id maps. (Dumpable is a property of the
     // memory: under CLONE_VM it is the parent's too, which an ordinary process already has; the
     // exec gives the program its own.)
@@ -130,12 +143,11 @@ pub fn run(plan: &ChildPlan) -> ! {
     }
 
     or_fail(Step::Sync, sys::become_ns_root());
-    // Again (see above). Had the parent died in between, the MSG_CGROUPS wait below reads the end
-    // of the socket and exits.
-    or_fail(
-        Step::Sync,
-        sys::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as u64, 0).map(drop),
-    );
+    // Again (see above). Had the parent died in between, the next wait on the socket (MSG_PLAN
+    // or MSG_CGROUPS) reads its end and exits.
+    if !plan.ahead {
+        die_with_parent();
+    }
     or_fail(Step::Sync, sys::setsid());
     or_fail(Step::Hostname, sys::sethostname(plan.hostname));
     // Limits of the sandbox's own user namespace. The kernel also charges what the program holds
@@ -147,18 +159,32 @@ pub fn run(plan: &ChildPlan) -> ! {
             _ => {}
         }
     }
-    mounts(plan);
-    or_fail(Step::Cwd, sys::chdir(&plan.cwd));
+    mounts_begin(plan);
+    if plan.ahead {
+        // Started ahead of the plan: the parent stores the rest, then says so.
+        match sys::read_raw(sock, &mut go) {
+            Ok(1) if go[0] == MSG_PLAN => {}
+            _ => sys::exit_now(127),
+        }
+        // See above. Had the parent died before this, the MSG_CGROUPS wait reads the end of the
+        // socket and exits.
+        die_with_parent();
+    }
+    let Some(rest) = plan.rest() else {
+        sys::exit_now(127)
+    };
+    mounts_end(plan, rest);
+    or_fail(Step::Cwd, sys::chdir(&rest.cwd));
 
-    for &(res, value) in &plan.rlimits {
+    for &(res, value) in &rest.rlimits {
         or_fail(Step::Rlimits, sys::setrlimit(res, value));
     }
-    for &(src, dst) in &plan.fds {
+    for &(src, dst) in &rest.fds {
         or_fail(Step::Fds, sys::dup2(src, dst));
     }
     or_fail(
         Step::Fds,
-        sys::close_range_cloexec(plan.first_free_fd as u32),
+        sys::close_range_cloexec(rest.first_free_fd as u32),
     );
     sys::reset_signals();
 
@@ -166,16 +192,20 @@ pub fn run(plan: &ChildPlan) -> ! {
         Step::NoNewPrivs,
         sys::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0).map(drop),
     );
-    landlock(plan);
-    or_fail(Step::Capabilities, sys::drop_all_capabilities());
+    landlock(sock, rest);
     // Nothing untrusted runs before the cgroup limits apply.
     match sys::read_raw(sock, &mut go) {
         Ok(1) if go[0] == MSG_CGROUPS => {}
         _ => sys::exit_now(127),
     }
+    // A cgroup namespace rooted at the groups just joined, all of them (v2 and v1): the program
+    // sees its groups as "/" and nothing of the host's above them, their names included. Still
+    // privileged in our user namespace here: before the capabilities go.
+    or_fail(Step::CgroupNs, sys::unshare(libc::CLONE_NEWCGROUP));
+    or_fail(Step::Capabilities, sys::drop_all_capabilities());
 
     // From here on every syscall goes through the filter; write(2) is in the allow tier.
-    let listener = match sys::seccomp_install_listener(&plan.filter) {
+    let listener = match sys::seccomp_install_listener(&rest.filter) {
         Ok(fd) => fd,
         Err(e) => fail(sock, Step::Seccomp, 0, e),
     };
@@ -185,18 +215,19 @@ pub fn run(plan: &ChildPlan) -> ! {
     or_fail(Step::Seccomp, sys::write_all_raw(sock, &msg));
     // The supervisor duplicates the listener with pidfd_getfd and answers this execve; the
     // listener and the socket are close-on-exec, so the program never holds them.
-    let e = sys::execve(&plan.program, &plan.argv_ptrs, &plan.env_ptrs);
+    let e = sys::execve(&rest.program, &rest.argv_ptrs, &rest.env_ptrs);
     fail(sock, Step::Exec, 0, e)
 }
 
-fn mounts(plan: &ChildPlan) {
+/// The first pivot into the stage, then the operations known at the clone.
+fn mounts_begin(plan: &ChildPlan) {
     let sock = plan.sock;
     let step = |step: Step, i: usize, r: Result<(), SysError>| {
         if let Err(e) = r {
             fail(sock, step, i as u32, e)
         }
     };
-    use sys::{chdir, mkdir, mount, pivot_root, umount2};
+    use sys::{chdir, mkdir, mount, pivot_root};
     let flags = libc::MS_NOSUID | libc::MS_NODEV;
     // Nothing we mount may propagate back to the host.
     step(
@@ -239,8 +270,44 @@ fn mounts(plan: &ChildPlan) {
     );
     step(Step::Pivot, 0, pivot_root(&plan.dot, &plan.oldroot));
     step(Step::Pivot, 0, chdir(&plan.root));
+    run_ops(sock, &plan.early_ops, 0);
+}
 
-    for (i, op) in plan.ops.iter().enumerate() {
+/// The rest of the operations, then the new root made the root.
+fn mounts_end(plan: &ChildPlan, rest: &RestPlan) {
+    let sock = plan.sock;
+    let step = |step: Step, r: Result<(), SysError>| {
+        if let Err(e) = r {
+            fail(sock, step, 0, e)
+        }
+    };
+    use sys::{chdir, mount, pivot_root, umount2};
+    let flags = libc::MS_NOSUID | libc::MS_NODEV;
+    run_ops(sock, &rest.ops, plan.early_ops.len());
+    // Make the new root the root; one lazy unmount then drops the stage and, mounted inside it,
+    // the host root (an unmount waits for an RCU grace period: one, not one per tree).
+    step(Step::Pivot, chdir(&plan.newroot_abs));
+    step(Step::Pivot, pivot_root(&plan.dot, &plan.dot));
+    step(Step::Pivot, umount2(&plan.dot, libc::MNT_DETACH));
+    step(Step::Pivot, chdir(&plan.root));
+    step(
+        Step::Pivot,
+        mount(
+            None,
+            &plan.root,
+            None,
+            libc::MS_REMOUNT | libc::MS_BIND | libc::MS_RDONLY | flags,
+            None,
+        ),
+    );
+}
+
+/// Runs mount operations; a failure is reported with the operation's index in the whole plan
+/// (`first` is the index of `ops[0]`).
+fn run_ops(sock: i32, ops: &[Op], first: usize) {
+    use sys::{mkdir, mount};
+    let flags = libc::MS_NOSUID | libc::MS_NODEV;
+    for (i, op) in ops.iter().enumerate() {
         let r = match op {
             Op::Mkdir(p) => mkdir(p, 0o755),
             Op::Touch(p) => sys::make_empty_file(p, 0o644),
@@ -268,31 +335,14 @@ fn mounts(plan: &ChildPlan) {
                 None,
             ),
         };
-        step(Step::Mounts, i, r);
+        if let Err(e) = r {
+            fail(sock, Step::Mounts, (first + i) as u32, e)
+        }
     }
-
-    // Make the new root the root; one lazy unmount then drops the stage and, mounted inside it,
-    // the host root (an unmount waits for an RCU grace period: one, not one per tree).
-    step(Step::Pivot, 0, chdir(&plan.newroot_abs));
-    step(Step::Pivot, 0, pivot_root(&plan.dot, &plan.dot));
-    step(Step::Pivot, 0, umount2(&plan.dot, libc::MNT_DETACH));
-    step(Step::Pivot, 0, chdir(&plan.root));
-    step(
-        Step::Pivot,
-        0,
-        mount(
-            None,
-            &plan.root,
-            None,
-            libc::MS_REMOUNT | libc::MS_BIND | libc::MS_RDONLY | flags,
-            None,
-        ),
-    );
 }
 
-fn landlock(plan: &ChildPlan) {
-    let ll = &plan.landlock;
-    let sock = plan.sock;
+fn landlock(sock: i32, rest: &RestPlan) {
+    let ll = &rest.landlock;
     let attr = sys::LandlockRulesetAttr {
         handled_access_fs: ll.handled_fs(),
         handled_access_net: ll.handled_net(),

@@ -28,7 +28,7 @@ pub use host::HostSupport;
 pub use plan::PathRules;
 
 use child::Step;
-use plan::{ChildPlan, PlanError};
+use plan::{ChildPlan, PlanError, RestPlan};
 
 #[derive(Debug, thiserror::Error)]
 pub enum SandboxError {
@@ -411,35 +411,30 @@ pub fn spawn_with(mut config: Config, support: &HostSupport) -> Result<Running, 
         .chain(std::iter::once(std::ptr::null()))
         .collect();
 
-    // Descriptors: stdin from /dev/null, stdout/stderr into pipes we relay, extra fds from 3 on.
-    // All sources are moved above HIGH_FD first so no dup2 in the child clobbers another source.
-    let devnull = std::fs::File::open("/dev/null").map_err(|e| SandboxError::Setup {
-        step: "opening /dev/null",
-        error: e,
-        detail: None,
-    })?;
-    let (out_r, out_w) = sys::pipe()?;
-    let (err_r, err_w) = sys::pipe()?;
-    let mut keep: Vec<OwnedFd> = Vec::new();
-    let mut fds = Vec::new();
-    for (src, dst) in [
-        (devnull.as_raw_fd(), 0),
-        (out_w.as_raw_fd(), 1),
-        (err_w.as_raw_fd(), 2),
-    ] {
-        let h = dup_high(src)?;
-        fds.push((h.as_raw_fd(), dst));
-        keep.push(h);
-    }
+    // A child started ahead of this plan (`warm_up_with_child`) takes the rest of it where its
+    // early part is how this plan starts (and the plan hands no extra descriptors); otherwise
+    // it is killed, and a child is cloned below.
     let extra = std::mem::take(&mut config.extra_fds);
-    for (i, fd) in extra.iter().enumerate() {
-        let h = dup_high(fd.as_raw_fd())?;
-        fds.push((h.as_raw_fd(), 3 + i as RawFd));
-        keep.push(h);
+    let mut ahead = prep.take_child(&support.cgroups);
+    let late_ops = match ahead.0.as_ref() {
+        Some(ec) if extra.is_empty() => plan::split(&ops, &ec.mem.plan().early_ops),
+        _ => None,
+    };
+    if late_ops.is_none() {
+        drop(ahead);
+        ahead = Unadopted(None);
     }
-    let first_free_fd = 3 + extra.len() as RawFd;
-    let (parent_sock, child_sock) = sys::seqpacket_pair()?;
-    let child_sock = dup_high(child_sock.as_raw_fd())?;
+    // Descriptors: stdin from /dev/null, stdout/stderr into pipes we relay, extra fds from 3 on
+    // (the child started ahead has its own).
+    let io = match &ahead.0 {
+        Some(_) => None,
+        None => Some(ChildIo::new(&extra)?),
+    };
+    let (fds, first_free_fd) = match (&ahead.0, &io) {
+        (Some(ec), _) => (ec.fds.to_vec(), 3),
+        (None, Some(io)) => (io.fds.clone(), io.first_free_fd),
+        (None, None) => unreachable!("descriptors are made where no child was started ahead"),
+    };
 
     let mut rlimits = vec![
         (libc::RLIMIT_NOFILE, 1024),
@@ -473,15 +468,14 @@ pub fn spawn_with(mut config: Config, support: &HostSupport) -> Result<Running, 
         config.echo_output,
         config.supervisor_thread,
     )?;
-    let (netns, early_notifier, group) = prep.finish();
+    let (netns, mut early_notifier, group) = prep.finish();
     let mut group = group?;
-    let mut notifier = match early_notifier.and_then(|rx| rx.recv().ok().flatten()) {
-        Some(n) => n,
-        None => supervisor::Notifier::start(None, None).map_err(|e| SandboxError::Setup {
-            step: "starting the notification thread",
-            error: e,
-            detail: None,
-        })?,
+    // The notification thread: before the clone, or for a child started ahead, once it has the
+    // rest of its plan (it is building its root then).
+    let notifier = if ahead.0.is_some() {
+        None
+    } else {
+        Some(start_notifier(early_notifier.take()).map_err(notifier_error)?)
     };
     if !group.as_ref().is_some_and(cgroup::Group::has_memory) {
         // No memory cgroup: the address-space rlimit is the fallback (coarser: it counts
@@ -493,17 +487,10 @@ pub fn spawn_with(mut config: Config, support: &HostSupport) -> Result<Running, 
         rlimits.push((libc::RLIMIT_NPROC, config.pids));
     }
 
-    let [stage, newroot, oldroot, newroot_abs, dot, root] = plan::staging_paths()?;
-    let cplan = Box::new(ChildPlan {
-        ops,
-        stage,
-        newroot,
-        oldroot,
-        newroot_abs,
-        dot,
-        root,
+    let adopted = ahead.0.is_some();
+    let rest = Box::new(RestPlan {
+        ops: late_ops.unwrap_or(ops),
         cwd: plan::cstr(cwd.as_os_str())?,
-        hostname: b"modelvet",
         rlimits,
         landlock,
         filter,
@@ -514,80 +501,50 @@ pub fn spawn_with(mut config: Config, support: &HostSupport) -> Result<Running, 
         env_ptrs,
         fds,
         first_free_fd,
-        sock: child_sock.as_raw_fd(),
-        parent_sock: parent_sock.as_raw_fd(),
     });
-    let mem = ChildMemory::new(cplan)?;
-
-    // Born into its v2 group (no migration); v1 groups are joined during the handshake.
-    let unified_fd = group
-        .as_ref()
-        .and_then(cgroup::Group::unified_dir)
-        .and_then(|d| std::fs::File::open(d).ok());
-    let mut pidfd: RawFd = -1;
-    let mut args = sys::CloneArgs {
-        flags: (libc::CLONE_NEWUSER
-            | libc::CLONE_NEWPID
-            | libc::CLONE_NEWNS
-            | libc::CLONE_NEWIPC
-            | libc::CLONE_NEWUTS
-            | libc::CLONE_NEWCGROUP) as u64
-            | sys::CLONE_PIDFD,
-        pidfd: &mut pidfd as *mut RawFd as u64,
-        exit_signal: libc::SIGCHLD as u64,
-        ..Default::default()
-    };
-    if let Some(f) = &unified_fd {
-        args.flags |= sys::CLONE_INTO_CGROUP;
-        args.cgroup = f.as_raw_fd() as u64;
-    }
-    // The child is born in the network namespace made ahead (this thread steps into it for the
-    // clone and back out); without one, clone3 makes it.
-    let netns_switch = match &netns {
-        Some(ns) => {
-            let own = sys::open_ns_net()?;
-            sys::setns_net(ns)?;
-            Some(own)
+    let (pid, pidfd, parent_sock, out_r, err_r, mem) = match ahead.0.take() {
+        Some(ec) => {
+            let EarlyChild {
+                pid,
+                pidfd,
+                sock,
+                stdout,
+                stderr,
+                fds: _,
+                mut mem,
+            } = ec;
+            mem.set_rest(rest);
+            // The child reads this once its early mounts are done, and only then sets its
+            // parent-death signal: the thread that cloned it must be gone by then, so that the
+            // signal follows this one.
+            let sent = if prep.join_helper() {
+                sys::write_all_raw(sock.as_raw_fd(), &[child::MSG_PLAN]).map_err(SandboxError::from)
+            } else {
+                Err(SandboxError::Setup {
+                    step: "ending the thread that started the child",
+                    error: std::io::Error::other("the thread panicked"),
+                    detail: None,
+                })
+            };
+            if let Err(e) = sent {
+                drop(Unadopted(Some(EarlyChild {
+                    pid,
+                    pidfd,
+                    sock,
+                    stdout,
+                    stderr,
+                    fds: [(-1, -1); 3],
+                    mem,
+                })));
+                return Err(e);
+            }
+            (pid, pidfd, sock, stdout, stderr, mem)
         }
         None => {
-            args.flags |= libc::CLONE_NEWNET as u64;
-            None
+            let io = io.expect("descriptors are made where no child was started ahead");
+            clone_now(io, rest, netns, group.as_ref())?
         }
     };
-    let cloned = mem.clone_child(&mut args);
-    if let Some(own) = &netns_switch
-        && let Err(e) = sys::setns_net(own)
-    {
-        // This thread cannot get back to the host's network: stop rather than go on in the
-        // sandbox's empty one.
-        if let Ok(pid) = cloned {
-            // SAFETY: kill(2) on the pid we just spawned.
-            unsafe { libc::kill(pid, libc::SIGKILL) };
-            if sys::wait4(pid, 0).is_ok() {
-                mem.release();
-            }
-        }
-        return Err(e.into());
-    }
-    drop(netns);
-    let pid = match cloned {
-        Ok(pid) => pid,
-        Err(e) => {
-            mem.release();
-            return Err(SandboxError::Unsupported {
-                what: format!("cannot create the sandbox's namespaces: {e}"),
-                hint: "the host must allow user namespaces (sysctl user.max_user_namespaces > 0, \
-                       kernel.unprivileged_userns_clone=1, no AppArmor restriction on unprivileged userns)"
-                    .into(),
-            });
-        }
-    };
-    // SAFETY: CLONE_PIDFD stored a fresh descriptor for the child in `pidfd`.
-    let pidfd = unsafe { OwnedFd::from_raw_fd(pidfd) };
-    drop(child_sock);
-    drop(keep);
-    drop(out_w);
-    drop(err_w);
     drop(extra);
 
     // Kills the child and reaps it; only then may its memory go.
@@ -597,6 +554,10 @@ pub fn spawn_with(mut config: Config, support: &HostSupport) -> Result<Running, 
             mem.release();
         }
         e
+    };
+    let mut notifier = match notifier.map_or_else(|| start_notifier(early_notifier.take()), Ok) {
+        Ok(n) => n,
+        Err(e) => return Err(abort(notifier_error(e), mem)),
     };
     // The supervisor's pidfd, and the setup socket and pidfd the notification thread takes the
     // listener with.
@@ -618,12 +579,21 @@ pub fn spawn_with(mut config: Config, support: &HostSupport) -> Result<Running, 
             return Err(abort(e, mem));
         }
     };
-    let attach_ms = match setup_handshake(
-        pid,
-        &parent_sock,
-        group.as_mut().map(|g| (g, &support.cgroups)),
-        mem.plan(),
-    ) {
+    let started = if adopted {
+        // The thread that started it has done the first part.
+        Ok(())
+    } else {
+        start_handshake(pid, &parent_sock, mem.plan())
+    };
+    let attach_ms = match started.and_then(|()| {
+        finish_handshake(
+            pid,
+            &parent_sock,
+            group.as_mut().map(|g| (g, &support.cgroups)),
+            adopted,
+            mem.plan(),
+        )
+    }) {
         Ok(ms) => ms,
         Err(e) => return Err(abort(e, mem)),
     };
@@ -699,6 +669,276 @@ pub fn spawn_with(mut config: Config, support: &HostSupport) -> Result<Running, 
         supervision: Some(supervision),
         setup: parent_sock,
     })
+}
+
+/// The notification thread the helper started, or one started now.
+fn start_notifier(
+    early: Option<std::sync::mpsc::Receiver<Option<supervisor::Notifier>>>,
+) -> std::io::Result<supervisor::Notifier> {
+    match early.and_then(|rx| rx.recv().ok().flatten()) {
+        Some(n) => Ok(n),
+        None => supervisor::Notifier::start(None, None),
+    }
+}
+
+fn notifier_error(e: std::io::Error) -> SandboxError {
+    SandboxError::Setup {
+        step: "starting the notification thread",
+        error: e,
+        detail: None,
+    }
+}
+
+/// The descriptors of a child: stdin from /dev/null, stdout and stderr into pipes the supervisor
+/// relays, extra ones from 3 on, and the setup socket. All the child's sources sit above
+/// `HIGH_FD`, so that no dup2 in the child clobbers another source.
+struct ChildIo {
+    /// The child's sources, open in the parent until the clone has copied them.
+    keep: Vec<OwnedFd>,
+    child_sock: OwnedFd,
+    parent_sock: OwnedFd,
+    out_r: OwnedFd,
+    err_r: OwnedFd,
+    fds: Vec<(RawFd, RawFd)>,
+    first_free_fd: RawFd,
+}
+
+impl ChildIo {
+    fn new(extra: &[OwnedFd]) -> Result<ChildIo, SandboxError> {
+        let devnull = std::fs::File::open("/dev/null").map_err(|e| SandboxError::Setup {
+            step: "opening /dev/null",
+            error: e,
+            detail: None,
+        })?;
+        let (out_r, out_w) = sys::pipe()?;
+        let (err_r, err_w) = sys::pipe()?;
+        let mut keep: Vec<OwnedFd> = Vec::new();
+        let mut fds = Vec::new();
+        let sources = [devnull.as_raw_fd(), out_w.as_raw_fd(), err_w.as_raw_fd()]
+            .into_iter()
+            .chain(extra.iter().map(AsRawFd::as_raw_fd));
+        for (dst, src) in sources.enumerate() {
+            let h = dup_high(src)?;
+            fds.push((h.as_raw_fd(), dst as RawFd));
+            keep.push(h);
+        }
+        let (parent_sock, child_sock) = sys::seqpacket_pair()?;
+        let child_sock = dup_high(child_sock.as_raw_fd())?;
+        Ok(ChildIo {
+            keep,
+            child_sock,
+            parent_sock,
+            out_r,
+            err_r,
+            first_free_fd: fds.len() as RawFd,
+            fds,
+        })
+    }
+
+    /// Once the child is cloned (it has its copies of its sources): the parent's ends, the setup
+    /// socket, stdout and stderr; the rest is closed.
+    fn parent_ends(self) -> (OwnedFd, OwnedFd, OwnedFd) {
+        let ChildIo {
+            keep,
+            child_sock,
+            parent_sock,
+            out_r,
+            err_r,
+            ..
+        } = self;
+        drop((keep, child_sock));
+        (parent_sock, out_r, err_r)
+    }
+
+    /// The plan's part that is known before the command: the stage's paths and the sockets.
+    /// `ahead`: the child is started before the rest of its plan is known (`EarlyChild`).
+    fn child_plan(
+        &self,
+        early_ops: Vec<plan::Op>,
+        ahead: bool,
+    ) -> Result<Box<ChildPlan>, SandboxError> {
+        let [stage, newroot, oldroot, newroot_abs, dot, root] = plan::staging_paths()?;
+        Ok(Box::new(ChildPlan {
+            early_ops,
+            stage,
+            newroot,
+            oldroot,
+            newroot_abs,
+            dot,
+            root,
+            hostname: b"modelvet",
+            sock: self.child_sock.as_raw_fd(),
+            parent_sock: self.parent_sock.as_raw_fd(),
+            ahead,
+            rest: std::sync::atomic::AtomicPtr::new(std::ptr::null_mut()),
+        }))
+    }
+}
+
+/// The namespaces of every child's clone; the network namespace is added where none was made
+/// ahead. The cgroup namespace the child makes itself once it is in its groups (see `child`).
+const CLONE_NAMESPACES: u64 = (libc::CLONE_NEWUSER
+    | libc::CLONE_NEWPID
+    | libc::CLONE_NEWNS
+    | libc::CLONE_NEWIPC
+    | libc::CLONE_NEWUTS) as u64;
+
+/// The clone's arguments every child starts from: its namespaces, its pidfd stored in `pidfd`,
+/// SIGCHLD at its exit.
+fn clone_args(pidfd: &mut RawFd) -> sys::CloneArgs {
+    sys::CloneArgs {
+        flags: CLONE_NAMESPACES | sys::CLONE_PIDFD,
+        pidfd: pidfd as *mut RawFd as u64,
+        exit_signal: libc::SIGCHLD as u64,
+        ..Default::default()
+    }
+}
+
+fn namespaces_error(e: sys::SysError) -> SandboxError {
+    SandboxError::Unsupported {
+        what: format!("cannot create the sandbox's namespaces: {e}"),
+        hint: "the host must allow user namespaces (sysctl user.max_user_namespaces > 0, \
+               kernel.unprivileged_userns_clone=1, no AppArmor restriction on unprivileged userns)"
+            .into(),
+    }
+}
+
+type Cloned = (i32, OwnedFd, OwnedFd, OwnedFd, OwnedFd, ChildMemory);
+
+/// Clones a child on the whole plan: (pid, pidfd, setup socket, stdout, stderr, its memory).
+fn clone_now(
+    io: ChildIo,
+    rest: Box<RestPlan>,
+    netns: Option<OwnedFd>,
+    group: Option<&cgroup::Group>,
+) -> Result<Cloned, SandboxError> {
+    let mut mem = ChildMemory::new(io.child_plan(Vec::new(), false)?)?;
+    mem.set_rest(rest);
+
+    // Born into its v2 group (no migration); v1 groups are joined during the handshake.
+    let unified_fd = group
+        .and_then(cgroup::Group::unified_dir)
+        .and_then(|d| std::fs::File::open(d).ok());
+    let mut pidfd: RawFd = -1;
+    let mut args = clone_args(&mut pidfd);
+    if let Some(f) = &unified_fd {
+        args.flags |= sys::CLONE_INTO_CGROUP;
+        args.cgroup = f.as_raw_fd() as u64;
+    }
+    // The child is born in the network namespace made ahead (this thread steps into it for the
+    // clone and back out); without one, clone3 makes it.
+    let netns_switch = match &netns {
+        Some(ns) => {
+            let own = sys::open_ns_net()?;
+            sys::setns_net(ns)?;
+            Some(own)
+        }
+        None => {
+            args.flags |= libc::CLONE_NEWNET as u64;
+            None
+        }
+    };
+    let cloned = mem.clone_child(&mut args);
+    if let Some(own) = &netns_switch
+        && let Err(e) = sys::setns_net(own)
+    {
+        // This thread cannot get back to the host's network: stop rather than go on in the
+        // sandbox's empty one.
+        if let Ok(pid) = cloned {
+            // SAFETY: kill(2) on the pid we just spawned.
+            unsafe { libc::kill(pid, libc::SIGKILL) };
+            if sys::wait4(pid, 0).is_ok() {
+                mem.release();
+            }
+        }
+        return Err(e.into());
+    }
+    drop(netns);
+    let (pid, pidfd, mem) = took(cloned, pidfd, mem)?;
+    let (parent_sock, out_r, err_r) = io.parent_ends();
+    Ok((pid, pidfd, parent_sock, out_r, err_r, mem))
+}
+
+/// The clone's outcome: the child's pid and pidfd (CLONE_PIDFD stored it in `pidfd`), or, where
+/// there is no child, its memory freed and the error.
+fn took(
+    cloned: sys::SysResult<libc::pid_t>,
+    pidfd: RawFd,
+    mem: ChildMemory,
+) -> Result<(libc::pid_t, OwnedFd, ChildMemory), SandboxError> {
+    match cloned {
+        // SAFETY: CLONE_PIDFD stored a fresh descriptor for the child in `pidfd`.
+        Ok(pid) => Ok((pid, unsafe { OwnedFd::from_raw_fd(pidfd) }, mem)),
+        Err(e) => {
+            mem.release();
+            Err(namespaces_error(e))
+        }
+    }
+}
+
+/// A child that `warm_up_with_child` started ahead of its command's plan: cloned with its
+/// namespaces (its network namespace too), its id maps written and its 'ready' heard, building
+/// the part of its root that every plan shares (`plan::early_ops`); it then waits for the rest
+/// (`MSG_PLAN`).
+struct EarlyChild {
+    pid: i32,
+    pidfd: OwnedFd,
+    /// The parent's end of the setup socket.
+    sock: OwnedFd,
+    stdout: OwnedFd,
+    stderr: OwnedFd,
+    /// Its stdin, stdout and stderr: (number in its descriptor table, target).
+    fds: [(RawFd, RawFd); 3],
+    mem: ChildMemory,
+}
+
+/// An early child no spawn has taken: killed and reaped when dropped (its memory then freed, or
+/// leaked where the reaping failed).
+struct Unadopted(Option<EarlyChild>);
+
+impl Drop for Unadopted {
+    fn drop(&mut self) {
+        if let Some(ec) = self.0.take() {
+            let _ = sys::pidfd_send_signal(ec.pidfd.as_raw_fd(), libc::SIGKILL);
+            if sys::wait4(ec.pid, 0).is_ok() {
+                ec.mem.release();
+            }
+        }
+    }
+}
+
+/// Starts a child ahead of its plan (see `EarlyChild`) from the calling thread, and does the
+/// first part of its handshake. The thread must have ended before the child reads `MSG_PLAN`:
+/// the child sets its parent-death signal then, and that signal follows the thread that cloned
+/// it, or, once that one has ended, the thread it was handed to (the main thread, which outlives
+/// every child).
+#[cfg(target_arch = "x86_64")]
+fn start_early_child(early_ops: Vec<plan::Op>) -> Result<EarlyChild, SandboxError> {
+    let io = ChildIo::new(&[])?;
+    let mem = ChildMemory::new(io.child_plan(early_ops, true)?)?;
+    let mut pidfd: RawFd = -1;
+    // Born in this thread's network namespace (made for it).
+    let mut args = clone_args(&mut pidfd);
+    let cloned = mem.clone_child(&mut args);
+    let (pid, pidfd, mem) = took(cloned, pidfd, mem)?;
+    let fds = [(io.fds[0].0, 0), (io.fds[1].0, 1), (io.fds[2].0, 2)];
+    let (parent_sock, out_r, err_r) = io.parent_ends();
+    let ec = Unadopted(Some(EarlyChild {
+        pid,
+        pidfd,
+        sock: parent_sock,
+        stdout: out_r,
+        stderr: err_r,
+        fds,
+        mem,
+    }));
+    // The id maps and 'go' from here, so that the child goes on at once, whatever the caller's
+    // thread is doing; its 'ready' is heard before the caller gets it.
+    if let Some(c) = ec.0.as_ref() {
+        start_handshake(c.pid, &c.sock, c.mem.plan())?;
+    }
+    let mut ec = ec;
+    Ok(ec.0.take().expect("made above"))
 }
 
 /// What the supervisor thread gets once the child has passed its handshake.
@@ -841,6 +1081,8 @@ const CHILD_STACK: usize = 256 << 10;
 /// leaked on every other path (an error or a panic while the child may still be running).
 pub(crate) struct ChildMemory {
     plan: Option<Box<ChildPlan>>,
+    /// The plan's rest, which `plan.rest` points into.
+    rest: Option<Box<RestPlan>>,
     #[cfg(target_arch = "x86_64")]
     stack: Option<sys::ChildStack>,
     reaped: bool,
@@ -866,10 +1108,23 @@ impl ChildMemory {
         };
         Ok(ChildMemory {
             plan: Some(plan),
+            rest: None,
             #[cfg(target_arch = "x86_64")]
             stack: Some(stack),
             reaped: false,
         })
+    }
+
+    /// Stores the rest of the plan, once: before the clone, or for a child started ahead of it,
+    /// before `MSG_PLAN` tells it so.
+    fn set_rest(&mut self, rest: Box<RestPlan>) {
+        debug_assert!(self.rest.is_none(), "the rest is stored once");
+        let p: *const RestPlan = &*rest;
+        self.rest = Some(rest);
+        // The box's contents stay where they are while it lives in `self.rest`.
+        self.plan()
+            .rest
+            .store(p.cast_mut(), std::sync::atomic::Ordering::Release);
     }
 
     fn plan(&self) -> &ChildPlan {
@@ -939,6 +1194,7 @@ impl Drop for ChildMemory {
             // The child may still be running on this memory: leak it rather than free it under
             // its feet.
             std::mem::forget(self.plan.take());
+            std::mem::forget(self.rest.take());
             #[cfg(target_arch = "x86_64")]
             std::mem::forget(self.stack.take());
         }
@@ -959,6 +1215,10 @@ extern "C" fn child_entry(plan: *const u8) -> ! {
 struct Early {
     netns: std::sync::mpsc::Receiver<Option<OwnedFd>>,
     notifier: Option<std::sync::mpsc::Receiver<Option<supervisor::Notifier>>>,
+    /// A child started ahead of its plan (`warm_up_with_child`).
+    child: Option<std::sync::mpsc::Receiver<Option<EarlyChild>>>,
+    /// The thread that cloned it, joined before the child is handed the rest of its plan.
+    helper: Option<std::thread::JoinHandle<()>>,
 }
 
 static EARLY_NETNS: std::sync::Mutex<Option<Early>> = std::sync::Mutex::new(None);
@@ -969,13 +1229,59 @@ static EARLY_NETNS: std::sync::Mutex<Option<Early>> = std::sync::Mutex::new(None
 /// itself) and then, on cgroup-v1 hosts, the grace period the first cgroup move waits for
 /// (`cgroup::prewarm_attach`). The cgroup detection runs here meanwhile.
 pub fn warm_up() {
+    warm_up_inner(false)
+}
+
+/// `warm_up`, and on x86_64 also the next sandbox's child, started ahead of its plan on the
+/// helper thread (see `EarlyChild`): its clone (with the network namespace) and the part of its
+/// root every plan shares overlap the caller's start-up too, on the other core. For a caller
+/// whose next spawn hands the child no extra descriptors (`jail`); a spawn that cannot use it
+/// (extra descriptors, or paths of its own over the shared part, `--ro /etc` say) kills it and
+/// clones its own.
+pub fn warm_up_with_child() {
+    warm_up_inner(cfg!(target_arch = "x86_64"))
+}
+
+fn warm_up_inner(with_child: bool) {
     if let Ok(mut slot) = EARLY_NETNS.lock()
         && slot.is_none()
     {
+        // The child's early part is planned here, while the helper makes the namespace.
+        let (early_tx, early_rx) = std::sync::mpsc::channel::<Option<Vec<plan::Op>>>();
+        let early_ops = with_child.then_some(early_rx);
         let (tx, netns) = std::sync::mpsc::channel();
         let (notifier_tx, notifier) = std::sync::mpsc::channel();
+        let (child_tx, child) = std::sync::mpsc::channel::<Option<EarlyChild>>();
         let whole = sys::CpuMask::current().ok();
         let started = spawn_elsewhere("modelvet-netns", move || {
+            #[cfg(not(target_arch = "x86_64"))]
+            drop(early_ops);
+            #[cfg(target_arch = "x86_64")]
+            if let Some(ops) = early_ops {
+                // The child's network namespace, made here while the caller plans the child's
+                // early part: the child, cloned from this thread, is born in it. The caller's
+                // thread starts the notification thread (this core is the child's now).
+                let _ = tx.send(None);
+                drop(tx);
+                drop(notifier_tx);
+                let netns = sys::fresh_netns();
+                let ops = ops.recv().ok().flatten();
+                // The child, and the program after it, may run on any of our CPUs.
+                if let Some(m) = whole {
+                    let _ = m.apply_here();
+                }
+                let child = match (netns, ops) {
+                    (Ok(_), Some(ops)) => start_early_child(ops).ok(),
+                    _ => None,
+                };
+                let _ = child_tx.send(child);
+                drop(child_tx);
+                // Done: the core is the child's. The caller joins this thread before it hands the
+                // child the rest of its plan (see `start_early_child`), and does the cgroup-v1
+                // warm-up and the pruning of stale groups itself while it waits for the child.
+                return;
+            }
+            drop(child_tx);
             let host = sys::open_ns_net().ok();
             let _ = tx.send(sys::fresh_netns().ok());
             drop(tx);
@@ -1010,10 +1316,16 @@ pub fn warm_up() {
             let _ = sys::lowest_priority();
             cgroup::prune_stale_once(&support);
         });
-        if started.is_ok() {
+        if let Ok(handle) = started {
+            let helper = with_child.then(|| {
+                let _ = early_tx.send(plan::early_ops().ok());
+                handle
+            });
             *slot = Some(Early {
                 netns,
                 notifier: Some(notifier),
+                child: Some(child),
+                helper,
             });
         }
     }
@@ -1066,6 +1378,8 @@ type Prepared = (
 struct Prep {
     netns: Option<Early>,
     group: Option<Result<Option<cgroup::Group>, SandboxError>>,
+    /// See `Early::helper`.
+    helper: Option<std::thread::JoinHandle<()>>,
 }
 
 impl Prep {
@@ -1074,7 +1388,7 @@ impl Prep {
         // once it has it, so it does not matter that it stays in the namespace. On another core
         // than the caller's, which goes on with the plan meanwhile. (On this thread a namespace
         // would be ours for good: without a thread, clone3 makes one.)
-        let netns = take_early_netns().or_else(|| {
+        let mut netns = take_early_netns().or_else(|| {
             let (tx, rx) = std::sync::mpsc::channel();
             spawn_elsewhere("modelvet-prep", move || {
                 let _ = tx.send(sys::fresh_netns().ok());
@@ -1083,6 +1397,8 @@ impl Prep {
             .map(|_| Early {
                 netns: rx,
                 notifier: None,
+                child: None,
+                helper: None,
             })
         });
         let group = if cgroups.memory.is_none() && cgroups.pids.is_none() {
@@ -1093,8 +1409,32 @@ impl Prep {
                 .map_err(SandboxError::from)
         };
         Prep {
+            helper: netns.as_mut().and_then(|e| e.helper.take()),
             netns,
             group: Some(group),
+        }
+    }
+
+    /// The child started ahead, if there is one (waiting for its clone), with the first part of
+    /// its handshake done by the helper: its id maps, 'go' and 'ready'.
+    fn take_child(&mut self, cgroups: &cgroup::Support) -> Unadopted {
+        let Some(rx) = self.netns.as_mut().and_then(|e| e.child.take()) else {
+            return Unadopted(None);
+        };
+        // While the helper clones, what it leaves to us in this mode: the cgroup-v1 warm-up (see
+        // `warm_up`) and the removal of groups killed runs left behind.
+        if cgroups.v1_procs().is_some() {
+            cgroup::prewarm_attach(cgroups);
+        }
+        cgroup::prune_stale_once(cgroups);
+        Unadopted(rx.recv().ok().flatten())
+    }
+
+    /// Waits for the helper thread that cloned the child to end (see `start_early_child`).
+    fn join_helper(&mut self) -> bool {
+        match self.helper.take() {
+            Some(h) => h.join().is_ok(),
+            None => false,
         }
     }
 
@@ -1108,14 +1448,8 @@ impl Prep {
     }
 }
 
-/// Parent side of the setup: id maps and cgroups once the child is ready. The listener that
-/// follows is the notification thread's to take.
-fn setup_handshake(
-    pid: i32,
-    sock: &OwnedFd,
-    group: Option<(&mut cgroup::Group, &cgroup::Support)>,
-    cplan: &ChildPlan,
-) -> Result<f64, SandboxError> {
+/// Parent side of the setup, first part: the id maps, 'go', and the child's 'ready'.
+fn start_handshake(pid: i32, sock: &OwnedFd, cplan: &ChildPlan) -> Result<(), SandboxError> {
     let setup_err = |step: &'static str, e: std::io::Error| SandboxError::Setup {
         step,
         error: e,
@@ -1166,27 +1500,46 @@ fn setup_handshake(
         ));
     }
     let mut buf = [0u8; 16];
-    let n = sys::read_raw(sock.as_raw_fd(), &mut buf)?;
+    let n = sys::read_setup(sock.as_raw_fd(), &mut buf)?;
     if n != 1 || buf[0] != child::MSG_READY {
         return Err(child_failure(&buf[..n], cplan));
     }
-    // The child builds its root while we move it into its cgroups (a v1 attach can take
-    // milliseconds); it waits for MSG_CGROUPS before it installs the filter and execs.
     if !early {
         write_maps()?;
         sys::write_all_raw(sock.as_raw_fd(), &[child::MSG_GO])?;
     }
+    Ok(())
+}
+
+/// Parent side of the setup, second part: the cgroups, made and joined while the child builds
+/// its root (a v1 attach can take milliseconds); it waits for `MSG_CGROUPS` before it installs
+/// the filter and execs. `unified`: the child was not born into the v2 group and joins it now.
+/// Returns the attach's milliseconds. The listener that follows is the notification thread's to
+/// take.
+fn finish_handshake(
+    pid: i32,
+    sock: &OwnedFd,
+    group: Option<(&mut cgroup::Group, &cgroup::Support)>,
+    unified: bool,
+    cplan: &ChildPlan,
+) -> Result<f64, SandboxError> {
     // The cgroup-v1 groups are made now, while the child builds its root (see
     // `Group::create_v2`); `attach_ms` is the move alone.
     let mut attach_ms = 0.0;
     if let Some((g, support)) = group {
         g.create_v1(support)?;
         let t = Instant::now();
-        g.attach(pid)?;
+        g.attach(pid, unified)?;
         attach_ms = t.elapsed().as_secs_f64() * 1e3;
     }
-    sys::write_all_raw(sock.as_raw_fd(), &[child::MSG_CGROUPS])?;
-    // The listener comes next: the notification thread takes it (see `supervisor::NotifyJob`).
+    if let Err(e) = sys::write_all_raw(sock.as_raw_fd(), &[child::MSG_CGROUPS]) {
+        // A child that failed a step meanwhile has said which, and gone.
+        let mut buf = [0u8; 16];
+        return Err(match sys::recv_nowait(sock.as_raw_fd(), &mut buf) {
+            Ok(n) if error_record(&buf[..n]).is_some() => child_failure(&buf[..n], cplan),
+            _ => e.into(),
+        });
+    }
     Ok(attach_ms)
 }
 
@@ -1240,7 +1593,7 @@ fn child_failure(msg: &[u8], cplan: &ChildPlan) -> SandboxError {
     if let Some((step, index, errno)) = error_record(msg) {
         let step = step.unwrap_or(Step::Sync);
         let detail = match step {
-            Step::Mounts => cplan.ops.get(index).map(|op| match op {
+            Step::Mounts => cplan.op(index).map(|op| match op {
                 plan::Op::Bind { src, .. } if errno == libc::EACCES => {
                     let host = src.to_string_lossy().trim_start_matches("/oldroot").to_string();
                     format!(
@@ -1252,9 +1605,8 @@ fn child_failure(msg: &[u8], cplan: &ChildPlan) -> SandboxError {
                 other => format!("{other:?}"),
             }),
             Step::Landlock if index > 0 => cplan
-                .landlock
-                .rules
-                .get(index - 1)
+                .rest()
+                .and_then(|r| r.landlock.rules.get(index - 1))
                 .map(|r| format!("rule {:?}", r.0)),
             _ => None,
         };

@@ -62,7 +62,7 @@ pub const EXPECTED_WRITES: &[&str] = &[
     "/proc/thread-self/fd",
 ];
 
-#[derive(Debug)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Op {
     Mkdir(CString),
     Touch(CString),
@@ -152,17 +152,38 @@ impl Landlock {
     }
 }
 
-/// Everything the child needs, precomputed.
+/// Everything the child needs, precomputed: what is known when it is cloned, and the rest
+/// (`RestPlan`), which is either there from the start or, for a child started ahead of its
+/// command's plan (`warm_up`), stored later by the parent and announced with `MSG_PLAN`.
 pub struct ChildPlan {
-    pub ops: Vec<Op>,
+    /// Mount operations that depend on nothing of the command (the system folders, /etc, /dev,
+    /// /proc), run right after the first pivot; empty where the whole plan was known first.
+    pub early_ops: Vec<Op>,
     pub stage: CString,
     pub newroot: CString,
     pub oldroot: CString,
     pub newroot_abs: CString,
     pub dot: CString,
     pub root: CString,
-    pub cwd: CString,
     pub hostname: &'static [u8],
+    /// The child's end of the setup socket.
+    pub sock: RawFd,
+    /// The parent's end of the setup socket, which the child inherits and closes first, so that
+    /// the parent's death shows in the child as the end of the socket.
+    pub parent_sock: RawFd,
+    /// Started ahead of its plan: the rest is stored later and announced with `MSG_PLAN`, which
+    /// the child reads before it looks at `rest`.
+    pub ahead: bool,
+    /// The rest of the plan. Written once, before the clone or before `MSG_PLAN`, and only read
+    /// after that (by the child: under CLONE_VM it is the parent's memory), never changed.
+    pub rest: std::sync::atomic::AtomicPtr<RestPlan>,
+}
+
+/// The part of the child's plan that follows from the command.
+pub struct RestPlan {
+    /// Mount operations after `early_ops`, ending the root's construction.
+    pub ops: Vec<Op>,
+    pub cwd: CString,
     pub rlimits: Vec<(u32, u64)>,
     pub landlock: Landlock,
     pub filter: Vec<libc::sock_filter>,
@@ -175,11 +196,24 @@ pub struct ChildPlan {
     pub fds: Vec<(RawFd, RawFd)>,
     /// First fd number not in `fds` targets: everything from here is closed on exec.
     pub first_free_fd: RawFd,
-    /// The child's end of the setup socket.
-    pub sock: RawFd,
-    /// The parent's end of the setup socket, which the child inherits and closes first, so that
-    /// the parent's death shows in the child as the end of the socket.
-    pub parent_sock: RawFd,
+}
+
+impl ChildPlan {
+    /// The rest of the plan, once stored.
+    pub fn rest(&self) -> Option<&RestPlan> {
+        let p = self.rest.load(std::sync::atomic::Ordering::Acquire);
+        // SAFETY: a non-null pointer was stored from a `Box<RestPlan>` that its owner
+        // (`ChildMemory`) keeps alive and unchanged as long as this plan.
+        unsafe { p.as_ref() }
+    }
+
+    /// The mount operation with the index the child reports: early ones first, then the rest.
+    pub fn op(&self, index: usize) -> Option<&Op> {
+        match index.checked_sub(self.early_ops.len()) {
+            None => self.early_ops.get(index),
+            Some(i) => self.rest().and_then(|r| r.ops.get(i)),
+        }
+    }
 }
 
 /// How paths will be judged when the program opens them.
@@ -289,6 +323,99 @@ pub(crate) fn is_system(p: &Path) -> bool {
     SYSTEM_DIRS.iter().any(|s| p.starts_with(s))
 }
 
+/// What the host's system folders and /etc allow-list give every sandbox: the same for every
+/// sandbox of a process, so read once (by the namespace helper ahead of the plan where `warm_up`
+/// started one: ~0.1 ms of stat calls and a listing of /etc).
+#[derive(Debug, Clone, Default)]
+struct SystemPart {
+    /// Folders to make, each with its parents.
+    dirs: Vec<PathBuf>,
+    touches: Vec<PathBuf>,
+    links: Vec<(PathBuf, PathBuf)>,
+    binds: Vec<(PathBuf, PathBuf, u64, bool)>,
+    readable: Vec<String>,
+}
+
+fn system_part() -> Result<SystemPart, PlanError> {
+    static SCANNED: std::sync::Mutex<Option<SystemPart>> = std::sync::Mutex::new(None);
+    // Held while scanning: a caller that comes meanwhile waits for this scan instead of making
+    // its own.
+    let mut slot = SCANNED
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    if let Some(s) = slot.as_ref() {
+        return Ok(s.clone());
+    }
+    let s = scan_system()?;
+    *slot = Some(s.clone());
+    Ok(s)
+}
+
+/// Reads the scan of `system_part` now (from `warm_up`'s helper, ahead of the first plan).
+pub fn prepare_system_part() {
+    let _ = system_part();
+}
+
+fn scan_system() -> Result<SystemPart, PlanError> {
+    use sys::{MOUNT_ATTR_NODEV, MOUNT_ATTR_NOSUID, MOUNT_ATTR_RDONLY};
+    let ro_attrs = MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV;
+    let mut part = SystemPart::default();
+    for s in SYSTEM_DIRS {
+        let p = Path::new(s);
+        match std::fs::symlink_metadata(p) {
+            Ok(m) if m.file_type().is_symlink() => {
+                let target =
+                    std::fs::read_link(p).map_err(|e| PlanError::Path(p.into(), e.to_string()))?;
+                part.links.push((target, p.to_path_buf()));
+                part.readable.push(s.to_string());
+            }
+            Ok(m) if m.is_dir() => {
+                part.dirs.push(p.to_path_buf());
+                part.binds
+                    .push((p.to_path_buf(), p.to_path_buf(), ro_attrs, false));
+                part.readable.push(s.to_string());
+            }
+            _ => {}
+        }
+    }
+    part.dirs.push(PathBuf::from("/etc"));
+    for e in ETC_ALLOW
+        .iter()
+        .map(|e| format!("/etc/{e}"))
+        .chain(python_etc())
+    {
+        let p = Path::new(&e);
+        let meta = std::fs::symlink_metadata(p);
+        // An entry below a folder of /etc (ssl/openssl.cnf) needs that folder made first.
+        if let (Ok(_), Some(parent)) = (&meta, p.parent()) {
+            part.dirs.push(parent.to_path_buf());
+        }
+        match meta {
+            Ok(m) if m.file_type().is_symlink() => {
+                let target =
+                    std::fs::read_link(p).map_err(|e| PlanError::Path(p.into(), e.to_string()))?;
+                part.links.push((target, p.to_path_buf()));
+            }
+            Ok(m) if m.is_dir() => {
+                part.dirs.push(p.to_path_buf());
+                part.binds
+                    .push((p.to_path_buf(), p.to_path_buf(), ro_attrs, false));
+            }
+            Ok(_) => {
+                part.touches.push(p.to_path_buf());
+                part.binds
+                    .push((p.to_path_buf(), p.to_path_buf(), ro_attrs, false));
+            }
+            Err(_) => continue,
+        }
+        part.readable.push(e);
+    }
+    for f in ["/etc/passwd", "/etc/group", "/etc/hosts"] {
+        part.readable.push(f.to_string());
+    }
+    Ok(part)
+}
+
 /// Builds the mount operations, run after the first pivot into the staging tmpfs (host root at
 /// /oldroot, the new root at /newroot).
 pub fn mounts(inp: &MountInputs) -> Result<(Vec<Op>, PathRules), PlanError> {
@@ -311,56 +438,14 @@ pub fn mounts(inp: &MountInputs) -> Result<(Vec<Op>, PathRules), PlanError> {
         }
     };
 
-    for s in SYSTEM_DIRS {
-        let p = Path::new(s);
-        match std::fs::symlink_metadata(p) {
-            Ok(m) if m.file_type().is_symlink() => {
-                let target =
-                    std::fs::read_link(p).map_err(|e| PlanError::Path(p.into(), e.to_string()))?;
-                links.push((target, p.to_path_buf()));
-                rules.readable.push(s.to_string());
-            }
-            Ok(m) if m.is_dir() => {
-                add_dir_chain(&mut dirs, p);
-                binds.push((p.to_path_buf(), p.to_path_buf(), ro_attrs, false));
-                rules.readable.push(s.to_string());
-            }
-            _ => {}
-        }
+    let system = system_part()?;
+    for d in &system.dirs {
+        add_dir_chain(&mut dirs, d);
     }
-    add_dir_chain(&mut dirs, Path::new("/etc"));
-    for e in ETC_ALLOW
-        .iter()
-        .map(|e| format!("/etc/{e}"))
-        .chain(python_etc())
-    {
-        let p = Path::new(&e);
-        let meta = std::fs::symlink_metadata(p);
-        // An entry below a folder of /etc (ssl/openssl.cnf) needs that folder made first.
-        if let (Ok(_), Some(parent)) = (&meta, p.parent()) {
-            add_dir_chain(&mut dirs, parent);
-        }
-        match meta {
-            Ok(m) if m.file_type().is_symlink() => {
-                let target =
-                    std::fs::read_link(p).map_err(|e| PlanError::Path(p.into(), e.to_string()))?;
-                links.push((target, p.to_path_buf()));
-            }
-            Ok(m) if m.is_dir() => {
-                add_dir_chain(&mut dirs, p);
-                binds.push((p.to_path_buf(), p.to_path_buf(), ro_attrs, false));
-            }
-            Ok(_) => {
-                touches.push(p.to_path_buf());
-                binds.push((p.to_path_buf(), p.to_path_buf(), ro_attrs, false));
-            }
-            Err(_) => continue,
-        }
-        rules.readable.push(e);
-    }
-    for f in ["/etc/passwd", "/etc/group", "/etc/hosts"] {
-        rules.readable.push(f.to_string());
-    }
+    touches.extend(system.touches.iter().cloned());
+    links.extend(system.links.iter().cloned());
+    binds.extend(system.binds.iter().cloned());
+    rules.readable.extend(system.readable.iter().cloned());
 
     // Targets, arguments, --ro and --allow-write paths, bound at their canonical host path.
     let mut user: Vec<(PathBuf, bool)> = Vec::new();
@@ -600,6 +685,81 @@ fn python_etc() -> Vec<String> {
         .unwrap_or_default()
 }
 
+/// The mount operations every plan of this process starts with, whatever its command: those of
+/// a plan with no paths of its own, less the scratch tmpfs mounts whose size follows from the
+/// memory limit. A child started ahead of its command (`warm_up`) runs these while the command
+/// is still being planned; `split` then finds them in the command's plan.
+pub fn early_ops() -> Result<Vec<Op>, PlanError> {
+    let (ops, _) = mounts(&MountInputs {
+        ro: &[],
+        rw: &[],
+        cwd: Path::new("/"),
+        scratch_bytes: 0,
+    })?;
+    let scratch = [in_new(Path::new("/tmp")), in_new(Path::new("/dev/shm"))];
+    let mut early: Vec<Op> = Vec::with_capacity(ops.len());
+    for op in ops {
+        let sized = matches!(&op, Op::Tmpfs { dst, .. } if scratch.iter().any(|s| dst.as_bytes() == s.as_os_str().as_bytes()));
+        // A folder made twice (/tmp, before its scratch and again with the skeleton): the second
+        // `mkdir` finds it there and does nothing, wherever it runs, so it is left to the rest
+        // of the plan, not tied to the scratch's place.
+        let again = matches!(&op, Op::Mkdir(_)) && early.contains(&op);
+        if !sized && !again {
+            early.push(op);
+        }
+    }
+    Ok(early)
+}
+
+impl Op {
+    /// The path in the new root the operation makes or mounts on.
+    fn path(&self) -> &[u8] {
+        match self {
+            Op::Mkdir(p) | Op::Touch(p) => p.as_bytes(),
+            Op::Symlink { link, .. } => link.as_bytes(),
+            Op::Bind { dst, .. } | Op::Tmpfs { dst, .. } | Op::Proc { dst } => dst.as_bytes(),
+            Op::File { path, .. } => path.as_bytes(),
+        }
+    }
+}
+
+/// One path is the other or lies below it.
+fn same_branch(a: &[u8], b: &[u8]) -> bool {
+    let below = |x: &[u8], y: &[u8]| x.len() > y.len() && x.starts_with(y) && x[y.len()] == b'/';
+    a == b || below(a, b) || below(b, a)
+}
+
+/// The operations of `full` left to run once `early` has run, where running `early` first and
+/// then these builds the same tree as `full` in its own order; `None` where it would not: `early`
+/// is not a subsequence of `full`, or an operation left for later came before an early one on the
+/// same branch of the tree (a path bound over a folder the early part filled, say `--ro /etc`).
+/// Operations on different branches do not see each other: they may run in either order.
+pub fn split(full: &[Op], early: &[Op]) -> Option<Vec<Op>> {
+    let mut is_early = vec![false; full.len()];
+    let mut at = 0;
+    for e in early {
+        let i = at + full[at..].iter().position(|f| f == e)?;
+        is_early[i] = true;
+        at = i + 1;
+    }
+    for (i, x) in full.iter().enumerate().filter(|(i, _)| !is_early[*i]) {
+        let moved_past = full[i + 1..]
+            .iter()
+            .zip(&is_early[i + 1..])
+            .any(|(y, &e)| e && same_branch(x.path(), y.path()));
+        if moved_past {
+            return None;
+        }
+    }
+    Some(
+        full.iter()
+            .zip(is_early)
+            .filter(|(_, e)| !e)
+            .map(|(op, _)| op.clone())
+            .collect(),
+    )
+}
+
 /// Landlock rules, with paths as the child sees them after the final pivot.
 pub fn landlock(abi: u32, rw: &[PathBuf]) -> Result<Landlock, PlanError> {
     use access::*;
@@ -767,6 +927,57 @@ mod tests {
                 .iter()
                 .all(|(i, _)| *i > last_mkdir && *i < bind_of_file)
         );
+    }
+
+    #[test]
+    fn a_plan_splits_after_its_early_part_unless_a_path_of_its_own_covers_it() {
+        let early = early_ops().unwrap();
+        assert!(
+            early
+                .iter()
+                .any(|o| matches!(o, Op::Bind { dst, .. } if dst.as_bytes() == b"/newroot/usr"))
+        );
+        // A target under the scratch and a working folder elsewhere: the rest is the scratch, the
+        // command's folders and binds, and the /dev/shm tmpfs.
+        let top = PathBuf::from(format!("/tmp/mv-split-{}", std::process::id()));
+        std::fs::create_dir_all(&top).unwrap();
+        let file = top.join("prog");
+        std::fs::write(&file, b"x").unwrap();
+        let plan = |ro: &[PathBuf]| {
+            mounts(&MountInputs {
+                ro,
+                rw: &[],
+                cwd: Path::new("/srv/job"),
+                scratch_bytes: 8 << 20,
+            })
+            .unwrap()
+            .0
+        };
+        let full = plan(std::slice::from_ref(&file));
+        let late = split(&full, &early).expect("splits");
+        assert_eq!(early.len() + late.len(), full.len());
+        let name = |o: &Op| String::from_utf8_lossy(o.path()).into_owned();
+        let late_names: Vec<String> = late.iter().map(name).collect();
+        assert_eq!(
+            late_names[0], "/newroot/tmp",
+            "the scratch comes first: {late_names:?}"
+        );
+        assert!(late_names.iter().any(|n| n == "/newroot/srv/job"));
+        assert!(
+            late_names
+                .iter()
+                .any(|n| *n == format!("/newroot{}", file.display()))
+        );
+        assert!(late_names.iter().any(|n| n == "/newroot/dev/shm"));
+        // Every early operation is in the full plan, in the same order.
+        let mut it = full.iter();
+        assert!(early.iter().all(|e| it.any(|f| f == e)));
+        // A bind over a folder the early part filled must come before what it holds: no split.
+        let full = plan(&[PathBuf::from("/etc")]);
+        assert!(split(&full, &early).is_none());
+        // Nor where the early part is not in the plan.
+        assert!(split(&full[1..], &early).is_none() || early.is_empty());
+        let _ = std::fs::remove_dir_all(&top);
     }
 
     #[test]

@@ -109,7 +109,7 @@ fn take_listener(job: &NotifyJob) -> Result<OwnedFd, Listener> {
     }
     let mut buf = [0u8; 16];
     let n =
-        sys::read_raw(job.sock.as_raw_fd(), &mut buf).map_err(|e| Listener::Failed("read", e))?;
+        sys::read_setup(job.sock.as_raw_fd(), &mut buf).map_err(|e| Listener::Failed("read", e))?;
     if n != 5 || buf[0] != crate::child::MSG_LISTENER {
         return Err(Listener::ChildSaid(buf[..n].to_vec()));
     }

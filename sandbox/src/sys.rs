@@ -639,6 +639,11 @@ pub fn setsid() -> SysResult<()> {
     sys_raw!("setsid", libc::SYS_setsid).map(drop)
 }
 
+/// unshare(2), raw (for the child between clone and exec).
+pub fn unshare(flags: i32) -> SysResult<()> {
+    sys_raw!("unshare", libc::SYS_unshare, flags).map(drop)
+}
+
 /// This process's hard limit of `resource` (unlimited when it cannot be read).
 pub fn hard_limit(resource: u32) -> u64 {
     let mut old = libc::rlimit {
@@ -1185,9 +1190,26 @@ pub fn single_malloc_arena() {
 
 /// One recv(2) that never blocks: `Ok(0)` at the end of the stream, EAGAIN when nothing waits.
 pub fn recv_nowait(fd: RawFd, buf: &mut [u8]) -> SysResult<usize> {
-    // SAFETY: recv into our own buffer of `buf.len()` bytes.
-    let ret = unsafe { libc::recv(fd, buf.as_mut_ptr().cast(), buf.len(), libc::MSG_DONTWAIT) };
-    check("recv", ret as libc::c_long).map(|n| n as usize)
+    after_reset(|| {
+        // SAFETY: recv into our own buffer of `buf.len()` bytes.
+        let ret = unsafe { libc::recv(fd, buf.as_mut_ptr().cast(), buf.len(), libc::MSG_DONTWAIT) };
+        check("recv", ret as libc::c_long).map(|n| n as usize)
+    })
+}
+
+/// A read of the setup socket (parent side). A child that ends with messages of ours unread
+/// (it failed a step before it read them) leaves ECONNRESET on our end, which the kernel reports
+/// once, ahead of what the child sent before it went (its failure record, still queued): read
+/// on past it.
+pub fn read_setup(fd: RawFd, buf: &mut [u8]) -> SysResult<usize> {
+    after_reset(|| read_raw(fd, buf))
+}
+
+fn after_reset(mut read: impl FnMut() -> SysResult<usize>) -> SysResult<usize> {
+    match read() {
+        Err(e) if e.errno == libc::ECONNRESET => read(),
+        r => r,
+    }
 }
 
 pub fn seqpacket_pair() -> SysResult<(OwnedFd, OwnedFd)> {
