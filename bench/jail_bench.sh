@@ -16,7 +16,7 @@ EX=$OUT/examples/syscall_cost
 SMALL=$OUT/examples/small_jail
 FIRST=$(realpath "$OUT/examples/first_instruction")
 command -v bwrap >/dev/null || { echo "installing bubblewrap"; apt-get install -y -qq bubblewrap >/dev/null 2>&1 || (apt-get update -qq && apt-get install -y -qq bubblewrap >/dev/null); }
-RUNS=${RUNS:-60}
+RUNS=${RUNS:-200}
 # Every binary starts from the page cache a start from disk leaves (as after a reboot): its
 # cached pages are written back and dropped first, then filled by its own first start. How a
 # file's pages came into the cache moves a start by ~0.25 ms here (a copy leaves 64 KiB folios,
