@@ -445,8 +445,6 @@ fn sarif_view_carries_the_findings_with_security_severity() {
     assert_eq!(out.status.code(), Some(1));
 }
 
-/// Regression (issue 3, found by the model-host engineer): a target under the host's /tmp was
-/// hidden by the scratch tmpfs mounted over /tmp after the binds.
 /// `jail` starts its child ahead of the command's plan, building the part of the root every plan
 /// shares while the command is planned; a plan with paths over that part (`--ro /etc`) gets a
 /// child of its own. Either way the program sees the same root, and a cgroup namespace rooted at
@@ -474,6 +472,8 @@ fn a_child_started_ahead_and_one_of_its_own_see_the_same_root() {
     assert_eq!(line(&ahead, "dev "), line(&own, "dev "));
 }
 
+/// Regression (issue 3, found by the model-host engineer): a target under the host's /tmp was
+/// hidden by the scratch tmpfs mounted over /tmp after the binds.
 #[test]
 fn a_file_under_host_tmp_stays_visible_over_the_scratch() {
     let dir = std::env::temp_dir().join(format!("modelvet-jail-tmp-{}", std::process::id()));

@@ -116,9 +116,11 @@ pub fn run(plan: &ChildPlan) -> ! {
     // below reads the end of the socket.
     sys::close(plan.parent_sock);
     // Die with the supervisor. Set now and again after become_ns_root, whose change of effective
-    // uid and gid clears it. The signal follows the thread that cloned us: a child started ahead
-    // of its plan was cloned by a helper thread that ends, so it sets the signal once the rest of
-    // its plan is there (the helper is gone by then, and we are the main thread's).
+    // uid and gid clears it. The signal follows the thread that cloned us, and fires when that
+    // thread ends even if the process lives on: a child started ahead of its plan was cloned by
+    // a helper thread that ends, so it sets the signal once the rest of its plan is there (the
+    // parent sends that only once the helper is gone and we have passed to another thread of
+    // its; until then a dead parent shows as the end of the socket).
     let die_with_parent = || {
         or_fail(
             Step::Sync,
@@ -167,7 +169,8 @@ pub fn run(plan: &ChildPlan) -> ! {
             _ => sys::exit_now(127),
         }
         // See above. Had the parent died before this, the MSG_CGROUPS wait reads the end of the
-        // socket and exits.
+        // socket and exits, or, had it died after sending that too, the listener's message fails
+        // to go and nothing runs.
         die_with_parent();
     }
     let Some(rest) = plan.rest() else {
@@ -302,8 +305,8 @@ fn mounts_end(plan: &ChildPlan, rest: &RestPlan) {
     );
 }
 
-/// Runs mount operations; a failure is reported with the operation's index in the whole plan
-/// (`first` is the index of `ops[0]`).
+/// Runs mount operations; a failure is reported with the operation's index in the early
+/// operations followed by the rest (`first` is the index of `ops[0]`; see `ChildPlan::op`).
 fn run_ops(sock: i32, ops: &[Op], first: usize) {
     use sys::{mkdir, mount};
     let flags = libc::MS_NOSUID | libc::MS_NODEV;

@@ -124,9 +124,17 @@ pub struct Running {
     supervision: Option<Supervision>,
     /// Our end of the setup socket: a failed exec of the program is reported on it.
     setup: OwnedFd,
+    /// The child was one `warm_up_with_child` started ahead of the plan.
+    ahead: bool,
 }
 
 impl Running {
+    /// Whether the program runs in the child `warm_up_with_child` started ahead of its plan
+    /// (rather than one cloned for it in `spawn`).
+    pub fn started_ahead(&self) -> bool {
+        self.ahead
+    }
+
     /// The program's pid as the host sees it.
     pub fn pid(&self) -> i32 {
         self.pid
@@ -502,7 +510,7 @@ pub fn spawn_with(mut config: Config, support: &HostSupport) -> Result<Running, 
         fds,
         first_free_fd,
     });
-    let (pid, pidfd, parent_sock, out_r, err_r, mem) = match ahead.0.take() {
+    let (pid, pidfd, parent_sock, out_r, err_r, mem, born_in) = match ahead.0.take() {
         Some(ec) => {
             let EarlyChild {
                 pid,
@@ -511,18 +519,20 @@ pub fn spawn_with(mut config: Config, support: &HostSupport) -> Result<Running, 
                 stdout,
                 stderr,
                 fds: _,
+                cloner,
                 mut mem,
             } = ec;
             mem.set_rest(rest);
             // The child reads this once its early mounts are done, and only then sets its
             // parent-death signal: the thread that cloned it must be gone by then, so that the
             // signal follows this one.
-            let sent = if prep.join_helper() {
-                sys::write_all_raw(sock.as_raw_fd(), &[child::MSG_PLAN]).map_err(SandboxError::from)
+            let sent = if prep.join_helper(cloner) {
+                sys::write_all_raw(sock.as_raw_fd(), &[child::MSG_PLAN])
+                    .map_err(|e| child_gone(&sock, e, mem.plan()))
             } else {
                 Err(SandboxError::Setup {
                     step: "ending the thread that started the child",
-                    error: std::io::Error::other("the thread panicked"),
+                    error: std::io::Error::other("the thread did not end"),
                     detail: None,
                 })
             };
@@ -534,11 +544,12 @@ pub fn spawn_with(mut config: Config, support: &HostSupport) -> Result<Running, 
                     stdout,
                     stderr,
                     fds: [(-1, -1); 3],
+                    cloner,
                     mem,
                 })));
                 return Err(e);
             }
-            (pid, pidfd, sock, stdout, stderr, mem)
+            (pid, pidfd, sock, stdout, stderr, mem, false)
         }
         None => {
             let io = io.expect("descriptors are made where no child was started ahead");
@@ -590,7 +601,9 @@ pub fn spawn_with(mut config: Config, support: &HostSupport) -> Result<Running, 
             pid,
             &parent_sock,
             group.as_mut().map(|g| (g, &support.cgroups)),
-            adopted,
+            // Not born into its v2 group (started ahead, or its folder could not be opened for
+            // CLONE_INTO_CGROUP): moved into it now, as into the v1 ones.
+            !born_in,
             mem.plan(),
         )
     }) {
@@ -668,6 +681,7 @@ pub fn spawn_with(mut config: Config, support: &HostSupport) -> Result<Running, 
         pidfd,
         supervision: Some(supervision),
         setup: parent_sock,
+        ahead: adopted,
     })
 }
 
@@ -803,9 +817,10 @@ fn namespaces_error(e: sys::SysError) -> SandboxError {
     }
 }
 
-type Cloned = (i32, OwnedFd, OwnedFd, OwnedFd, OwnedFd, ChildMemory);
+type Cloned = (i32, OwnedFd, OwnedFd, OwnedFd, OwnedFd, ChildMemory, bool);
 
-/// Clones a child on the whole plan: (pid, pidfd, setup socket, stdout, stderr, its memory).
+/// Clones a child on the whole plan: (pid, pidfd, setup socket, stdout, stderr, its memory,
+/// whether it was born into its v2 group).
 fn clone_now(
     io: ChildIo,
     rest: Box<RestPlan>,
@@ -856,7 +871,8 @@ fn clone_now(
     drop(netns);
     let (pid, pidfd, mem) = took(cloned, pidfd, mem)?;
     let (parent_sock, out_r, err_r) = io.parent_ends();
-    Ok((pid, pidfd, parent_sock, out_r, err_r, mem))
+    let born_in = unified_fd.is_some();
+    Ok((pid, pidfd, parent_sock, out_r, err_r, mem, born_in))
 }
 
 /// The clone's outcome: the child's pid and pidfd (CLONE_PIDFD stored it in `pidfd`), or, where
@@ -879,7 +895,9 @@ fn took(
 /// A child that `warm_up_with_child` started ahead of its command's plan: cloned with its
 /// namespaces (its network namespace too), its id maps written and its 'ready' heard, building
 /// the part of its root that every plan shares (`plan::early_ops`); it then waits for the rest
-/// (`MSG_PLAN`).
+/// (`MSG_PLAN`). Cloned by the helper thread, it runs with that thread's thread pointer, whose
+/// memory goes with the thread: like every child between clone and exec, it touches no
+/// thread-local storage (no libc, no errno).
 struct EarlyChild {
     pid: i32,
     pidfd: OwnedFd,
@@ -889,6 +907,8 @@ struct EarlyChild {
     stderr: OwnedFd,
     /// Its stdin, stdout and stderr: (number in its descriptor table, target).
     fds: [(RawFd, RawFd); 3],
+    /// The thread that cloned it (its parent until that thread has gone).
+    cloner: libc::pid_t,
     mem: ChildMemory,
 }
 
@@ -913,12 +933,19 @@ impl Drop for Unadopted {
 /// it, or, once that one has ended, the thread it was handed to (the main thread, which outlives
 /// every child).
 #[cfg(target_arch = "x86_64")]
-fn start_early_child(early_ops: Vec<plan::Op>) -> Result<EarlyChild, SandboxError> {
+fn start_early_child(
+    early_ops: Vec<plan::Op>,
+    in_own_netns: bool,
+) -> Result<EarlyChild, SandboxError> {
     let io = ChildIo::new(&[])?;
     let mem = ChildMemory::new(io.child_plan(early_ops, true)?)?;
     let mut pidfd: RawFd = -1;
-    // Born in this thread's network namespace (made for it).
+    // Born in this thread's network namespace (made for it), or, where this thread could not
+    // make one (no CAP_SYS_ADMIN), in one clone3 makes, owned by the child's user namespace.
     let mut args = clone_args(&mut pidfd);
+    if !in_own_netns {
+        args.flags |= libc::CLONE_NEWNET as u64;
+    }
     let cloned = mem.clone_child(&mut args);
     let (pid, pidfd, mem) = took(cloned, pidfd, mem)?;
     let fds = [(io.fds[0].0, 0), (io.fds[1].0, 1), (io.fds[2].0, 2)];
@@ -930,6 +957,7 @@ fn start_early_child(early_ops: Vec<plan::Op>) -> Result<EarlyChild, SandboxErro
         stdout: out_r,
         stderr: err_r,
         fds,
+        cloner: sys::gettid(),
         mem,
     }));
     // The id maps and 'go' from here, so that the child goes on at once, whatever the caller's
@@ -1088,8 +1116,9 @@ pub(crate) struct ChildMemory {
     reaped: bool,
 }
 
-// SAFETY: the raw pointers in the plan point into the plan's own strings; nothing else refers to
-// them, and the plan is only read (by us and by the child) once built.
+// SAFETY: the raw pointers in the plan and its rest point into their own strings; nothing else
+// refers to them. The plan is only read (by us and by the child) once built; the rest is written
+// once, before the child is told of it, and only read after that (see `set_rest`).
 unsafe impl Send for ChildMemory {}
 
 /// The stack of the last child reaped, kept for this process's next spawn. Unmapping it at the
@@ -1216,7 +1245,7 @@ struct Early {
     netns: std::sync::mpsc::Receiver<Option<OwnedFd>>,
     notifier: Option<std::sync::mpsc::Receiver<Option<supervisor::Notifier>>>,
     /// A child started ahead of its plan (`warm_up_with_child`).
-    child: Option<std::sync::mpsc::Receiver<Option<EarlyChild>>>,
+    child: Option<std::sync::mpsc::Receiver<Unadopted>>,
     /// The thread that cloned it, joined before the child is handed the rest of its plan.
     helper: Option<std::thread::JoinHandle<()>>,
 }
@@ -1251,7 +1280,8 @@ fn warm_up_inner(with_child: bool) {
         let early_ops = with_child.then_some(early_rx);
         let (tx, netns) = std::sync::mpsc::channel();
         let (notifier_tx, notifier) = std::sync::mpsc::channel();
-        let (child_tx, child) = std::sync::mpsc::channel::<Option<EarlyChild>>();
+        // An early child nobody takes is killed and reaped where it is dropped.
+        let (child_tx, child) = std::sync::mpsc::channel::<Unadopted>();
         let whole = sys::CpuMask::current().ok();
         let started = spawn_elsewhere("modelvet-netns", move || {
             #[cfg(not(target_arch = "x86_64"))]
@@ -1270,11 +1300,11 @@ fn warm_up_inner(with_child: bool) {
                 if let Some(m) = whole {
                     let _ = m.apply_here();
                 }
-                let child = match (netns, ops) {
-                    (Ok(_), Some(ops)) => start_early_child(ops).ok(),
-                    _ => None,
+                let child = match ops {
+                    Some(ops) => start_early_child(ops, netns.is_ok()).ok(),
+                    None => None,
                 };
-                let _ = child_tx.send(child);
+                let _ = child_tx.send(Unadopted(child));
                 drop(child_tx);
                 // Done: the core is the child's. The caller joins this thread before it hands the
                 // child the rest of its plan (see `start_early_child`), and does the cgroup-v1
@@ -1324,7 +1354,7 @@ fn warm_up_inner(with_child: bool) {
             *slot = Some(Early {
                 netns,
                 notifier: Some(notifier),
-                child: Some(child),
+                child: with_child.then_some(child),
                 helper,
             });
         }
@@ -1421,21 +1451,33 @@ impl Prep {
         let Some(rx) = self.netns.as_mut().and_then(|e| e.child.take()) else {
             return Unadopted(None);
         };
-        // While the helper clones, what it leaves to us in this mode: the cgroup-v1 warm-up (see
-        // `warm_up`) and the removal of groups killed runs left behind.
+        // While the helper clones, what it leaves to the caller where it starts a child: the
+        // cgroup-v1 warm-up (see `warm_up`) and the removal of groups killed runs left behind.
         if cgroups.v1_procs().is_some() {
             cgroup::prewarm_attach(cgroups);
         }
         cgroup::prune_stale_once(cgroups);
-        Unadopted(rx.recv().ok().flatten())
+        rx.recv().unwrap_or(Unadopted(None))
     }
 
-    /// Waits for the helper thread that cloned the child to end (see `start_early_child`).
-    fn join_helper(&mut self) -> bool {
-        match self.helper.take() {
-            Some(h) => h.join().is_ok(),
-            None => false,
+    /// Waits for the helper thread `tid` that cloned the child to be gone (see
+    /// `start_early_child`): joined, and then unhashed, which the kernel does after it has handed
+    /// the thread's children to another thread of ours (the join returns earlier, once the thread
+    /// has left its memory; the hand-over, which fires a parent-death signal already set, comes
+    /// after that).
+    fn join_helper(&mut self, tid: libc::pid_t) -> bool {
+        if self.helper.take().is_none_or(|h| h.join().is_err()) {
+            return false;
         }
+        // Microseconds after the join, normally: a bounded wait, then give up (the caller kills
+        // the child, which then has no parent-death signal set, and fails the spawn).
+        for _ in 0..100_000 {
+            if sys::thread_gone(tid) {
+                return true;
+            }
+            std::thread::yield_now();
+        }
+        false
     }
 
     fn finish(&mut self) -> Prepared {
@@ -1532,15 +1574,19 @@ fn finish_handshake(
         g.attach(pid, unified)?;
         attach_ms = t.elapsed().as_secs_f64() * 1e3;
     }
-    if let Err(e) = sys::write_all_raw(sock.as_raw_fd(), &[child::MSG_CGROUPS]) {
-        // A child that failed a step meanwhile has said which, and gone.
-        let mut buf = [0u8; 16];
-        return Err(match sys::recv_nowait(sock.as_raw_fd(), &mut buf) {
-            Ok(n) if error_record(&buf[..n]).is_some() => child_failure(&buf[..n], cplan),
-            _ => e.into(),
-        });
-    }
+    sys::write_all_raw(sock.as_raw_fd(), &[child::MSG_CGROUPS])
+        .map_err(|e| child_gone(sock, e, cplan))?;
     Ok(attach_ms)
+}
+
+/// A write to the child that failed: a child that failed a step meanwhile has said which, and
+/// gone.
+fn child_gone(sock: &OwnedFd, e: sys::SysError, cplan: &ChildPlan) -> SandboxError {
+    let mut buf = [0u8; 16];
+    match sys::recv_nowait(sock.as_raw_fd(), &mut buf) {
+        Ok(n) if error_record(&buf[..n]).is_some() => child_failure(&buf[..n], cplan),
+        _ => e.into(),
+    }
 }
 
 /// The errno of the program's exec, when it failed (the program never ran: not executable, a

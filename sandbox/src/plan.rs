@@ -154,7 +154,7 @@ impl Landlock {
 
 /// Everything the child needs, precomputed: what is known when it is cloned, and the rest
 /// (`RestPlan`), which is either there from the start or, for a child started ahead of its
-/// command's plan (`warm_up`), stored later by the parent and announced with `MSG_PLAN`.
+/// command's plan (`warm_up_with_child`), stored later by the parent and announced with `MSG_PLAN`.
 pub struct ChildPlan {
     /// Mount operations that depend on nothing of the command (the system folders, /etc, /dev,
     /// /proc), run right after the first pivot; empty where the whole plan was known first.
@@ -323,9 +323,9 @@ pub(crate) fn is_system(p: &Path) -> bool {
     SYSTEM_DIRS.iter().any(|s| p.starts_with(s))
 }
 
-/// What the host's system folders and /etc allow-list give every sandbox: the same for every
-/// sandbox of a process, so read once (by the namespace helper ahead of the plan where `warm_up`
-/// started one: ~0.1 ms of stat calls and a listing of /etc).
+/// What the host's system folders and /etc allow-list give every sandbox (~0.1 ms of stat calls
+/// and a listing of /etc). `early_ops` reads it ahead of the command's plan, which then takes that
+/// scan instead of making its own: the two are one scan, read milliseconds apart.
 #[derive(Debug, Clone, Default)]
 struct SystemPart {
     /// Folders to make, each with its parents.
@@ -336,24 +336,18 @@ struct SystemPart {
     readable: Vec<String>,
 }
 
-fn system_part() -> Result<SystemPart, PlanError> {
-    static SCANNED: std::sync::Mutex<Option<SystemPart>> = std::sync::Mutex::new(None);
-    // Held while scanning: a caller that comes meanwhile waits for this scan instead of making
-    // its own.
-    let mut slot = SCANNED
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner);
-    if let Some(s) = slot.as_ref() {
-        return Ok(s.clone());
-    }
-    let s = scan_system()?;
-    *slot = Some(s.clone());
-    Ok(s)
-}
+/// The scan `early_ops` read, for the plan that follows it (once: a later plan scans anew).
+static SCANNED: std::sync::Mutex<Option<SystemPart>> = std::sync::Mutex::new(None);
 
-/// Reads the scan of `system_part` now (from `warm_up`'s helper, ahead of the first plan).
-pub fn prepare_system_part() {
-    let _ = system_part();
+fn system_part() -> Result<SystemPart, PlanError> {
+    let ahead = SCANNED
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .take();
+    match ahead {
+        Some(s) => Ok(s),
+        None => scan_system(),
+    }
 }
 
 fn scan_system() -> Result<SystemPart, PlanError> {
@@ -419,6 +413,10 @@ fn scan_system() -> Result<SystemPart, PlanError> {
 /// Builds the mount operations, run after the first pivot into the staging tmpfs (host root at
 /// /oldroot, the new root at /newroot).
 pub fn mounts(inp: &MountInputs) -> Result<(Vec<Op>, PathRules), PlanError> {
+    mounts_with(inp, system_part()?)
+}
+
+fn mounts_with(inp: &MountInputs, system: SystemPart) -> Result<(Vec<Op>, PathRules), PlanError> {
     use sys::{MOUNT_ATTR_NODEV, MOUNT_ATTR_NOSUID, MOUNT_ATTR_RDONLY};
     let ro_attrs = MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV;
     let mut dirs: Vec<PathBuf> = Vec::new();
@@ -438,14 +436,13 @@ pub fn mounts(inp: &MountInputs) -> Result<(Vec<Op>, PathRules), PlanError> {
         }
     };
 
-    let system = system_part()?;
     for d in &system.dirs {
         add_dir_chain(&mut dirs, d);
     }
-    touches.extend(system.touches.iter().cloned());
-    links.extend(system.links.iter().cloned());
-    binds.extend(system.binds.iter().cloned());
-    rules.readable.extend(system.readable.iter().cloned());
+    touches.extend(system.touches);
+    links.extend(system.links);
+    binds.extend(system.binds);
+    rules.readable.extend(system.readable);
 
     // Targets, arguments, --ro and --allow-write paths, bound at their canonical host path.
     let mut user: Vec<(PathBuf, bool)> = Vec::new();
@@ -687,15 +684,22 @@ fn python_etc() -> Vec<String> {
 
 /// The mount operations every plan of this process starts with, whatever its command: those of
 /// a plan with no paths of its own, less the scratch tmpfs mounts whose size follows from the
-/// memory limit. A child started ahead of its command (`warm_up`) runs these while the command
+/// memory limit. A child started ahead of its command (`warm_up_with_child`) runs these while the command
 /// is still being planned; `split` then finds them in the command's plan.
 pub fn early_ops() -> Result<Vec<Op>, PlanError> {
-    let (ops, _) = mounts(&MountInputs {
-        ro: &[],
-        rw: &[],
-        cwd: Path::new("/"),
-        scratch_bytes: 0,
-    })?;
+    let system = scan_system()?;
+    *SCANNED
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(system.clone());
+    let (ops, _) = mounts_with(
+        &MountInputs {
+            ro: &[],
+            rw: &[],
+            cwd: Path::new("/"),
+            scratch_bytes: 0,
+        },
+        system,
+    )?;
     let scratch = [in_new(Path::new("/tmp")), in_new(Path::new("/dev/shm"))];
     let mut early: Vec<Op> = Vec::with_capacity(ops.len());
     for op in ops {
@@ -721,6 +725,34 @@ impl Op {
             Op::File { path, .. } => path.as_bytes(),
         }
     }
+
+    /// A path in the new root the operation reads: a bind's source there (`/proc/keys` over the
+    /// new root's `/dev/null`, a scratch folder bound onto itself).
+    fn source_in_new(&self) -> Option<&[u8]> {
+        match self {
+            Op::Bind { src, .. } if src.as_bytes().starts_with(NEWROOT.as_bytes()) => {
+                Some(src.as_bytes())
+            }
+            _ => None,
+        }
+    }
+
+    /// Whether this and `other` touch one branch of the new root: one's path (or the source it
+    /// reads there) is the other's or lies below it. Operations that do not may run in either
+    /// order.
+    fn meets(&self, other: &Op) -> bool {
+        self.paths().into_iter().flatten().any(|a| {
+            other
+                .paths()
+                .into_iter()
+                .flatten()
+                .any(|b| same_branch(a, b))
+        })
+    }
+
+    fn paths(&self) -> [Option<&[u8]>; 2] {
+        [Some(self.path()), self.source_in_new()]
+    }
 }
 
 /// One path is the other or lies below it.
@@ -733,7 +765,8 @@ fn same_branch(a: &[u8], b: &[u8]) -> bool {
 /// then these builds the same tree as `full` in its own order; `None` where it would not: `early`
 /// is not a subsequence of `full`, or an operation left for later came before an early one on the
 /// same branch of the tree (a path bound over a folder the early part filled, say `--ro /etc`).
-/// Operations on different branches do not see each other: they may run in either order.
+/// Operations on different branches do not see each other: they may run in either order (the
+/// paths are the host's canonical ones, so none reaches another branch through a link).
 pub fn split(full: &[Op], early: &[Op]) -> Option<Vec<Op>> {
     let mut is_early = vec![false; full.len()];
     let mut at = 0;
@@ -746,7 +779,7 @@ pub fn split(full: &[Op], early: &[Op]) -> Option<Vec<Op>> {
         let moved_past = full[i + 1..]
             .iter()
             .zip(&is_early[i + 1..])
-            .any(|(y, &e)| e && same_branch(x.path(), y.path()));
+            .any(|(y, &e)| e && x.meets(y));
         if moved_past {
             return None;
         }

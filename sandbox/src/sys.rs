@@ -223,6 +223,20 @@ pub fn restore_signal_mask(old: &libc::sigset_t) {
     unsafe { libc::pthread_sigmask(libc::SIG_SETMASK, old, std::ptr::null_mut()) };
 }
 
+/// This thread's id.
+pub fn gettid() -> libc::pid_t {
+    // SAFETY: gettid has no failure modes.
+    unsafe { libc::gettid() }
+}
+
+/// Whether thread `tid` of this process is gone (a signal 0 to it finds no such thread).
+pub fn thread_gone(tid: libc::pid_t) -> bool {
+    let pid = std::process::id() as libc::pid_t;
+    // SAFETY: tgkill with signal 0 only checks that the thread exists; it sends nothing.
+    let r = unsafe { libc::syscall(libc::SYS_tgkill, pid, tid, 0) };
+    r == -1 && std::io::Error::last_os_error().raw_os_error() == Some(libc::ESRCH)
+}
+
 pub fn pidfd_send_signal(pidfd: RawFd, sig: i32) -> SysResult<()> {
     // SAFETY: plain syscall on integers; a stale fd gives EBADF, not UB.
     let ret = unsafe { libc::syscall(libc::SYS_pidfd_send_signal, pidfd, sig, 0usize, 0u32) };
