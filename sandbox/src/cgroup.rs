@@ -346,10 +346,8 @@ impl Group {
         d
     }
 
-    /// Moves `pid` into every group but the unified one, which it joined at clone time
-    /// (CLONE_INTO_CGROUP), before it runs anything untrusted.
-    /// Moves `pid` into the groups; into the unified one too where `unified` (a child not born
-    /// into it with CLONE_INTO_CGROUP).
+    /// Moves `pid` into the groups, before it runs anything untrusted: the v1 ones, and the
+    /// unified one too where `unified` (a child not born into it with CLONE_INTO_CGROUP).
     pub fn attach(&self, pid: i32, unified: bool) -> Result<(), CgroupError> {
         if unified && let Some(u) = &self.unified {
             write(&u.join("cgroup.procs"), &pid.to_string())?;

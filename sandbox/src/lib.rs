@@ -525,16 +525,15 @@ pub fn spawn_with(mut config: Config, support: &HostSupport) -> Result<Running, 
             mem.set_rest(rest);
             // The child reads this once its early mounts are done, and only then sets its
             // parent-death signal: the thread that cloned it must be gone by then, so that the
-            // signal follows this one.
-            let sent = if prep.join_helper(cloner) {
-                sys::write_all_raw(sock.as_raw_fd(), &[child::MSG_PLAN])
-                    .map_err(|e| child_gone(&sock, e, mem.plan()))
-            } else {
-                Err(SandboxError::Setup {
+            // signal follows the main thread, which the kernel hands the child to.
+            let sent = match prep.join_helper(cloner) {
+                Ok(()) => sys::write_all_raw(sock.as_raw_fd(), &[child::MSG_PLAN])
+                    .map_err(|e| child_gone(&sock, e, mem.plan())),
+                Err(why) => Err(SandboxError::Setup {
                     step: "ending the thread that started the child",
-                    error: std::io::Error::other("the thread did not end"),
+                    error: std::io::Error::other(why),
                     detail: None,
-                })
+                }),
             };
             if let Err(e) = sent {
                 drop(Unadopted(Some(EarlyChild {
@@ -1465,19 +1464,23 @@ impl Prep {
     /// the thread's children to another thread of ours (the join returns earlier, once the thread
     /// has left its memory; the hand-over, which fires a parent-death signal already set, comes
     /// after that).
-    fn join_helper(&mut self, tid: libc::pid_t) -> bool {
-        if self.helper.take().is_none_or(|h| h.join().is_err()) {
-            return false;
+    fn join_helper(&mut self, tid: libc::pid_t) -> Result<(), &'static str> {
+        match self.helper.take().map(std::thread::JoinHandle::join) {
+            Some(Ok(())) => {}
+            Some(Err(_)) => return Err("the thread panicked"),
+            None => return Err("no thread to wait for"),
         }
-        // Microseconds after the join, normally: a bounded wait, then give up (the caller kills
-        // the child, which then has no parent-death signal set, and fails the spawn).
-        for _ in 0..100_000 {
+        // Microseconds after the join, normally: a bounded wait (a traced thread is freed only
+        // once its tracer lets it go), then give up (the caller kills the child, which then has
+        // no parent-death signal set, and fails the spawn).
+        let until = Instant::now() + Duration::from_secs(1);
+        while Instant::now() < until {
             if sys::thread_gone(tid) {
-                return true;
+                return Ok(());
             }
             std::thread::yield_now();
         }
-        false
+        Err("the thread was still there a second after it ended")
     }
 
     fn finish(&mut self) -> Prepared {

@@ -325,7 +325,8 @@ pub(crate) fn is_system(p: &Path) -> bool {
 
 /// What the host's system folders and /etc allow-list give every sandbox (~0.1 ms of stat calls
 /// and a listing of /etc). `early_ops` reads it ahead of the command's plan, which then takes that
-/// scan instead of making its own: the two are one scan, read milliseconds apart.
+/// scan instead of making its own, so that both agree (for `jail`, milliseconds apart; for a
+/// library caller whose next spawn comes later, the scan is as old as the child started ahead).
 #[derive(Debug, Clone, Default)]
 struct SystemPart {
     /// Folders to make, each with its parents.

@@ -1,6 +1,7 @@
 //! `warm_up_with_child` starts the next sandbox's child ahead of its plan, and the next spawn
 //! takes it; a plan whose paths cover the part of the root the child built first gets a child of
-//! its own. Its own test binary: the warm-up is once per process (see also
+//! its own. Its own test binary: the child started ahead and the scan behind it are the
+//! process's, for its next spawn, which another test's spawn would take (see also
 //! `ahead_unprivileged.rs`).
 
 fn run(cfg: sandbox::Config) -> (bool, Option<i32>) {
