@@ -423,26 +423,26 @@ pub fn spawn_with(mut config: Config, support: &HostSupport) -> Result<Running, 
     // early part is how this plan starts (and the plan hands no extra descriptors); otherwise
     // it is killed, and a child is cloned below.
     let extra = std::mem::take(&mut config.extra_fds);
-    let mut ahead = prep.take_child(&support.cgroups);
+    let ahead = prep.take_child(&support.cgroups);
     let late_ops = match ahead.0.as_ref() {
         Some(ec) if extra.is_empty() => plan::split(&ops, &ec.mem.plan().early_ops),
         _ => None,
     };
-    if late_ops.is_none() {
-        drop(ahead);
-        ahead = Unadopted(None);
-    }
     // Descriptors: stdin from /dev/null, stdout/stderr into pipes we relay, extra fds from 3 on
     // (the child started ahead has its own).
-    let io = match &ahead.0 {
-        Some(_) => None,
-        None => Some(ChildIo::new(&extra)?),
+    let (birth, ops, fds, first_free_fd) = match (ahead.0.as_ref(), late_ops) {
+        (Some(ec), Some(late)) => {
+            let fds = ec.fds.to_vec();
+            (Birth::Ahead(ahead), late, fds, 3)
+        }
+        _ => {
+            drop(ahead);
+            let io = ChildIo::new(&extra)?;
+            let (fds, first_free_fd) = (io.fds.clone(), io.first_free_fd);
+            (Birth::Now(io), ops, fds, first_free_fd)
+        }
     };
-    let (fds, first_free_fd) = match (&ahead.0, &io) {
-        (Some(ec), _) => (ec.fds.to_vec(), 3),
-        (None, Some(io)) => (io.fds.clone(), io.first_free_fd),
-        (None, None) => unreachable!("descriptors are made where no child was started ahead"),
-    };
+    let adopted = matches!(birth, Birth::Ahead(_));
 
     let mut rlimits = vec![
         (libc::RLIMIT_NOFILE, 1024),
@@ -480,7 +480,7 @@ pub fn spawn_with(mut config: Config, support: &HostSupport) -> Result<Running, 
     let mut group = group?;
     // The notification thread: before the clone, or for a child started ahead, once it has the
     // rest of its plan (it is building its root then).
-    let notifier = if ahead.0.is_some() {
+    let notifier = if adopted {
         None
     } else {
         Some(start_notifier(early_notifier.take()).map_err(notifier_error)?)
@@ -495,9 +495,8 @@ pub fn spawn_with(mut config: Config, support: &HostSupport) -> Result<Running, 
         rlimits.push((libc::RLIMIT_NPROC, config.pids));
     }
 
-    let adopted = ahead.0.is_some();
     let rest = Box::new(RestPlan {
-        ops: late_ops.unwrap_or(ops),
+        ops,
         cwd: plan::cstr(cwd.as_os_str())?,
         rlimits,
         landlock,
@@ -510,50 +509,9 @@ pub fn spawn_with(mut config: Config, support: &HostSupport) -> Result<Running, 
         fds,
         first_free_fd,
     });
-    let (pid, pidfd, parent_sock, out_r, err_r, mem, born_in) = match ahead.0.take() {
-        Some(ec) => {
-            let EarlyChild {
-                pid,
-                pidfd,
-                sock,
-                stdout,
-                stderr,
-                fds: _,
-                cloner,
-                mut mem,
-            } = ec;
-            mem.set_rest(rest);
-            // The child reads this once its early mounts are done, and only then sets its
-            // parent-death signal: the thread that cloned it must be gone by then, so that the
-            // signal follows the main thread, which the kernel hands the child to.
-            let sent = match prep.join_helper(cloner) {
-                Ok(()) => sys::write_all_raw(sock.as_raw_fd(), &[child::MSG_PLAN])
-                    .map_err(|e| child_gone(&sock, e, mem.plan())),
-                Err(why) => Err(SandboxError::Setup {
-                    step: "ending the thread that started the child",
-                    error: std::io::Error::other(why),
-                    detail: None,
-                }),
-            };
-            if let Err(e) = sent {
-                drop(Unadopted(Some(EarlyChild {
-                    pid,
-                    pidfd,
-                    sock,
-                    stdout,
-                    stderr,
-                    fds: [(-1, -1); 3],
-                    cloner,
-                    mem,
-                })));
-                return Err(e);
-            }
-            (pid, pidfd, sock, stdout, stderr, mem, false)
-        }
-        None => {
-            let io = io.expect("descriptors are made where no child was started ahead");
-            clone_now(io, rest, netns, group.as_ref())?
-        }
+    let (pid, pidfd, parent_sock, out_r, err_r, mem, born_in) = match birth {
+        Birth::Ahead(ahead) => ahead.adopt(rest, &mut prep)?,
+        Birth::Now(io) => clone_now(io, rest, netns, group.as_ref())?,
     };
     drop(extra);
 
@@ -914,6 +872,37 @@ struct EarlyChild {
 /// An early child no spawn has taken: killed and reaped when dropped (its memory then freed, or
 /// leaked where the reaping failed).
 struct Unadopted(Option<EarlyChild>);
+
+impl Unadopted {
+    /// Hands the child the rest of its plan (see `spawn_with`); on failure it is killed and
+    /// reaped here.
+    fn adopt(mut self, rest: Box<RestPlan>, prep: &mut Prep) -> Result<Cloned, SandboxError> {
+        let ec = self.0.as_mut().expect("adopt is called with a child");
+        ec.mem.set_rest(rest);
+        // The child reads this once its early mounts are done, and only then sets its
+        // parent-death signal: the thread that cloned it must be gone by then, so that the
+        // signal follows the main thread, which the kernel hands the child to.
+        prep.join_helper(ec.cloner)
+            .map_err(|why| SandboxError::Setup {
+                step: "ending the thread that started the child",
+                error: std::io::Error::other(why),
+                detail: None,
+            })?;
+        sys::write_all_raw(ec.sock.as_raw_fd(), &[child::MSG_PLAN])
+            .map_err(|e| child_gone(&ec.sock, e, ec.mem.plan()))?;
+        let ec = self.0.take().expect("adopt is called with a child");
+        Ok((
+            ec.pid, ec.pidfd, ec.sock, ec.stdout, ec.stderr, ec.mem, false,
+        ))
+    }
+}
+
+/// Where a spawn's child comes from: started ahead (`warm_up_with_child`), or cloned now with
+/// its descriptors.
+enum Birth {
+    Ahead(Unadopted),
+    Now(ChildIo),
+}
 
 impl Drop for Unadopted {
     fn drop(&mut self) {
