@@ -2,7 +2,9 @@
 # Everything builds with the release profile only, so tests, demo and benchmarks share one build
 # of tract and wasmtime.
 CARGO ?= cargo
-# Artefacts are built for the host triple (see .cargo/config.toml): target/<triple>/release.
+# Artefacts are built for one target, target/<triple>/release: musl where rustup has it (a static
+# binary that starts without glibc's CPU probe), else the host's triple (see scripts/triple.sh).
+export CARGO_BUILD_TARGET ?= $(shell bash scripts/triple.sh)
 
 .PHONY: build test demo bench fixtures fuzz clean-cgroups check-aarch64
 

@@ -10,7 +10,7 @@
 #  2. the added cost of an allowed syscall (target < 100 ns) and of a recorded one (target < 20 us).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-OUT=${CARGO_TARGET_DIR:-target}/$(rustc -vV | sed -n 's/^host: //p')/release
+OUT=${CARGO_TARGET_DIR:-target}/$(bash scripts/triple.sh)/release
 MV=$OUT/modelvet
 EX=$OUT/examples/syscall_cost
 SMALL=$OUT/examples/small_jail

@@ -18,7 +18,7 @@
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
-OUT="${CARGO_TARGET_DIR:-$ROOT/target}/$(rustc -vV | sed -n 's/^host: //p')/release"
+OUT="${CARGO_TARGET_DIR:-$ROOT/target}/$(bash "$ROOT/scripts/triple.sh")/release"
 BIN="$OUT/modelvet"
 INFER="$OUT/examples/bench_infer"
 MODELS="$ROOT/tests/fixtures/models"
@@ -44,7 +44,7 @@ trap 'rm -rf "$WORK"' EXIT
 STARTED=$(date +%s)
 
 [ -x "$BIN" ] && [ -x "$INFER" ] ||
-  (cd "$ROOT" && cargo build --release -p modelvet --bin modelvet --example bench_infer)
+  (cd "$ROOT" && cargo build --release --target "$(bash scripts/triple.sh)" -p modelvet --bin modelvet --example bench_infer)
 
 # --- the Python reference: onnxruntime and numpy in their own venv (never a test dependency) -----
 if ! "$VENV/bin/python" -c 'import onnxruntime, numpy' 2>/dev/null; then

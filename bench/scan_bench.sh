@@ -7,7 +7,7 @@
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
-OUT="${CARGO_TARGET_DIR:-$ROOT/target}/$(rustc -vV | sed -n 's/^host: //p')/release"
+OUT="${CARGO_TARGET_DIR:-$ROOT/target}/$(bash "$ROOT/scripts/triple.sh")/release"
 BIN="$OUT/modelvet"
 GEN="$OUT/examples/gen_scan_corpus"
 COPIES="${COPIES:-50}"          # corpus copies, so interpreter start-up is amortised for both tools
@@ -15,7 +15,7 @@ BIG_MB="${BIG_MB:-200}"
 WORK="$(mktemp -d "${TMPDIR:-/tmp}/modelvet-scan-bench.XXXXXX")"
 trap 'rm -rf "$WORK"' EXIT
 
-[ -x "$BIN" ] && [ -x "$GEN" ] || (cd "$ROOT" && cargo build --release -p modelvet --bin modelvet --example gen_scan_corpus)
+[ -x "$BIN" ] && [ -x "$GEN" ] || (cd "$ROOT" && cargo build --release --target "$(bash scripts/triple.sh)" -p modelvet --bin modelvet --example gen_scan_corpus)
 
 now() { date +%s.%N; }
 rate() { python3 -c "import sys; print(f'{float(sys.argv[1]) / max(float(sys.argv[2]), 1e-9):.1f}')" "$@"; }

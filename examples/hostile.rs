@@ -204,8 +204,11 @@ fn main() {
             }
             msgs[n - 1].msg_hdr.msg_name = (&raw mut to).cast();
             msgs[n - 1].msg_hdr.msg_namelen = std::mem::size_of::<libc::sockaddr_un>() as u32;
+            // The raw call: musl's sendmmsg on 64-bit hosts sends each message with its own sendmsg.
             // SAFETY: n initialised mmsghdr whose pointers outlive the call.
-            let r = unsafe { libc::sendmmsg(pair[0], msgs.as_mut_ptr(), n as u32, 0) };
+            let r = unsafe {
+                libc::syscall(libc::SYS_sendmmsg, pair[0], msgs.as_mut_ptr(), n as u32, 0)
+            };
             println!("mmsg: {r}");
         }
         "unixconnect" => {
@@ -533,10 +536,7 @@ fn main() {
                 i64::from(unsafe { libc::connect(fd, nowhere.cast(), 110) }),
             );
             // SAFETY: as above.
-            say(
-                "open",
-                i64::from(unsafe { libc::open(nowhere, libc::O_RDONLY) }),
-            );
+            say("open", unsafe { open_raw(nowhere) });
             say(
                 "sendto",
                 // SAFETY: as above.
@@ -557,10 +557,7 @@ fn main() {
             // SAFETY: the string fits the first page, which is ours and writable.
             unsafe { std::ptr::copy_nonoverlapping(name.as_ptr(), edge, name.len()) };
             // SAFETY: a NUL-terminated string in our memory.
-            say(
-                "edge open",
-                i64::from(unsafe { libc::open(edge.cast(), libc::O_RDONLY) }),
-            );
+            say("edge open", unsafe { open_raw(edge.cast()) });
             // A page made execute-only: process_vm_readv honours the missing read permission,
             // while on x86 the kernel's own copy still reads it.
             let page = fresh_pages(1);
@@ -569,10 +566,7 @@ fn main() {
             // SAFETY: the page is ours; after this only the kernel reads it.
             unsafe { libc::mprotect(page, 4096, libc::PROT_EXEC) };
             // SAFETY: the kernel checks the pointer.
-            say(
-                "xonly open",
-                i64::from(unsafe { libc::open(page.cast(), libc::O_RDONLY) }),
-            );
+            say("xonly open", unsafe { open_raw(page.cast()) });
         }
         "threadexec" => {
             // Exec from a second thread: the thread becomes the main thread of the new program,
@@ -601,4 +595,13 @@ fn main() {
             std::process::exit(2);
         }
     }
+}
+
+/// openat(2) itself, whatever the C library's `open` makes of it (musl's is open(2) on x86_64).
+///
+/// # Safety
+/// `path` is only handed to the kernel, which checks it.
+unsafe fn open_raw(path: *const libc::c_char) -> i64 {
+    // SAFETY: the kernel checks the pointer; no memory of ours is written.
+    unsafe { libc::syscall(libc::SYS_openat, libc::AT_FDCWD, path, libc::O_RDONLY, 0) }
 }

@@ -5,6 +5,11 @@
 //! sandbox's own work costs. Prints the run's resource figures as JSON.
 //! Run: `cargo run --release -p sandbox --example small_jail -- /bin/true`
 
+/// The allocator `modelvet` itself uses on musl, so that both sides compare alike.
+#[cfg(target_env = "musl")]
+#[global_allocator]
+static ALLOC: sandbox::alloc::Pool = sandbox::alloc::Pool;
+
 fn main() {
     sandbox::warm_up_with_child();
     let mut args = std::env::args_os().skip(1);

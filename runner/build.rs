@@ -20,10 +20,19 @@ fn main() {
     }
     // The entry that moves the relocated data onto a huge page before `_start` (src/start.rs):
     // static-pie on x86_64 only, the one build where `_start` relocates the binary itself.
-    let static_pie = std::env::var("CARGO_CFG_TARGET_FEATURE")
-        .is_ok_and(|f| f.split(',').any(|f| f == "crt-static"));
-    if linux_gnu && static_pie && std::env::var("CARGO_CFG_TARGET_ARCH").as_deref() == Ok("x86_64")
+    // musl targets link statically by default, and cargo does not list `crt-static` for them.
+    let linux_musl = std::env::var("CARGO_CFG_TARGET_OS").as_deref() == Ok("linux")
+        && std::env::var("CARGO_CFG_TARGET_ENV").as_deref() == Ok("musl");
+    let static_pie = linux_musl
+        || std::env::var("CARGO_CFG_TARGET_FEATURE")
+            .is_ok_and(|f| f.split(',').any(|f| f == "crt-static"));
+    if (linux_gnu || linux_musl)
+        && static_pie
+        && std::env::var("CARGO_CFG_TARGET_ARCH").as_deref() == Ok("x86_64")
     {
+        if linux_musl {
+            musl_link_args();
+        }
         println!("cargo:rustc-link-arg-bin=modelvet=-Wl,--entry=modelvet_start");
         // Each segment starts on a 2 MiB boundary, in the file and in memory, so that the
         // kernel can map the text's 2 MiB page-cache folios whole (see start.rs: ~90 page
@@ -43,6 +52,25 @@ fn main() {
             script.display()
         );
     }
+}
+
+/// The musl target links through the C compiler with the system's GNU ld, which has no
+/// `-z separate-loadable-segments`: link with the toolchain's own lld instead, as the gnu target
+/// does, and with packed relative relocations (musl applies them from 1.2.4 on; the toolchain
+/// ships 1.2.5, and the entry applies them itself in any case).
+fn musl_link_args() {
+    let rustc = std::env::var("RUSTC").unwrap_or_else(|_| "rustc".into());
+    let sysroot = Command::new(rustc)
+        .args(["--print", "sysroot"])
+        .output()
+        .ok()
+        .and_then(|o| String::from_utf8(o.stdout).ok())
+        .map(|s| s.trim().to_owned())
+        .unwrap_or_default();
+    let host = std::env::var("HOST").unwrap_or_default();
+    println!("cargo:rustc-link-arg-bin=modelvet=-B{sysroot}/lib/rustlib/{host}/bin/gcc-ld");
+    println!("cargo:rustc-link-arg-bin=modelvet=-fuse-ld=lld");
+    println!("cargo:rustc-link-arg-bin=modelvet=-Wl,-z,pack-relative-relocs");
 }
 
 /// The build machine's glibc version, from `getconf GNU_LIBC_VERSION` ("glibc 2.36").

@@ -4,7 +4,7 @@
 # and prints the report; then a clean one for contrast.
 set -uo pipefail
 cd "$(dirname "$0")/.."
-MV=${CARGO_TARGET_DIR:-target}/$(rustc -vV | sed -n 's/^host: //p')/release/modelvet
+MV=${CARGO_TARGET_DIR:-target}/$(bash scripts/triple.sh)/release/modelvet
 [ -x "$MV" ] || { echo "no $MV: run make build first" >&2; exit 2; }
 F=tests/fixtures
 OUT=target/demo

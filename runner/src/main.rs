@@ -12,7 +12,14 @@ mod probe;
 mod report;
 mod start;
 
+/// The musl build's allocator (see `sandbox::alloc`); glibc builds keep glibc's.
+#[cfg(target_env = "musl")]
+#[global_allocator]
+static ALLOC: sandbox::alloc::Pool = sandbox::alloc::Pool;
+
 fn main() -> ExitCode {
+    #[cfg(all(target_os = "linux", target_env = "musl"))]
+    start::protect_relro();
     // Before anything of ours is open (see there).
     report::capture_output_fd();
     let command = std::env::args_os().nth(1);

@@ -1,6 +1,9 @@
-//! The binary's entry point, before glibc's `_start` (linked with `--entry=modelvet_start` by
-//! `build.rs`, x86_64 static-pie only): it asks for huge pages for the code, and moves the
-//! relocated data onto one transparent huge page before the start-up code writes it.
+//! The binary's entry point, before the C library's `_start` (linked with
+//! `--entry=modelvet_start` by `build.rs`, x86_64 static-pie only, glibc or musl): it asks for
+//! huge pages for the code, and moves the relocated data onto one transparent huge page before
+//! the start-up code writes it. Both C libraries' static start-up code then finds an empty
+//! DT_RELR table; glibc applies its ifunc relocations and makes the data read-only, and for musl,
+//! which does neither, `protect_relro` below makes it read-only first thing in `main`.
 //!
 //! The code first. `modelvet jail -- /bin/true` runs code from ~90 places spread over 36 MB of
 //! rodata and text (its own, std's, clap's and glibc's, and the constructors tract registers
@@ -341,3 +344,82 @@ core::arch::global_asm!(
     ".size modelvet_start, . - modelvet_start",
     ".popsection",
 );
+
+/// Makes the relocated data (PT_GNU_RELRO: vtables, the GOT, the constructor table) read-only,
+/// as glibc's start-up does and musl's static start-up does not. Called first thing in `main`:
+/// nothing writes that data after the relocation. Where the program headers cannot be found (no
+/// auxiliary vector entry, no PT_PHDR) it does nothing; a refused `mprotect` ends the process, as
+/// glibc ends one whose relocated data it cannot protect.
+#[cfg(all(target_os = "linux", target_env = "musl"))]
+pub fn protect_relro() {
+    // SAFETY: getauxval(3) reads the process's auxiliary vector; no memory of ours is passed.
+    let phdr = unsafe { libc::getauxval(libc::AT_PHDR) } as usize;
+    // SAFETY: as above.
+    let phnum = unsafe { libc::getauxval(libc::AT_PHNUM) } as usize;
+    if phdr == 0 || phnum == 0 {
+        return;
+    }
+    // SAFETY: the kernel's AT_PHDR and AT_PHNUM describe our program headers, mapped with the
+    // image's first segment for the life of the process.
+    let headers = unsafe { std::slice::from_raw_parts(phdr as *const libc::Elf64_Phdr, phnum) };
+    let Some(own) = headers.iter().find(|h| h.p_type == libc::PT_PHDR) else {
+        return;
+    };
+    let base = phdr.wrapping_sub(own.p_vaddr as usize);
+    for h in headers.iter().filter(|h| h.p_type == libc::PT_GNU_RELRO) {
+        // Whole pages only, as glibc's `_dl_protect_relro` does.
+        let start = base.wrapping_add(h.p_vaddr as usize) & !4095;
+        let end = base.wrapping_add((h.p_vaddr + h.p_memsz) as usize) & !4095;
+        if end <= start {
+            continue;
+        }
+        // SAFETY: the range is our own relocated data, which nothing writes after start-up.
+        let ret =
+            unsafe { libc::mprotect(start as *mut libc::c_void, end - start, libc::PROT_READ) };
+        if ret != 0 {
+            eprintln!(
+                "modelvet: cannot make the relocated data read-only: {}",
+                std::io::Error::last_os_error()
+            );
+            std::process::abort();
+        }
+    }
+}
+
+#[cfg(all(test, target_os = "linux", target_env = "musl"))]
+mod tests {
+    /// The test binary is a musl static-pie too: after the call its RELRO range is mapped
+    /// read-only, and a vtable-bearing static (in that range) still reads.
+    #[test]
+    fn relocated_data_becomes_read_only() {
+        super::protect_relro();
+        // SAFETY: as in protect_relro.
+        let phdr = unsafe { libc::getauxval(libc::AT_PHDR) } as usize;
+        // SAFETY: as above.
+        let phnum = unsafe { libc::getauxval(libc::AT_PHNUM) } as usize;
+        // SAFETY: as in protect_relro.
+        let headers = unsafe { std::slice::from_raw_parts(phdr as *const libc::Elf64_Phdr, phnum) };
+        let own = headers.iter().find(|h| h.p_type == libc::PT_PHDR).unwrap();
+        let relro = headers
+            .iter()
+            .find(|h| h.p_type == libc::PT_GNU_RELRO)
+            .unwrap();
+        let start = (phdr - own.p_vaddr as usize + relro.p_vaddr as usize) & !4095;
+        let maps = std::fs::read_to_string("/proc/self/maps").unwrap();
+        let line = maps
+            .lines()
+            .find(|l| {
+                let range = l.split(' ').next().unwrap();
+                let (a, b) = range.split_once('-').unwrap();
+                let (a, b) = (
+                    usize::from_str_radix(a, 16).unwrap(),
+                    usize::from_str_radix(b, 16).unwrap(),
+                );
+                a <= start && start < b
+            })
+            .unwrap();
+        assert!(line.split(' ').nth(1).unwrap().starts_with("r--"), "{line}");
+        let boxed: Box<dyn std::fmt::Debug> = Box::new(7);
+        assert_eq!(format!("{boxed:?}"), "7");
+    }
+}

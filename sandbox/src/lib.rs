@@ -6,6 +6,7 @@
 //! its own thread; `Running::wait` returns the `Outcome`. If any layer cannot be set up the
 //! program never runs and `spawn` returns a `SandboxError` naming the missing piece.
 
+pub mod alloc;
 pub mod cgroup;
 mod child;
 pub mod decode;
@@ -1373,7 +1374,7 @@ fn spawn_elsewhere<T: Send + 'static>(
             f()
         })?;
     if let Some(m) = other {
-        let _ = m.apply_to(std::os::unix::thread::JoinHandleExt::as_pthread_t(&handle));
+        let _ = m.apply_to(&handle);
     }
     let _ = go.send(());
     Ok(handle)

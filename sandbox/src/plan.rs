@@ -184,7 +184,7 @@ pub struct RestPlan {
     /// Mount operations after `early_ops`, ending the root's construction.
     pub ops: Vec<Op>,
     pub cwd: CString,
-    pub rlimits: Vec<(u32, u64)>,
+    pub rlimits: Vec<(sys::Resource, u64)>,
     pub landlock: Landlock,
     pub filter: Vec<libc::sock_filter>,
     pub program: CString,

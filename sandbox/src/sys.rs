@@ -658,8 +658,15 @@ pub fn unshare(flags: i32) -> SysResult<()> {
     sys_raw!("unshare", libc::SYS_unshare, flags).map(drop)
 }
 
+/// An rlimit resource, typed as the C library's constants are (`__rlimit_resource_t`, unsigned,
+/// in glibc; `int` in musl).
+#[cfg(target_env = "gnu")]
+pub type Resource = libc::__rlimit_resource_t;
+#[cfg(not(target_env = "gnu"))]
+pub type Resource = libc::c_int;
+
 /// This process's hard limit of `resource` (unlimited when it cannot be read).
-pub fn hard_limit(resource: u32) -> u64 {
+pub fn hard_limit(resource: Resource) -> u64 {
     let mut old = libc::rlimit {
         rlim_cur: 0,
         rlim_max: libc::RLIM_INFINITY,
@@ -677,7 +684,7 @@ pub fn hard_limit(resource: u32) -> u64 {
     old.rlim_max
 }
 
-pub fn setrlimit(resource: u32, value: u64) -> SysResult<()> {
+pub fn setrlimit(resource: Resource, value: u64) -> SysResult<()> {
     let lim = libc::rlimit {
         rlim_cur: value,
         rlim_max: value,
@@ -947,10 +954,12 @@ pub const SECCOMP_RET_ACTION_FULL: u32 = 0xffff_0000;
 pub const SECCOMP_USER_NOTIF_FLAG_CONTINUE: u32 = 1;
 pub const SECCOMP_USER_NOTIF_FD_SYNC_WAKE_UP: u64 = 1;
 
-const SECCOMP_IOCTL_NOTIF_RECV: u64 = 0xc050_2100;
-const SECCOMP_IOCTL_NOTIF_SEND: u64 = 0xc018_2101;
-const SECCOMP_IOCTL_NOTIF_ID_VALID: u64 = 0x4008_2102;
-const SECCOMP_IOCTL_NOTIF_SET_FLAGS: u64 = 0x4008_2104;
+// Typed as the C library's `ioctl` takes its request (`unsigned long` in glibc, `int` in musl;
+// the kernel reads 32 bits either way).
+const SECCOMP_IOCTL_NOTIF_RECV: libc::Ioctl = 0xc050_2100_u32 as libc::Ioctl;
+const SECCOMP_IOCTL_NOTIF_SEND: libc::Ioctl = 0xc018_2101_u32 as libc::Ioctl;
+const SECCOMP_IOCTL_NOTIF_ID_VALID: libc::Ioctl = 0x4008_2102_u32 as libc::Ioctl;
+const SECCOMP_IOCTL_NOTIF_SET_FLAGS: libc::Ioctl = 0x4008_2104_u32 as libc::Ioctl;
 
 /// `struct seccomp_data`.
 #[repr(C)]
@@ -1136,7 +1145,10 @@ impl CpuMask {
 
     /// Applies the mask to `thread`, a live thread of this process (the caller holds its join
     /// handle); a thread queued elsewhere is moved at once.
-    pub fn apply_to(&self, thread: libc::pthread_t) -> SysResult<()> {
+    pub fn apply_to<T>(&self, thread: &std::thread::JoinHandle<T>) -> SysResult<()> {
+        // std hands the thread's id out as an integer; musl's `pthread_t` is a pointer.
+        #[allow(clippy::unnecessary_cast)]
+        let thread = std::os::unix::thread::JoinHandleExt::as_pthread_t(thread) as libc::pthread_t;
         // SAFETY: pthread_setaffinity_np(3) reads `size_of_val(&self.0)` bytes of our array.
         // It returns the error number instead of setting errno.
         let err = unsafe {

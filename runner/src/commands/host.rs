@@ -29,6 +29,8 @@ pub fn run(args: HostArgs) -> Result<u8> {
 
 /// glibc returns freed heap tops to the kernel eagerly: with a fresh input tensor per request
 /// that is two `brk` calls per inference. Keeping up to this much freed memory stops the churn.
+/// (The musl build's allocator keeps freed memory of its own accord, see `sandbox::alloc`.)
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
 const MALLOC_TRIM_THRESHOLD_BYTES: i32 = 256 << 20;
 
 #[cfg(all(target_os = "linux", target_env = "gnu"))]
