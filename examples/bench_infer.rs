@@ -248,6 +248,10 @@ fn through_host(
     result
 }
 
+/// The `memcpy` `modelvet` itself uses on musl, so that both sides compare alike.
+#[path = "../runner/src/memcpy.rs"]
+mod memcpy;
+
 /// The allocator `modelvet` itself uses on musl, so that both sides compare alike.
 #[cfg(target_env = "musl")]
 #[global_allocator]

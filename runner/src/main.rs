@@ -8,6 +8,7 @@ mod cli;
 mod commands;
 mod error;
 mod host;
+mod memcpy;
 mod probe;
 mod report;
 mod start;
