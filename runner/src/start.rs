@@ -345,44 +345,47 @@ core::arch::global_asm!(
     ".popsection",
 );
 
-/// Makes the relocated data (PT_GNU_RELRO: vtables, the GOT, the constructor table) read-only,
-/// as glibc's start-up does and musl's static start-up does not. Called first thing in `main`:
-/// nothing writes that data after the relocation. Where the program headers cannot be found (no
-/// auxiliary vector entry, no PT_PHDR) it does nothing; a refused `mprotect` ends the process, as
-/// glibc ends one whose relocated data it cannot protect.
+/// The whole pages of the relocated data (PT_GNU_RELRO), rounded as glibc's
+/// `_dl_protect_relro` rounds them; `None` where the program headers cannot be found (no
+/// auxiliary vector entry, no PT_PHDR) or the segment holds no whole page.
 #[cfg(all(target_os = "linux", target_env = "musl"))]
-pub fn protect_relro() {
+fn relro_pages() -> Option<(usize, usize)> {
     // SAFETY: getauxval(3) reads the process's auxiliary vector; no memory of ours is passed.
     let phdr = unsafe { libc::getauxval(libc::AT_PHDR) } as usize;
     // SAFETY: as above.
     let phnum = unsafe { libc::getauxval(libc::AT_PHNUM) } as usize;
     if phdr == 0 || phnum == 0 {
-        return;
+        return None;
     }
     // SAFETY: the kernel's AT_PHDR and AT_PHNUM describe our program headers, mapped with the
     // image's first segment for the life of the process.
     let headers = unsafe { std::slice::from_raw_parts(phdr as *const libc::Elf64_Phdr, phnum) };
-    let Some(own) = headers.iter().find(|h| h.p_type == libc::PT_PHDR) else {
+    let own = headers.iter().find(|h| h.p_type == libc::PT_PHDR)?;
+    let relro = headers.iter().find(|h| h.p_type == libc::PT_GNU_RELRO)?;
+    let base = phdr.wrapping_sub(own.p_vaddr as usize);
+    let start = base.wrapping_add(relro.p_vaddr as usize) & !4095;
+    let end = base.wrapping_add((relro.p_vaddr + relro.p_memsz) as usize) & !4095;
+    (end > start).then_some((start, end))
+}
+
+/// Makes the relocated data (PT_GNU_RELRO: vtables, the GOT, the constructor table) read-only,
+/// as glibc's start-up does and musl's static start-up does not. Called first thing in `main`:
+/// nothing writes that data after the relocation. Where its pages cannot be found it does
+/// nothing; a refused `mprotect` ends the process, as glibc ends one whose relocated data it
+/// cannot protect.
+#[cfg(all(target_os = "linux", target_env = "musl"))]
+pub fn protect_relro() {
+    let Some((start, end)) = relro_pages() else {
         return;
     };
-    let base = phdr.wrapping_sub(own.p_vaddr as usize);
-    for h in headers.iter().filter(|h| h.p_type == libc::PT_GNU_RELRO) {
-        // Whole pages only, as glibc's `_dl_protect_relro` does.
-        let start = base.wrapping_add(h.p_vaddr as usize) & !4095;
-        let end = base.wrapping_add((h.p_vaddr + h.p_memsz) as usize) & !4095;
-        if end <= start {
-            continue;
-        }
-        // SAFETY: the range is our own relocated data, which nothing writes after start-up.
-        let ret =
-            unsafe { libc::mprotect(start as *mut libc::c_void, end - start, libc::PROT_READ) };
-        if ret != 0 {
-            eprintln!(
-                "modelvet: cannot make the relocated data read-only: {}",
-                std::io::Error::last_os_error()
-            );
-            std::process::abort();
-        }
+    // SAFETY: the range is our own relocated data, which nothing writes after start-up.
+    let ret = unsafe { libc::mprotect(start as *mut libc::c_void, end - start, libc::PROT_READ) };
+    if ret != 0 {
+        eprintln!(
+            "modelvet: cannot make the relocated data read-only: {}",
+            std::io::Error::last_os_error()
+        );
+        std::process::abort();
     }
 }
 
@@ -393,18 +396,7 @@ mod tests {
     #[test]
     fn relocated_data_becomes_read_only() {
         super::protect_relro();
-        // SAFETY: as in protect_relro.
-        let phdr = unsafe { libc::getauxval(libc::AT_PHDR) } as usize;
-        // SAFETY: as above.
-        let phnum = unsafe { libc::getauxval(libc::AT_PHNUM) } as usize;
-        // SAFETY: as in protect_relro.
-        let headers = unsafe { std::slice::from_raw_parts(phdr as *const libc::Elf64_Phdr, phnum) };
-        let own = headers.iter().find(|h| h.p_type == libc::PT_PHDR).unwrap();
-        let relro = headers
-            .iter()
-            .find(|h| h.p_type == libc::PT_GNU_RELRO)
-            .unwrap();
-        let start = (phdr - own.p_vaddr as usize + relro.p_vaddr as usize) & !4095;
+        let (start, _) = super::relro_pages().expect("a RELRO segment");
         let maps = std::fs::read_to_string("/proc/self/maps").unwrap();
         let line = maps
             .lines()
