@@ -7,6 +7,8 @@
 #     the sandbox's work and the start and exit of the 200 MB binary around it; and SPEC's own
 #     measure, spawn to the first instruction of the child, taken the same way for bwrap and
 #     modelvet (examples/first_instruction.rs prints the monotonic clock as its first act);
+#     and spawn-to-exit of single runs spaced apart, as one reviewer's run is (no kernel state left
+#     warm by the run before);
 #  2. the added cost of an allowed syscall (target < 100 ns) and of a recorded one (target < 20 us).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -17,6 +19,8 @@ SMALL=$OUT/examples/small_jail
 FIRST=$(realpath "$OUT/examples/first_instruction")
 command -v bwrap >/dev/null || { echo "installing bubblewrap"; apt-get install -y -qq bubblewrap >/dev/null 2>&1 || (apt-get update -qq && apt-get install -y -qq bubblewrap >/dev/null); }
 RUNS=${RUNS:-200}
+ISO_RUNS=${ISO_RUNS:-30}
+ISO_GAP=${ISO_GAP:-0.25}
 # Every binary starts from the page cache a start from disk leaves (as after a reboot): its
 # cached pages are written back and dropped first, then filled by its own first start. How a
 # file's pages came into the cache moves a start by ~0.25 ms here (a copy leaves 64 KiB folios,
@@ -61,12 +65,37 @@ base, bw, mv, version, small, setup, attach = map(float, sys.argv[1:])
 print(f"  /bin/true bare                      {base:8.3f} ms")
 print(f"  bwrap --unshare-all /bin/true       {bw:8.3f} ms")
 print(f"  modelvet jail -- /bin/true          {mv:8.3f} ms   ratio to bwrap {mv/bw:.2f}x (target <= 0.50x, must be <= 1.00x)")
-print(f"  modelvet setup_ms (report)          {setup:8.3f} ms   (from the sandbox's plan to the child's exec: namespaces, mounts, Landlock, cgroups, seccomp; of which cgroup-v1 attach {attach:.3f} ms)")
+print(f"  modelvet setup_ms (report)          {setup:8.3f} ms   (from the sandbox's plan to the child's exec: namespaces, mounts, Landlock, cgroups, seccomp; of which the cgroup moves {attach:.3f} ms)")
 print(f"  over bare exec: bwrap {bw-base:.3f} ms, modelvet {mv-base:.3f} ms")
 print(f"  where modelvet's {mv-bw:.3f} ms over bwrap go: the sandbox's own work beyond bwrap's {small-bw:.3f} ms "
       f"(small_jail, the same spawn in a 9 MB binary: {small:.3f} ms, {small/bw:.2f}x bwrap); "
       f"the 200 MB binary around it {mv-small:.3f} ms (its bare start and exit, `modelvet --version`: {version:.3f} ms, "
       f"/bin/true {base:.3f} ms)")
+PY
+
+echo "== jail: one run at a time (median of $ISO_RUNS interleaved runs each, ${ISO_GAP}s apart, wall ms)"
+# What a reviewer's single run costs: back-to-back runs keep some kernel state warm for the next
+# (a cgroup move made within an RCU grace period of the last one is fast), runs apart do not.
+# Before the child joined its cgroup-v1 groups itself, this was 20.6 ms against bwrap's 5.1 ms
+# here, while the back-to-back figure above hid it.
+python3 - "$ISO_RUNS" "$ISO_GAP" "$MV" <<'PY'
+import subprocess, sys, time, statistics
+runs, gap, mv = int(sys.argv[1]), float(sys.argv[2]), sys.argv[3]
+cmds = {"bwrap --unshare-all": ["bwrap", "--unshare-all", "--ro-bind", "/", "/", "/bin/true"],
+        "modelvet jail": [mv, "jail", "--format", "json", "--", "/bin/true"]}
+ts = {k: [] for k in cmds}
+for i in range(runs):
+    for k, c in cmds.items():
+        time.sleep(gap)
+        start = time.perf_counter()
+        subprocess.run(c, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        ts[k].append((time.perf_counter() - start) * 1e3)
+bw = statistics.median(ts["bwrap --unshare-all"])
+for k, v in ts.items():
+    m = statistics.median(v)
+    q = statistics.quantiles(v, n=4)
+    note = f"   ratio to bwrap {m/bw:.2f}x" if k == "modelvet jail" else ""
+    print(f"  {k:34s} {m:8.3f} ms (q25 {q[0]:.3f}, q75 {q[2]:.3f}){note}")
 PY
 
 echo "== jail: spawn to first instruction of the child (median of $RUNS interleaved runs each, wall ms)"

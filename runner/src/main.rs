@@ -48,10 +48,13 @@ fn main() -> ExitCode {
         Err(e) => {
             let code = if e.use_stderr() { 2 } else { 0 };
             let _ = e.print();
+            sandbox::end_warm_up();
             return ExitCode::from(code);
         }
     };
     let result = commands::run(cli.command);
+    // What the warm-up started for a sandbox that never came (the command failed first).
+    sandbox::end_warm_up();
     if let Some(sig) = sandbox::interrupt::received() {
         // Whatever the command made of its stopped sandbox (a report, or an error that follows
         // from the stop), the run is not complete: end by the signal itself, as if uncaught.

@@ -38,7 +38,7 @@ pub struct Support {
 }
 
 impl Support {
-    /// `detect`, done once per process: the start-up prewarm and the host checks share it
+    /// `detect`, done once per process: the start-up helper and the host checks share it
     /// (whichever asks first reads /proc; the other waits for that answer).
     pub fn detected() -> Support {
         static ONCE: std::sync::OnceLock<Support> = std::sync::OnceLock::new();
@@ -145,16 +145,6 @@ impl Support {
         }
     }
 
-    /// The `cgroup.procs` of the first cgroup-v1 controller's parent group, if any controller
-    /// is v1 (see `prewarm_attach`).
-    pub fn v1_procs(&self) -> Option<PathBuf> {
-        [&self.memory, &self.pids]
-            .into_iter()
-            .flatten()
-            .find(|c| !c.v2)
-            .map(|c| c.parent.join("cgroup.procs"))
-    }
-
     pub fn describe(&self) -> String {
         let c = |c: &Option<Controller>| match c {
             Some(c) if c.v2 => "v2",
@@ -167,26 +157,6 @@ impl Support {
             c(&self.pids),
             if self.unified.is_some() { "yes" } else { "no" }
         )
-    }
-}
-
-/// Starts the wait of a cgroup-v1 move early. On v1 hierarchies the first move of a process
-/// between groups in a while waits for an RCU grace period (the kernel's
-/// `cgroup_threadgroup_rwsem` entering its slow mode: 7.7 ms measured on this project's hybrid CI
-/// host), and moves that follow within the next grace period are fast (0.05 to 0.3 ms measured).
-/// Moving this process into the group it is already in (a no-op) starts that wait now, so the
-/// sandbox's own attach a few milliseconds later finds it under way or done. Blocks for the
-/// grace period: call it on a thread of its own. Nothing moves: the pid is written only to the
-/// `cgroup.procs` that already lists it, and only for v1 controllers (v2 groups are joined with
-/// CLONE_INTO_CGROUP, which does not wait).
-pub fn prewarm_attach(support: &Support) {
-    let Some(dir) = support.v1_procs() else {
-        return;
-    };
-    let me = std::process::id().to_string();
-    let listed = fs::read_to_string(&dir).is_ok_and(|procs| procs.lines().any(|l| l == me));
-    if listed {
-        let _ = write(&dir, &me);
     }
 }
 
@@ -205,6 +175,34 @@ fn make_dir(parent: &Path, name: &str) -> Result<PathBuf, CgroupError> {
     let p = parent.join(name);
     fs::create_dir(&p).map_err(io_err(&p))?;
     Ok(p)
+}
+
+/// `make_dir`, where the group may exist already: made ahead under this spawn's unique name by
+/// `premake_unified`, on another thread, before or after this call.
+fn make_dir_or_take(parent: &Path, name: &str) -> Result<PathBuf, CgroupError> {
+    let p = parent.join(name);
+    match fs::create_dir(&p) {
+        Err(e) if e.kind() != io::ErrorKind::AlreadyExists => Err(io_err(&p)(e)),
+        _ => Ok(p),
+    }
+}
+
+/// The unified group of the spawn that will be called `name` (see `group_name`), made ahead of
+/// it for a child started early, which is cloned into it (CLONE_INTO_CGROUP: no move later, whose
+/// `cgroup.procs` write would wait for an RCU grace period). Returns the group's directory, open
+/// for the clone. The spawn's `Group::create_v2` takes the group over under the same name (and
+/// removes it at its end); `remove_premade` removes one no spawn took.
+pub fn premake_unified(support: &Support, name: &str) -> Option<fs::File> {
+    let dir = make_dir_or_take(support.unified.as_ref()?, name).ok()?;
+    fs::File::open(dir).ok()
+}
+
+/// Removes a group `premake_unified` made that no spawn took (its early child killed and
+/// reaped), so that a command that ends before its spawn leaves nothing behind.
+pub fn remove_premade(support: &Support, name: &str) {
+    if let Some(u) = &support.unified {
+        let _ = fs::remove_dir(u.join(name));
+    }
 }
 
 fn unescape(s: &str) -> String {
@@ -261,8 +259,8 @@ impl Group {
 
     /// The part that must exist before the clone: the unified group, which the child is born
     /// into (CLONE_INTO_CGROUP), with the limits of the controllers on v2. cgroup-v1 groups are
-    /// joined by a move after the clone, so `create_v1` can make them then, while the child
-    /// builds its root (a v1 memory group's mkdir alone took ~50 us here).
+    /// joined by the child itself after the clone (`v1_tasks`), so `create_v1` can make them
+    /// then, while the child builds its root (a v1 memory group's mkdir alone took ~50 us here).
     pub fn create_v2(
         support: &Support,
         name: &str,
@@ -278,7 +276,8 @@ impl Group {
             figures: std::sync::OnceLock::new(),
         };
         if let Some(u) = &support.unified {
-            g.unified = Some(make_dir(u, name)?);
+            // Made ahead for a child started early (`premake_unified`), or made now.
+            g.unified = Some(make_dir_or_take(u, name)?);
         }
         // A v2 controller's group is the unified one (or, without it, one of its own).
         let v2_dir = |g: &Group, c: &Controller| match &g.unified {
@@ -346,19 +345,38 @@ impl Group {
         d
     }
 
-    /// Moves `pid` into the groups, before it runs anything untrusted: the v1 ones, and the
-    /// unified one too where `unified` (a child not born into it with CLONE_INTO_CGROUP).
-    pub fn attach(&self, pid: i32, unified: bool) -> Result<(), CgroupError> {
-        if unified && let Some(u) = &self.unified {
-            write(&u.join("cgroup.procs"), &pid.to_string())?;
+    /// Moves `pid` into the unified group (a child not born into it with CLONE_INTO_CGROUP).
+    /// A move through `cgroup.procs` takes the kernel's `cgroup_threadgroup_rwsem` for writing,
+    /// which waits for an RCU grace period when nobody took it lately (2 to 20 ms measured on
+    /// this project's hosts): the fallback only.
+    pub fn attach_unified(&self, pid: i32) -> Result<(), CgroupError> {
+        match &self.unified {
+            Some(u) => write(&u.join("cgroup.procs"), &pid.to_string()),
+            None => Ok(()),
         }
+    }
+
+    /// The `tasks` files of the cgroup-v1 groups, open for writing, for the child to join them
+    /// itself: a single-threaded process writing `0` (itself) to a v1 `tasks` file moves without
+    /// the kernel's global `cgroup_threadgroup_rwsem` (`cgroup_procs_write_start` skips it for a
+    /// lone thread moving itself), so the move costs ~30 us instead of an RCU grace period
+    /// (5 to 19 ms measured on this hybrid host for a move through `cgroup.procs`). The kernel
+    /// checks the permission against the credentials these files were opened with (ours), not
+    /// the child's. Close-on-exec.
+    pub fn v1_tasks(&self) -> Result<Vec<fs::File>, CgroupError> {
+        let mut files = Vec::new();
         for d in self.dirs() {
             if Some(d) == self.unified.as_deref() {
                 continue;
             }
-            write(&d.join("cgroup.procs"), &pid.to_string())?;
+            let path = d.join("tasks");
+            let f = fs::OpenOptions::new()
+                .write(true)
+                .open(&path)
+                .map_err(io_err(&path))?;
+            files.push(f);
         }
-        Ok(())
+        Ok(files)
     }
 
     /// The v2 group, to clone into.
@@ -628,13 +646,6 @@ fn key_in(text: &str, key: &str) -> Option<u64> {
 
 #[cfg(test)]
 mod tests {
-    #[test]
-    fn prewarming_moves_nothing() {
-        let before = fs::read_to_string("/proc/self/cgroup").unwrap();
-        prewarm_attach(&Support::detect());
-        assert_eq!(fs::read_to_string("/proc/self/cgroup").unwrap(), before);
-    }
-
     use super::*;
 
     const HYBRID_MOUNTINFO: &str = "\

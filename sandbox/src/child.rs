@@ -31,6 +31,7 @@ pub enum Step {
     Exec,
     UserNsLimits,
     CgroupNs,
+    Cgroups,
 }
 
 impl Step {
@@ -51,6 +52,7 @@ impl Step {
             Exec,
             UserNsLimits,
             CgroupNs,
+            Cgroups,
         ]
         .into_iter()
         .find(|s| *s as u32 == v)
@@ -72,13 +74,15 @@ impl Step {
             Step::Exec => "executing the program",
             Step::UserNsLimits => "setting the user namespace's inotify limits (/proc/sys/user)",
             Step::CgroupNs => "making the cgroup namespace",
+            Step::Cgroups => "joining the cgroup-v1 groups (writing to their tasks files)",
         }
     }
 }
 
 pub const MSG_READY: u8 = b'R';
 pub const MSG_GO: u8 = b'G';
-/// The parent has moved us into our cgroups: limits hold from here on.
+/// Our cgroups are made: the message carries the `tasks` files of the cgroup-v1 ones (none on
+/// pure v2 hosts), which we join ourselves; limits hold from then on.
 pub const MSG_CGROUPS: u8 = b'C';
 pub const MSG_LISTENER: u8 = b'L';
 /// The rest of the plan is stored (`ChildPlan::rest`): a child started ahead of its command's
@@ -196,9 +200,19 @@ pub fn run(plan: &ChildPlan) -> ! {
         sys::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0).map(drop),
     );
     landlock(sock, rest);
-    // Nothing untrusted runs before the cgroup limits apply.
-    match sys::read_raw(sock, &mut go) {
-        Ok(1) if go[0] == MSG_CGROUPS => {}
+    // Nothing untrusted runs before the cgroup limits apply. We join the v1 groups ourselves:
+    // a lone thread writing 0 to a v1 `tasks` file moves without the kernel's global cgroup
+    // lock, whose write side waits for an RCU grace period (see `cgroup::Group::v1_tasks`).
+    let mut tasks = [-1; sys::MAX_PASSED_FDS];
+    match sys::recv_with_fds(sock, &mut go, &mut tasks) {
+        Ok((1, n)) if go[0] == MSG_CGROUPS => {
+            for (i, &fd) in tasks[..n].iter().enumerate() {
+                if let Err(e) = sys::write_all_raw(fd, b"0") {
+                    fail(sock, Step::Cgroups, i as u32, e)
+                }
+                sys::close(fd);
+            }
+        }
         _ => sys::exit_now(127),
     }
     // A cgroup namespace rooted at the groups just joined, all of them (v2 and v1): the program

@@ -71,8 +71,9 @@ pub struct Resources {
     /// From the start of `spawn` to the moment the program's first instruction may run (its
     /// execve answered): the cost of building the sandbox.
     pub setup_ms: f64,
-    /// The part of `setup_ms` spent moving the program into its cgroup-v1 groups (a
-    /// synchronize_rcu in the kernel; zero on pure v2 hosts, where it is born in its group).
+    /// The part of `setup_ms` the supervisor spent moving the program into its groups: opening
+    /// the cgroup-v1 groups' `tasks` files, which the child writes itself (without the kernel's
+    /// global cgroup lock), and, for a child not born into its v2 group, the move into that one.
     pub cgroup_attach_ms: f64,
     /// Peak of the memory cgroup (page cache and tmpfs included), when the host has one.
     #[serde(skip_serializing_if = "Option::is_none")]

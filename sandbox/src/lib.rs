@@ -346,11 +346,10 @@ pub fn spawn_with(mut config: Config, support: &HostSupport) -> Result<Running, 
     let cwd_host = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("/"));
     let cwd = config.cwd.clone().unwrap_or_else(|| cwd_host.clone());
 
-    let group_name = cgroup::group_name();
     // Kernel work that does not depend on the plan runs on a helper thread while this one builds
     // the plan: the network namespace (the slowest namespace to make, about a millisecond) and
     // the cgroups.
-    let mut prep = Prep::start(&support.cgroups, &group_name, config.memory, config.pids);
+    let mut prep = Prep::start(&support.cgroups, config.memory, config.pids);
 
     // What becomes visible: the program, and arguments that name existing host files.
     let mut ro = config.ro.clone();
@@ -868,6 +867,8 @@ struct EarlyChild {
     /// The thread that cloned it (its parent until that thread has gone).
     cloner: libc::pid_t,
     mem: ChildMemory,
+    /// Born into its unified cgroup (see `cgroup::premake_unified`).
+    born_in: bool,
 }
 
 /// An early child no spawn has taken: killed and reaped when dropped (its memory then freed, or
@@ -893,7 +894,7 @@ impl Unadopted {
             .map_err(|e| child_gone(&ec.sock, e, ec.mem.plan()))?;
         let ec = self.0.take().expect("adopt is called with a child");
         Ok((
-            ec.pid, ec.pidfd, ec.sock, ec.stdout, ec.stderr, ec.mem, false,
+            ec.pid, ec.pidfd, ec.sock, ec.stdout, ec.stderr, ec.mem, ec.born_in,
         ))
     }
 }
@@ -925,6 +926,7 @@ impl Drop for Unadopted {
 fn start_early_child(
     early_ops: Vec<plan::Op>,
     in_own_netns: bool,
+    unified: Option<&std::fs::File>,
 ) -> Result<EarlyChild, SandboxError> {
     let io = ChildIo::new(&[])?;
     let mem = ChildMemory::new(io.child_plan(early_ops, true)?)?;
@@ -935,7 +937,23 @@ fn start_early_child(
     if !in_own_netns {
         args.flags |= libc::CLONE_NEWNET as u64;
     }
-    let cloned = mem.clone_child(&mut args);
+    // Born into its unified group where there is one; should the kernel refuse that, outside
+    // it, to be moved in later.
+    let mut cloned = Err(sys::SysError {
+        call: "clone3",
+        errno: libc::EINVAL,
+    });
+    let mut born_in = false;
+    if let Some(f) = unified {
+        let mut into = args;
+        into.flags |= sys::CLONE_INTO_CGROUP;
+        into.cgroup = f.as_raw_fd() as u64;
+        cloned = mem.clone_child(&mut into);
+        born_in = cloned.is_ok();
+    }
+    if !born_in {
+        cloned = mem.clone_child(&mut args);
+    }
     let (pid, pidfd, mem) = took(cloned, pidfd, mem)?;
     let fds = [(io.fds[0].0, 0), (io.fds[1].0, 1), (io.fds[2].0, 2)];
     let (parent_sock, out_r, err_r) = io.parent_ends();
@@ -948,6 +966,7 @@ fn start_early_child(
         fds,
         cloner: sys::gettid(),
         mem,
+        born_in,
     }));
     // The id maps and 'go' from here, so that the child goes on at once, whatever the caller's
     // thread is doing; its 'ready' is heard before the caller gets it.
@@ -1237,6 +1256,9 @@ struct Early {
     child: Option<std::sync::mpsc::Receiver<Unadopted>>,
     /// The thread that cloned it, joined before the child is handed the rest of its plan.
     helper: Option<std::thread::JoinHandle<()>>,
+    /// The next spawn's cgroup name, whose unified group the helper made for the child started
+    /// ahead (`cgroup::premake_unified`): the spawn takes the name and the group with it.
+    group_name: Option<String>,
 }
 
 static EARLY_NETNS: std::sync::Mutex<Option<Early>> = std::sync::Mutex::new(None);
@@ -1244,15 +1266,16 @@ static EARLY_NETNS: std::sync::Mutex<Option<Early>> = std::sync::Mutex::new(None
 /// Starts the slow kernel work of the next sandbox now, on a thread of its own on the other core,
 /// so that it overlaps the caller's start-up (argument parsing, host checks, planning): the
 /// network namespace (~0.6 ms here; the next `spawn` uses it, without a call `spawn` makes one
-/// itself) and then, on cgroup-v1 hosts, the grace period the first cgroup move waits for
-/// (`cgroup::prewarm_attach`). The cgroup detection runs here meanwhile.
+/// itself). The cgroup detection runs here meanwhile.
 pub fn warm_up() {
     warm_up_inner(false)
 }
 
 /// `warm_up`, and on x86_64 also the next sandbox's child, started ahead of its plan on the
-/// helper thread (see `EarlyChild`): its clone (with the network namespace) and the part of its
-/// root every plan shares overlap the caller's start-up too, on the other core. For a caller
+/// helper thread (see `EarlyChild`): its clone (with the network namespace, into its unified
+/// cgroup made ahead) and the part of its root every plan shares overlap the caller's start-up
+/// too, on the other core. A caller that may end without its spawn calls `end_warm_up`. For a
+/// caller
 /// whose next spawn hands the child no extra descriptors (`jail`); a spawn that cannot use it
 /// (extra descriptors, or paths of its own over the shared part, `--ro /etc` say) kills it and
 /// clones its own.
@@ -1272,9 +1295,11 @@ fn warm_up_inner(with_child: bool) {
         // An early child nobody takes is killed and reaped where it is dropped.
         let (child_tx, child) = std::sync::mpsc::channel::<Unadopted>();
         let whole = sys::CpuMask::current().ok();
+        let group_name = with_child.then(cgroup::group_name);
+        let premade = group_name.clone();
         let started = spawn_elsewhere("modelvet-netns", move || {
             #[cfg(not(target_arch = "x86_64"))]
-            drop(early_ops);
+            drop((early_ops, premade));
             #[cfg(target_arch = "x86_64")]
             if let Some(ops) = early_ops {
                 // The child's network namespace, made here while the caller plans the child's
@@ -1289,15 +1314,20 @@ fn warm_up_inner(with_child: bool) {
                 if let Some(m) = whole {
                     let _ = m.apply_here();
                 }
+                // Its unified group, made now so that it is born in it (see
+                // `cgroup::premake_unified`).
+                let unified = premade
+                    .as_deref()
+                    .and_then(|name| cgroup::premake_unified(&cgroup::Support::detected(), name));
                 let child = match ops {
-                    Some(ops) => start_early_child(ops, netns.is_ok()).ok(),
+                    Some(ops) => start_early_child(ops, netns.is_ok(), unified.as_ref()).ok(),
                     None => None,
                 };
                 let _ = child_tx.send(Unadopted(child));
                 drop(child_tx);
                 // Done: the core is the child's. The caller joins this thread before it hands the
-                // child the rest of its plan (see `start_early_child`), and does the cgroup-v1
-                // warm-up and the pruning of stale groups itself while it waits for the child.
+                // child the rest of its plan (see `start_early_child`), and prunes stale groups
+                // itself while it waits for the child.
                 return;
             }
             drop(child_tx);
@@ -1310,25 +1340,11 @@ fn warm_up_inner(with_child: bool) {
             // every other thread of ours, and takes back the whole CPU mask.
             let _ = notifier_tx.send(supervisor::Notifier::start(host, whole).ok());
             drop(notifier_tx);
-            // The v1 warm-up only once the namespace is handed over, and at idle priority: on
-            // a thread of its own it held a core (a ~0.2 ms write here, where the move is fast)
-            // while the namespace thread or the main thread waited for it. Where the grace
-            // period is long (~8 ms on a fresh hybrid host) this still starts it well before
-            // the attach.
-            // The rest may run on either core again: should it hold a lock (the kernel's cgroup
-            // locks, our one malloc arena) that the main thread or the child waits for, the core
-            // that waiter leaves idle can finish it.
+            // The rest may run on either core again.
             if let Some(m) = whole {
                 let _ = m.apply_here();
             }
             let support = cgroup::Support::detected();
-            if support.v1_procs().is_some() {
-                // At normal priority: it holds the host's cgroup locks while it waits (every fork
-                // on the host waits for those), so it must not be starved. Tried at idle
-                // priority: a reviewer pointed out that on a loaded host that could hold up
-                // every fork for as long as the thread got no CPU.
-                cgroup::prewarm_attach(&support);
-            }
             // Then, at the lowest nice, the removal of groups that killed runs left behind
             // (~0.1 ms of directory reads that sat on the spawn's path). The supervisor does
             // it at the end of the run if this never got to it.
@@ -1345,6 +1361,7 @@ fn warm_up_inner(with_child: bool) {
                 notifier: Some(notifier),
                 child: with_child.then_some(child),
                 helper,
+                group_name,
             });
         }
     }
@@ -1380,6 +1397,22 @@ fn spawn_elsewhere<T: Send + 'static>(
     Ok(handle)
 }
 
+/// Ends what `warm_up_with_child` started and no spawn took: the child started ahead is killed
+/// and reaped, and the unified cgroup made for it removed. For a command that ends without its
+/// spawn (bad arguments, a missing file): without this the group stays until a later run's
+/// pruning of stale groups.
+pub fn end_warm_up() {
+    let Some(mut early) = take_early_netns() else {
+        return;
+    };
+    if let Some(child) = early.child.take() {
+        drop(child.recv());
+    }
+    if let Some(name) = early.group_name.take() {
+        cgroup::remove_premade(&cgroup::Support::detected(), &name);
+    }
+}
+
 fn take_early_netns() -> Option<Early> {
     EARLY_NETNS.lock().ok()?.take()
 }
@@ -1402,7 +1435,7 @@ struct Prep {
 }
 
 impl Prep {
-    fn start(cgroups: &cgroup::Support, name: &str, memory: u64, pids: u64) -> Prep {
+    fn start(cgroups: &cgroup::Support, memory: u64, pids: u64) -> Prep {
         // EPERM without CAP_SYS_ADMIN: clone3 then makes the namespace itself. The thread ends
         // once it has it, so it does not matter that it stays in the namespace. On another core
         // than the caller's, which goes on with the plan meanwhile. (On this thread a namespace
@@ -1418,12 +1451,18 @@ impl Prep {
                 notifier: None,
                 child: None,
                 helper: None,
+                group_name: None,
             })
         });
+        // The name the helper made the child's unified group under, if it started one.
+        let name = netns
+            .as_mut()
+            .and_then(|e| e.group_name.take())
+            .unwrap_or_else(cgroup::group_name);
         let group = if cgroups.memory.is_none() && cgroups.pids.is_none() {
             Ok(None)
         } else {
-            cgroup::Group::create_v2(cgroups, name, memory, pids)
+            cgroup::Group::create_v2(cgroups, &name, memory, pids)
                 .map(Some)
                 .map_err(SandboxError::from)
         };
@@ -1441,10 +1480,7 @@ impl Prep {
             return Unadopted(None);
         };
         // While the helper clones, what it leaves to the caller where it starts a child: the
-        // cgroup-v1 warm-up (see `warm_up`) and the removal of groups killed runs left behind.
-        if cgroups.v1_procs().is_some() {
-            cgroup::prewarm_attach(cgroups);
-        }
+        // removal of groups killed runs left behind.
         cgroup::prune_stale_once(cgroups);
         rx.recv().unwrap_or(Unadopted(None))
     }
@@ -1546,11 +1582,12 @@ fn start_handshake(pid: i32, sock: &OwnedFd, cplan: &ChildPlan) -> Result<(), Sa
     Ok(())
 }
 
-/// Parent side of the setup, second part: the cgroups, made and joined while the child builds
-/// its root (a v1 attach can take milliseconds); it waits for `MSG_CGROUPS` before it installs
-/// the filter and execs. `unified`: the child was not born into the v2 group and joins it now.
-/// Returns the attach's milliseconds. The listener that follows is the notification thread's to
-/// take.
+/// Parent side of the setup, second part: the cgroups, made while the child builds its root; it
+/// waits for `MSG_CGROUPS`, which carries the `tasks` files of the v1 groups for it to join them
+/// itself (see `cgroup::Group::v1_tasks`), before it installs the filter and execs. `unified`:
+/// the child was not born into the v2 group and is moved into it now. Returns the milliseconds
+/// of our part of the moves (the files opened and handed over, and the unified move if any).
+/// The listener that follows is the notification thread's to take.
 fn finish_handshake(
     pid: i32,
     sock: &OwnedFd,
@@ -1559,17 +1596,21 @@ fn finish_handshake(
     cplan: &ChildPlan,
 ) -> Result<f64, SandboxError> {
     // The cgroup-v1 groups are made now, while the child builds its root (see
-    // `Group::create_v2`); `attach_ms` is the move alone.
-    let mut attach_ms = 0.0;
+    // `Group::create_v2`); `attach_ms` is the moves alone.
+    let mut t = Instant::now();
+    let mut tasks = Vec::new();
     if let Some((g, support)) = group {
         g.create_v1(support)?;
-        let t = Instant::now();
-        g.attach(pid, unified)?;
-        attach_ms = t.elapsed().as_secs_f64() * 1e3;
+        t = Instant::now();
+        if unified {
+            g.attach_unified(pid)?;
+        }
+        tasks = g.v1_tasks()?;
     }
-    sys::write_all_raw(sock.as_raw_fd(), &[child::MSG_CGROUPS])
+    let fds: Vec<RawFd> = tasks.iter().map(|f| f.as_raw_fd()).collect();
+    sys::send_with_fds(sock.as_raw_fd(), &[child::MSG_CGROUPS], &fds)
         .map_err(|e| child_gone(sock, e, cplan))?;
-    Ok(attach_ms)
+    Ok(t.elapsed().as_secs_f64() * 1e3)
 }
 
 /// A write to the child that failed: a child that failed a step meanwhile has said which, and

@@ -49,7 +49,7 @@ fn check_int(call: &'static str, ret: libc::c_int) -> SysResult<libc::c_int> {
 
 /// `struct clone_args` of clone3(2).
 #[repr(C)]
-#[derive(Default)]
+#[derive(Default, Clone, Copy)]
 pub struct CloneArgs {
     pub flags: u64,
     pub pidfd: u64,
@@ -1238,6 +1238,140 @@ fn after_reset(mut read: impl FnMut() -> SysResult<usize>) -> SysResult<usize> {
     }
 }
 
+/// The most descriptors one setup message carries (`send_with_fds`, `recv_with_fds`).
+pub const MAX_PASSED_FDS: usize = 4;
+
+/// One SCM_RIGHTS control message with room for `MAX_PASSED_FDS` descriptors: the header, then
+/// the descriptors where CMSG_DATA puts them (right after the header, which is a multiple of
+/// the alignment on Linux; checked in the tests).
+#[repr(C)]
+struct FdsCmsg {
+    hdr: libc::cmsghdr,
+    fds: [RawFd; MAX_PASSED_FDS],
+}
+
+impl FdsCmsg {
+    fn new() -> FdsCmsg {
+        // SAFETY: cmsghdr is plain integers (musl's has padding fields): all-zero is valid.
+        let hdr: libc::cmsghdr = unsafe { std::mem::zeroed() };
+        FdsCmsg {
+            hdr,
+            fds: [-1; MAX_PASSED_FDS],
+        }
+    }
+}
+
+/// CMSG_LEN of `n` descriptors.
+fn cmsg_len(n: usize) -> usize {
+    // SAFETY: CMSG_LEN only computes a size.
+    unsafe { libc::CMSG_LEN((n * std::mem::size_of::<RawFd>()) as u32) as usize }
+}
+
+/// A msghdr for one buffer and, where `control` is set, its control message.
+fn msghdr(iov: &mut libc::iovec, control: Option<(&mut FdsCmsg, usize)>) -> libc::msghdr {
+    // SAFETY: msghdr is plain integers and pointers (and padding on musl): all-zero is valid.
+    let mut hdr: libc::msghdr = unsafe { std::mem::zeroed() };
+    hdr.msg_iov = iov;
+    hdr.msg_iovlen = 1;
+    if let Some((c, len)) = control {
+        hdr.msg_control = (c as *mut FdsCmsg).cast();
+        hdr.msg_controllen = len as _;
+    }
+    hdr
+}
+
+/// Sends `msg` with `fds` (at most `MAX_PASSED_FDS`) attached as SCM_RIGHTS (parent side).
+pub fn send_with_fds(fd: RawFd, msg: &[u8], fds: &[RawFd]) -> SysResult<()> {
+    assert!(
+        fds.len() <= MAX_PASSED_FDS,
+        "too many descriptors for one message"
+    );
+    let mut iov = libc::iovec {
+        iov_base: msg.as_ptr() as *mut libc::c_void,
+        iov_len: msg.len(),
+    };
+    let mut cmsg = FdsCmsg::new();
+    cmsg.hdr.cmsg_level = libc::SOL_SOCKET;
+    cmsg.hdr.cmsg_type = libc::SCM_RIGHTS;
+    cmsg.hdr.cmsg_len = cmsg_len(fds.len()) as _;
+    cmsg.fds[..fds.len()].copy_from_slice(fds);
+    // The control length is CMSG_SPACE: CMSG_LEN rounded up to the header's alignment.
+    let align = std::mem::align_of::<libc::cmsghdr>();
+    let space = cmsg_len(fds.len()).div_ceil(align) * align;
+    let control = (!fds.is_empty()).then_some((&mut cmsg, space));
+    let hdr = msghdr(&mut iov, control);
+    loop {
+        // SAFETY: hdr points at the iovec, `msg` and the control message, alive for the call.
+        let ret = unsafe { libc::sendmsg(fd, &hdr, libc::MSG_NOSIGNAL) };
+        match check("sendmsg", ret as libc::c_long) {
+            Err(e) if e.errno == libc::EINTR => {}
+            Err(e) => return Err(e),
+            Ok(n) if n as usize == msg.len() => return Ok(()),
+            Ok(_) => {
+                return Err(SysError {
+                    call: "sendmsg",
+                    errno: libc::EIO,
+                });
+            }
+        }
+    }
+}
+
+/// Receives one message into `buf` and the descriptors attached to it into `fds`, close-on-exec
+/// (child side: a raw recvmsg on the stack, no allocation). Returns the message's length and the
+/// number of descriptors; a message whose descriptors did not all fit is an error (EMSGSIZE),
+/// with those that came closed.
+pub fn recv_with_fds(
+    fd: RawFd,
+    buf: &mut [u8],
+    fds: &mut [RawFd; MAX_PASSED_FDS],
+) -> SysResult<(usize, usize)> {
+    let mut iov = libc::iovec {
+        iov_base: buf.as_mut_ptr().cast(),
+        iov_len: buf.len(),
+    };
+    let mut cmsg = FdsCmsg::new();
+    let room = std::mem::size_of::<FdsCmsg>();
+    let mut hdr = msghdr(&mut iov, Some((&mut cmsg, room)));
+    let n = loop {
+        // The msghdr points at the iovec, `buf` and the control message, alive for the call.
+        match sys_raw!(
+            "recvmsg",
+            libc::SYS_recvmsg,
+            fd,
+            &mut hdr as *mut libc::msghdr,
+            libc::MSG_CMSG_CLOEXEC
+        ) {
+            Err(e) if e.errno == libc::EINTR => {}
+            r => break r?,
+        }
+    };
+    let truncated = hdr.msg_flags & libc::MSG_CTRUNC != 0;
+    let got = hdr.msg_controllen as u64 as usize;
+    // One SCM_RIGHTS message is all the parent sends; its descriptors follow the header.
+    let count = if got >= cmsg_len(0)
+        && cmsg.hdr.cmsg_level == libc::SOL_SOCKET
+        && cmsg.hdr.cmsg_type == libc::SCM_RIGHTS
+    {
+        // socklen_t on musl, size_t on glibc.
+        let len = cmsg.hdr.cmsg_len as u64 as usize;
+        (len.saturating_sub(cmsg_len(0)) / std::mem::size_of::<RawFd>()).min(MAX_PASSED_FDS)
+    } else {
+        0
+    };
+    fds[..count].copy_from_slice(&cmsg.fds[..count]);
+    if truncated {
+        for &f in &fds[..count] {
+            close(f);
+        }
+        return Err(SysError {
+            call: "recvmsg",
+            errno: libc::EMSGSIZE,
+        });
+    }
+    Ok((n, count))
+}
+
 pub fn seqpacket_pair() -> SysResult<(OwnedFd, OwnedFd)> {
     let mut fds = [0; 2];
     // SAFETY: fds is a valid two-element out array.
@@ -1291,5 +1425,41 @@ pub fn poll_in(fd: RawFd, timeout_ms: i32) -> SysResult<bool> {
             continue;
         }
         return check_int("poll", ret).map(|n| n > 0);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The setup message with descriptors attached: the byte arrives with every descriptor,
+    /// each a working, close-on-exec copy (written through here, read at the other end).
+    #[test]
+    fn descriptors_pass_with_a_setup_message() {
+        // The descriptors sit where CMSG_DATA puts them.
+        assert_eq!(std::mem::offset_of!(FdsCmsg, fds), cmsg_len(0));
+        let (a, b) = seqpacket_pair().unwrap();
+        let pipes: Vec<(OwnedFd, OwnedFd)> = (0..2).map(|_| pipe().unwrap()).collect();
+        let ends: Vec<RawFd> = pipes.iter().map(|p| p.1.as_raw_fd()).collect();
+        send_with_fds(a.as_raw_fd(), b"C", &ends).unwrap();
+        let mut buf = [0u8; 4];
+        let mut got = [-1; MAX_PASSED_FDS];
+        let (n, count) = recv_with_fds(b.as_raw_fd(), &mut buf, &mut got).unwrap();
+        assert_eq!((n, buf[0], count), (1, b'C', 2));
+        for (i, (&fd, p)) in got[..count].iter().zip(&pipes).enumerate() {
+            assert!(!ends.contains(&fd), "a new descriptor, not ours");
+            // SAFETY: F_GETFD on a descriptor we just received.
+            let flags = unsafe { libc::fcntl(fd, libc::F_GETFD) };
+            assert_eq!(flags & libc::FD_CLOEXEC, libc::FD_CLOEXEC);
+            write_all_raw(fd, &[b'0' + i as u8]).unwrap();
+            let mut one = [0u8; 1];
+            assert_eq!(read_raw(p.0.as_raw_fd(), &mut one).unwrap(), 1);
+            assert_eq!(one[0], b'0' + i as u8);
+            close(fd);
+        }
+        // A message without descriptors still arrives, with none.
+        send_with_fds(a.as_raw_fd(), b"G", &[]).unwrap();
+        let (n, count) = recv_with_fds(b.as_raw_fd(), &mut buf, &mut got).unwrap();
+        assert_eq!((n, buf[0], count), (1, b'G', 0));
     }
 }
