@@ -783,6 +783,73 @@ fn the_program_dies_with_a_killed_modelvet() {
     });
 }
 
+/// The children of process `pid` (every thread's), by pid.
+fn children_of(pid: u32) -> Vec<i32> {
+    let mut kids: Vec<i32> = std::fs::read_dir(format!("/proc/{pid}/task"))
+        .unwrap()
+        .filter_map(|t| {
+            let t = t.ok()?.file_name();
+            std::fs::read_to_string(format!("/proc/{pid}/task/{}/children", t.to_str()?)).ok()
+        })
+        .flat_map(|s| {
+            s.split_whitespace()
+                .filter_map(|p| p.parse().ok())
+                .collect::<Vec<i32>>()
+        })
+        .collect();
+    kids.sort_unstable();
+    kids
+}
+
+/// Processes named `modelvet` that are stopped: the process the entry makes a sandboxing
+/// command's network namespace in stops until it is taken (see runner/src/start.rs).
+fn stopped_modelvets() -> Vec<i32> {
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|pid| {
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+            let state = stat.rsplit(") ").next().and_then(|s| s.chars().next());
+            stat.contains("(modelvet)") && state == Some('T')
+        })
+        .collect()
+}
+
+/// The network namespace a sandboxing command's entry makes ahead, in a process of its own, is
+/// the program's, a new one; that process is gone by the time the program runs, and a command
+/// that ends on a usage error leaves none behind either.
+#[test]
+fn the_namespace_made_at_the_entry_is_the_programs_and_its_maker_is_gone() {
+    use std::os::unix::fs::MetadataExt;
+    let child = jailed_sleep("44.5");
+    let sleeper = sleeps_with("44.5")[0];
+    let ns = |pid: &str| {
+        std::fs::metadata(format!("/proc/{pid}/ns/net"))
+            .unwrap()
+            .ino()
+    };
+    assert_ne!(
+        ns(&sleeper.to_string()),
+        ns("self"),
+        "a network namespace of its own"
+    );
+    // modelvet's one child is the program (the sandbox's pid 1).
+    assert_eq!(children_of(child.id()), vec![sleeper]);
+    // SAFETY: kill(2) on the modelvet process we started and have not reaped.
+    assert_eq!(unsafe { libc::kill(child.id() as i32, libc::SIGTERM) }, 0);
+    child.wait_with_output().unwrap();
+
+    let out = Command::new(modelvet())
+        .args(["jail", "--no-such-option", "--", "/bin/true"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    // Other tests' runs stop theirs for a moment too: none may stay.
+    wait_for("no stopped namespace maker", || {
+        stopped_modelvets().is_empty()
+    });
+}
+
 /// `-o` naming a device, a descriptor, a socket or a symlink. Reports to regular files are written
 /// to a temp file and renamed into place; done to `-o /dev/null` (as root) that put a regular file
 /// where the device was, for every program on the host.

@@ -36,6 +36,8 @@ fn main() -> ExitCode {
     // their sandboxes cleanly on Ctrl-C or SIGTERM (a cleanup nicety: should it fail, the signals
     // keep their default action and the program still dies with us by its parent-death signal).
     if matches!(command, Some("jail" | "probe" | "detonate")) {
+        // The entry started this sandbox's network namespace already (see start.rs).
+        sandbox::netns_made_by(start::early_netns);
         if command == Some("jail") {
             sandbox::warm_up_with_child();
         } else {

@@ -1263,6 +1263,22 @@ struct Early {
 
 static EARLY_NETNS: std::sync::Mutex<Option<Early>> = std::sync::Mutex::new(None);
 
+/// Where a network namespace made before the warm-up comes from (see `netns_made_by`).
+static NETNS_SOURCE: std::sync::OnceLock<fn() -> Option<OwnedFd>> = std::sync::OnceLock::new();
+
+/// Names where the next sandbox's network namespace may already be made, before `warm_up`: the
+/// `modelvet` binary's entry makes one for its sandboxing commands on a thread of its own while
+/// the binary starts. `source` is asked once, by the thread that would otherwise make one
+/// (waiting for it if need be); where it has none, that thread makes one. Set once per process.
+pub fn netns_made_by(source: fn() -> Option<OwnedFd>) {
+    let _ = NETNS_SOURCE.set(source);
+}
+
+/// A network namespace from `netns_made_by`'s source, if there is one.
+fn made_netns() -> Option<OwnedFd> {
+    NETNS_SOURCE.get().and_then(|source| source())
+}
+
 /// Starts the slow kernel work of the next sandbox now, on a thread of its own on the other core,
 /// so that it overlaps the caller's start-up (argument parsing, host checks, planning): the
 /// network namespace (~0.6 ms here; the next `spawn` uses it, without a call `spawn` makes one
@@ -1308,17 +1324,21 @@ fn warm_up_inner(with_child: bool) {
                 let _ = tx.send(None);
                 drop(tx);
                 drop(notifier_tx);
-                let netns = sys::fresh_netns();
+                let netns = match made_netns() {
+                    Some(ns) => sys::setns_net(&ns).map(|()| ns),
+                    None => sys::fresh_netns(),
+                };
+                // Its unified group, made now so that it is born in it (see
+                // `cgroup::premake_unified`), with the host's cgroups found here while the
+                // caller plans the early part.
+                let unified = premade
+                    .as_deref()
+                    .and_then(|name| cgroup::premake_unified(&cgroup::Support::detected(), name));
                 let ops = ops.recv().ok().flatten();
                 // The child, and the program after it, may run on any of our CPUs.
                 if let Some(m) = whole {
                     let _ = m.apply_here();
                 }
-                // Its unified group, made now so that it is born in it (see
-                // `cgroup::premake_unified`).
-                let unified = premade
-                    .as_deref()
-                    .and_then(|name| cgroup::premake_unified(&cgroup::Support::detected(), name));
                 let child = match ops {
                     Some(ops) => start_early_child(ops, netns.is_ok(), unified.as_ref()).ok(),
                     None => None,
@@ -1332,7 +1352,7 @@ fn warm_up_inner(with_child: bool) {
             }
             drop(child_tx);
             let host = sys::open_ns_net().ok();
-            let _ = tx.send(sys::fresh_netns().ok());
+            let _ = tx.send(made_netns().or_else(|| sys::fresh_netns().ok()));
             drop(tx);
             // The notification thread from here rather than from the main thread (a thread's
             // start cost the main thread 20-90 us here, just before the clone), once the
@@ -1443,7 +1463,7 @@ impl Prep {
         let mut netns = take_early_netns().or_else(|| {
             let (tx, rx) = std::sync::mpsc::channel();
             spawn_elsewhere("modelvet-prep", move || {
-                let _ = tx.send(sys::fresh_netns().ok());
+                let _ = tx.send(made_netns().or_else(|| sys::fresh_netns().ok()));
             })
             .ok()
             .map(|_| Early {
