@@ -37,7 +37,7 @@ fn main() -> ExitCode {
     // keep their default action and the program still dies with us by its parent-death signal).
     if matches!(command, Some("jail" | "probe" | "detonate")) {
         // The entry started this sandbox's network namespace already (see start.rs).
-        sandbox::netns_made_by(start::early_netns);
+        sandbox::netns_made_by(start::early_netns, start::reap_early_netns);
         if command == Some("jail") {
             sandbox::warm_up_with_child();
         } else {

@@ -509,9 +509,36 @@ core::arch::global_asm!(
 #[unsafe(no_mangle)]
 static MODELVET_EARLY_NETNS: std::sync::atomic::AtomicI32 = std::sync::atomic::AtomicI32::new(0);
 
+/// The killed namespace process, for `reap_early_netns`.
+#[cfg(all(
+    target_arch = "x86_64",
+    target_os = "linux",
+    target_feature = "crt-static"
+))]
+static MODELVET_EARLY_REAP: std::sync::atomic::AtomicI32 = std::sync::atomic::AtomicI32::new(0);
+
+/// Reaps the namespace process `early_netns` killed, if it did.
+pub fn reap_early_netns() {
+    #[cfg(all(
+        target_arch = "x86_64",
+        target_os = "linux",
+        target_feature = "crt-static"
+    ))]
+    {
+        let pid = MODELVET_EARLY_REAP.swap(0, std::sync::atomic::Ordering::AcqRel);
+        if pid > 0 {
+            let mut status = 0;
+            // SAFETY: wait4 on our own child (exit signal none: __WALL), into a local.
+            while unsafe { libc::wait4(pid, &mut status, libc::__WALL, std::ptr::null_mut()) } < 0
+                && std::io::Error::last_os_error().raw_os_error() == Some(libc::EINTR)
+            {}
+        }
+    }
+}
+
 /// The network namespace the entry started for this sandboxing command: once its process has
 /// made it and stopped (waited for if it has not: it takes ~0.4 ms from the start), opened
-/// through /proc, and the process killed and reaped. `None` where none was started or it
+/// through /proc, and the process killed (`reap_early_netns` reaps it). `None` where none was started or it
 /// failed (no CAP_SYS_ADMIN, say: the sandbox then makes its own). Once per process.
 pub fn early_netns() -> Option<std::os::fd::OwnedFd> {
     #[cfg(all(
@@ -543,11 +570,8 @@ pub fn early_netns() -> Option<std::os::fd::OwnedFd> {
             .flatten();
         // SAFETY: kill(2) on our own child, not yet reaped (so its pid is still its own).
         unsafe { libc::kill(pid, libc::SIGKILL) };
-        let mut status = 0;
-        // SAFETY: wait4 on our own child (exit signal none: __WALL), into a local.
-        while unsafe { libc::wait4(pid, &mut status, libc::__WALL, std::ptr::null_mut()) } < 0
-            && std::io::Error::last_os_error().raw_os_error() == Some(libc::EINTR)
-        {}
+        // Reaped by `reap_early_netns`, off the spawn's path: its exit takes a while.
+        MODELVET_EARLY_REAP.store(pid, std::sync::atomic::Ordering::Release);
         return netns.map(std::os::fd::OwnedFd::from);
     }
     #[allow(unreachable_code)]

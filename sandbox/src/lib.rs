@@ -1263,20 +1263,32 @@ struct Early {
 
 static EARLY_NETNS: std::sync::Mutex<Option<Early>> = std::sync::Mutex::new(None);
 
+/// A source of network namespaces made ahead and what ends it (see `netns_made_by`).
+type NetnsSource = (fn() -> Option<OwnedFd>, fn());
+
 /// Where a network namespace made before the warm-up comes from (see `netns_made_by`).
-static NETNS_SOURCE: std::sync::OnceLock<fn() -> Option<OwnedFd>> = std::sync::OnceLock::new();
+static NETNS_SOURCE: std::sync::OnceLock<NetnsSource> = std::sync::OnceLock::new();
 
 /// Names where the next sandbox's network namespace may already be made, before `warm_up`: the
-/// `modelvet` binary's entry makes one for its sandboxing commands on a thread of its own while
+/// `modelvet` binary's entry makes one for its sandboxing commands in a process of its own while
 /// the binary starts. `source` is asked once, by the thread that would otherwise make one
-/// (waiting for it if need be); where it has none, that thread makes one. Set once per process.
-pub fn netns_made_by(source: fn() -> Option<OwnedFd>) {
-    let _ = NETNS_SOURCE.set(source);
+/// (waiting for it if need be); where it has none, that thread makes one. `finish` is called
+/// once the namespace is in use (the child cloned into it), off the spawn's path: the maker's
+/// reaping. Set once per process.
+pub fn netns_made_by(source: fn() -> Option<OwnedFd>, finish: fn()) {
+    let _ = NETNS_SOURCE.set((source, finish));
 }
 
 /// A network namespace from `netns_made_by`'s source, if there is one.
 fn made_netns() -> Option<OwnedFd> {
-    NETNS_SOURCE.get().and_then(|source| source())
+    NETNS_SOURCE.get().and_then(|(source, _)| source())
+}
+
+/// `netns_made_by`'s `finish`, if there is one.
+fn made_netns_done() {
+    if let Some((_, finish)) = NETNS_SOURCE.get() {
+        finish();
+    }
 }
 
 /// Starts the slow kernel work of the next sandbox now, on a thread of its own on the other core,
@@ -1324,16 +1336,16 @@ fn warm_up_inner(with_child: bool) {
                 let _ = tx.send(None);
                 drop(tx);
                 drop(notifier_tx);
+                // Its unified group, made now so that it is born in it (see
+                // `cgroup::premake_unified`), with the host's cgroups found here while the
+                // caller plans the early part (and the entry's process finishes the namespace).
+                let unified = premade
+                    .as_deref()
+                    .and_then(|name| cgroup::premake_unified(&cgroup::Support::detected(), name));
                 let netns = match made_netns() {
                     Some(ns) => sys::setns_net(&ns).map(|()| ns),
                     None => sys::fresh_netns(),
                 };
-                // Its unified group, made now so that it is born in it (see
-                // `cgroup::premake_unified`), with the host's cgroups found here while the
-                // caller plans the early part.
-                let unified = premade
-                    .as_deref()
-                    .and_then(|name| cgroup::premake_unified(&cgroup::Support::detected(), name));
                 let ops = ops.recv().ok().flatten();
                 // The child, and the program after it, may run on any of our CPUs.
                 if let Some(m) = whole {
@@ -1345,6 +1357,7 @@ fn warm_up_inner(with_child: bool) {
                 };
                 let _ = child_tx.send(Unadopted(child));
                 drop(child_tx);
+                made_netns_done();
                 // Done: the core is the child's. The caller joins this thread before it hands the
                 // child the rest of its plan (see `start_early_child`), and prunes stale groups
                 // itself while it waits for the child.
@@ -1360,6 +1373,7 @@ fn warm_up_inner(with_child: bool) {
             // every other thread of ours, and takes back the whole CPU mask.
             let _ = notifier_tx.send(supervisor::Notifier::start(host, whole).ok());
             drop(notifier_tx);
+            made_netns_done();
             // The rest may run on either core again.
             if let Some(m) = whole {
                 let _ = m.apply_here();
@@ -1464,6 +1478,7 @@ impl Prep {
             let (tx, rx) = std::sync::mpsc::channel();
             spawn_elsewhere("modelvet-prep", move || {
                 let _ = tx.send(made_netns().or_else(|| sys::fresh_netns().ok()));
+                made_netns_done();
             })
             .ok()
             .map(|_| Early {
