@@ -80,8 +80,9 @@
 //! moves, the runtime's start) a TLB shootdown to its core, and cost more than it saved
 //! (3.46 -> 3.96 ms); and it shares no descriptors, since `main` relies on every descriptor open
 //! at its start being the caller's (`-o /dev/fd/N`). It sets its parent-death signal, makes the
-//! namespace, and stops; `early_netns` opens the namespace through /proc, kills it and reaps
-//! it. `jail -- /bin/true`, interleaved medians of 250: 3.87 -> 3.68 ms (bwrap 3.74 ms).
+//! namespace, and stops; `early_netns` opens the namespace through /proc and kills it, and
+//! `reap_early_netns` reaps it once the sandbox's child is cloned. `jail -- /bin/true`,
+//! interleaved medians of 250: 3.87 -> 3.68 ms (bwrap 3.74 ms).
 
 #[cfg(all(
     target_arch = "x86_64",
@@ -97,9 +98,9 @@ core::arch::global_asm!(
     // `_start` reads both. Keep rdx in r15; rsp is not moved (calls below return to it).
     "mov r15, rdx",
     // A sandboxing command (argv[1] `jail`, `probe` or `detonate`) starts its sandbox's network
-    // namespace now, on a thread of its own (see `early_netns`): the slowest namespace to make
-    // (~0.6 ms of kernel work), made on the other core while this one relocates the binary and
-    // the runtime starts, instead of after `main` has started a helper thread for it.
+    // namespace now, in a process of its own (see `early_netns`): the slowest namespace to make
+    // (~0.4-0.6 ms of kernel work), made on the other core while this one relocates the binary
+    // and the runtime starts, instead of after `main` has started a helper thread for it.
     "cmp qword ptr [rsp], 2",
     "jb 79f",
     "mov rdi, [rsp + 16]",
@@ -120,7 +121,8 @@ core::arch::global_asm!(
     // a TLB shootdown to the core it runs on) nor our descriptors (until `main` has taken its
     // copy of a descriptor `-o` names, every open one is the caller's). Without a stack of its
     // own it runs on a copy of ours. It makes the namespace and stops; `early_netns` opens the
-    // namespace through /proc, kills it and reaps it. Our pid first, for its check below.
+    // namespace through /proc and kills it, `reap_early_netns` reaps it. Our pid first, for its
+    // check below.
     "mov eax, 39", // getpid
     "syscall",
     "mov r12, rax",
@@ -397,11 +399,8 @@ core::arch::global_asm!(
     "jmp 31b",
     "39:",
     "ret",
-    // The network-namespace thread: all signals blocked (it has no thread pointer for a handler
-    // to find), unshare(CLONE_NEWNET), open /proc/thread-self/ns/net, publish the descriptor
-    // (or the failure) in MODELVET_EARLY_NETNS, wake its waiter, and end.
-    // The network-namespace process (see above): off its creator's core, unshare(CLONE_NEWNET),
-    // open /proc/thread-self/ns/net, and exit with the descriptor (255: failed).
+    // The network-namespace process (see above): off its creator's core, unshare(CLONE_NEWNET)
+    // and stop (exit 1 where it cannot make one).
     "80:",
     // Dies with us: prctl(PR_SET_PDEATHSIG, SIGKILL), then our pid checked (had we died before
     // the prctl, it would be an orphan, stopped for good).

@@ -1303,9 +1303,8 @@ pub fn warm_up() {
 /// helper thread (see `EarlyChild`): its clone (with the network namespace, into its unified
 /// cgroup made ahead) and the part of its root every plan shares overlap the caller's start-up
 /// too, on the other core. A caller that may end without its spawn calls `end_warm_up`. For a
-/// caller
-/// whose next spawn hands the child no extra descriptors (`jail`); a spawn that cannot use it
-/// (extra descriptors, or paths of its own over the shared part, `--ro /etc` say) kills it and
+/// caller whose next spawn hands the child no extra descriptors (`jail`); a spawn that cannot use
+/// it (extra descriptors, or paths of its own over the shared part, `--ro /etc` say) kills it and
 /// clones its own.
 pub fn warm_up_with_child() {
     warm_up_inner(cfg!(target_arch = "x86_64"))
