@@ -84,6 +84,8 @@
 //! `reap_early_netns` reaps it once the sandbox's child is cloned. `jail -- /bin/true`,
 //! interleaved medians of 250: 3.87 -> 3.68 ms (bwrap 3.74 ms).
 
+use std::sync::atomic::{AtomicI32, Ordering};
+
 #[cfg(all(
     target_arch = "x86_64",
     target_os = "linux",
@@ -499,82 +501,57 @@ core::arch::global_asm!(
 
 /// The process the entry started to make a sandboxing command's network namespace (see
 /// `modelvet_start`): its pid, 0 where none was started (another command, a failed clone, or a
-/// build without the entry). Taken once, by `early_netns`.
-#[cfg(all(
-    target_arch = "x86_64",
-    target_os = "linux",
-    target_feature = "crt-static"
-))]
+/// build without the entry, where nothing ever sets it). Taken once, by `early_netns`.
 #[unsafe(no_mangle)]
-static MODELVET_EARLY_NETNS: std::sync::atomic::AtomicI32 = std::sync::atomic::AtomicI32::new(0);
+static MODELVET_EARLY_NETNS: AtomicI32 = AtomicI32::new(0);
 
 /// The killed namespace process, for `reap_early_netns`.
-#[cfg(all(
-    target_arch = "x86_64",
-    target_os = "linux",
-    target_feature = "crt-static"
-))]
-static MODELVET_EARLY_REAP: std::sync::atomic::AtomicI32 = std::sync::atomic::AtomicI32::new(0);
-
-/// Reaps the namespace process `early_netns` killed, if it did.
-pub fn reap_early_netns() {
-    #[cfg(all(
-        target_arch = "x86_64",
-        target_os = "linux",
-        target_feature = "crt-static"
-    ))]
-    {
-        let pid = MODELVET_EARLY_REAP.swap(0, std::sync::atomic::Ordering::AcqRel);
-        if pid > 0 {
-            let mut status = 0;
-            // SAFETY: wait4 on our own child (exit signal none: __WALL), into a local.
-            while unsafe { libc::wait4(pid, &mut status, libc::__WALL, std::ptr::null_mut()) } < 0
-                && std::io::Error::last_os_error().raw_os_error() == Some(libc::EINTR)
-            {}
-        }
-    }
-}
+static MODELVET_EARLY_REAP: AtomicI32 = AtomicI32::new(0);
 
 /// The network namespace the entry started for this sandboxing command: once its process has
 /// made it and stopped (waited for if it has not: it takes ~0.4 ms from the start), opened
-/// through /proc, and the process killed (`reap_early_netns` reaps it). `None` where none was started or it
-/// failed (no CAP_SYS_ADMIN, say: the sandbox then makes its own). Once per process.
+/// through /proc, and the process killed (`reap_early_netns` reaps it). `None` where none was
+/// started or it failed (no CAP_SYS_ADMIN, say: the sandbox then makes its own). Once per
+/// process.
 pub fn early_netns() -> Option<std::os::fd::OwnedFd> {
-    #[cfg(all(
-        target_arch = "x86_64",
-        target_os = "linux",
-        target_feature = "crt-static"
-    ))]
-    {
-        let pid = MODELVET_EARLY_NETNS.swap(0, std::sync::atomic::Ordering::AcqRel);
-        if pid <= 0 {
+    let pid = MODELVET_EARLY_NETNS.swap(0, Ordering::AcqRel);
+    if pid <= 0 {
+        return None;
+    }
+    // Stopped (the namespace is made) or gone (it failed). Not reaped yet: WNOWAIT.
+    // SAFETY: an all-zero siginfo_t is valid; waitid fills it for our own child.
+    let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
+    let flags = libc::WSTOPPED | libc::WEXITED | libc::WNOWAIT | libc::__WALL;
+    let stopped = loop {
+        // SAFETY: waitid on our own child into a local siginfo_t.
+        let r = unsafe { libc::waitid(libc::P_PID, pid as libc::id_t, &mut info, flags) };
+        if r == 0 {
+            break info.si_code == libc::CLD_STOPPED;
+        }
+        if std::io::Error::last_os_error().raw_os_error() != Some(libc::EINTR) {
             return None;
         }
-        // Stopped (the namespace is made) or gone (it failed). Not reaped yet: WNOWAIT.
-        // SAFETY: an all-zero siginfo_t is valid; waitid fills it for our own child.
-        let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
-        let flags = libc::WSTOPPED | libc::WEXITED | libc::WNOWAIT | libc::__WALL;
-        let stopped = loop {
-            // SAFETY: waitid on our own child into a local siginfo_t.
-            let r = unsafe { libc::waitid(libc::P_PID, pid as libc::id_t, &mut info, flags) };
-            if r == 0 {
-                break info.si_code == libc::CLD_STOPPED;
-            }
-            if std::io::Error::last_os_error().raw_os_error() != Some(libc::EINTR) {
-                return None;
-            }
-        };
-        let netns = stopped
-            .then(|| std::fs::File::open(format!("/proc/{pid}/ns/net")).ok())
-            .flatten();
-        // SAFETY: kill(2) on our own child, not yet reaped (so its pid is still its own).
-        unsafe { libc::kill(pid, libc::SIGKILL) };
-        // Reaped by `reap_early_netns`, off the spawn's path: its exit takes a while.
-        MODELVET_EARLY_REAP.store(pid, std::sync::atomic::Ordering::Release);
-        return netns.map(std::os::fd::OwnedFd::from);
+    };
+    let netns = stopped
+        .then(|| std::fs::File::open(format!("/proc/{pid}/ns/net")).ok())
+        .flatten();
+    // SAFETY: kill(2) on our own child, not yet reaped (so its pid is still its own).
+    unsafe { libc::kill(pid, libc::SIGKILL) };
+    // Reaped by `reap_early_netns`, off the spawn's path: its exit takes a while.
+    MODELVET_EARLY_REAP.store(pid, Ordering::Release);
+    netns.map(std::os::fd::OwnedFd::from)
+}
+
+/// Reaps the namespace process `early_netns` killed, if it did.
+pub fn reap_early_netns() {
+    let pid = MODELVET_EARLY_REAP.swap(0, Ordering::AcqRel);
+    if pid > 0 {
+        let mut status = 0;
+        // SAFETY: wait4 on our own child (exit signal none: __WALL), into a local.
+        while unsafe { libc::wait4(pid, &mut status, libc::__WALL, std::ptr::null_mut()) } < 0
+            && std::io::Error::last_os_error().raw_os_error() == Some(libc::EINTR)
+        {}
     }
-    #[allow(unreachable_code)]
-    None
 }
 
 /// The whole pages of the relocated data (PT_GNU_RELRO), rounded as glibc's

@@ -793,10 +793,6 @@ fn clone_now(
         .and_then(|d| std::fs::File::open(d).ok());
     let mut pidfd: RawFd = -1;
     let mut args = clone_args(&mut pidfd);
-    if let Some(f) = &unified_fd {
-        args.flags |= sys::CLONE_INTO_CGROUP;
-        args.cgroup = f.as_raw_fd() as u64;
-    }
     // The child is born in the network namespace made ahead (this thread steps into it for the
     // clone and back out); without one, clone3 makes it.
     let netns_switch = match &netns {
@@ -810,7 +806,7 @@ fn clone_now(
             None
         }
     };
-    let cloned = mem.clone_child(&mut args);
+    let (cloned, born_in) = clone_into(&mem, args, unified_fd.as_ref());
     if let Some(own) = &netns_switch
         && let Err(e) = sys::setns_net(own)
     {
@@ -828,8 +824,27 @@ fn clone_now(
     drop(netns);
     let (pid, pidfd, mem) = took(cloned, pidfd, mem)?;
     let (parent_sock, out_r, err_r) = io.parent_ends();
-    let born_in = unified_fd.is_some();
     Ok((pid, pidfd, parent_sock, out_r, err_r, mem, born_in))
+}
+
+/// Clones the child into the unified group open at `unified` (CLONE_INTO_CGROUP: no move
+/// later, whose `cgroup.procs` write would wait for an RCU grace period), or, where there is
+/// none or the kernel refuses that, outside it, to be moved in by the handshake. Returns the
+/// clone's outcome and whether the child was born in the group.
+fn clone_into(
+    mem: &ChildMemory,
+    mut args: sys::CloneArgs,
+    unified: Option<&std::fs::File>,
+) -> (sys::SysResult<libc::pid_t>, bool) {
+    if let Some(f) = unified {
+        let mut into = args;
+        into.flags |= sys::CLONE_INTO_CGROUP;
+        into.cgroup = f.as_raw_fd() as u64;
+        if let Ok(pid) = mem.clone_child(&mut into) {
+            return (Ok(pid), true);
+        }
+    }
+    (mem.clone_child(&mut args), false)
 }
 
 /// The clone's outcome: the child's pid and pidfd (CLONE_PIDFD stored it in `pidfd`), or, where
@@ -937,23 +952,7 @@ fn start_early_child(
     if !in_own_netns {
         args.flags |= libc::CLONE_NEWNET as u64;
     }
-    // Born into its unified group where there is one; should the kernel refuse that, outside
-    // it, to be moved in later.
-    let mut cloned = Err(sys::SysError {
-        call: "clone3",
-        errno: libc::EINVAL,
-    });
-    let mut born_in = false;
-    if let Some(f) = unified {
-        let mut into = args;
-        into.flags |= sys::CLONE_INTO_CGROUP;
-        into.cgroup = f.as_raw_fd() as u64;
-        cloned = mem.clone_child(&mut into);
-        born_in = cloned.is_ok();
-    }
-    if !born_in {
-        cloned = mem.clone_child(&mut args);
-    }
+    let (cloned, born_in) = clone_into(&mem, args, unified);
     let (pid, pidfd, mem) = took(cloned, pidfd, mem)?;
     let fds = [(io.fds[0].0, 0), (io.fds[1].0, 1), (io.fds[2].0, 2)];
     let (parent_sock, out_r, err_r) = io.parent_ends();
